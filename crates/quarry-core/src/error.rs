@@ -1,0 +1,25 @@
+//! The validation error every layer uses for bad client input.
+//!
+//! It names the field and the rule that was broken so that the gRPC edge can
+//! return INVALID_ARGUMENT with a message a client can act on.
+
+/// Client input that breaks a rule. `field` is the request field's name as
+/// the client sees it (for example `settings.chunk_size`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidArgument {
+    /// The offending field, as named in the public API.
+    pub field: String,
+    /// What is wrong with it, including the limit where there is one.
+    pub reason: String,
+}
+
+impl InvalidArgument {
+    /// A new error for `field`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}

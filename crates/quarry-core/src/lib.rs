@@ -1,0 +1,17 @@
+//! Types shared by every Quarry crate: collections and their settings,
+//! documents and metadata, chunks, prompt/response records, and the
+//! validation error that names the offending field.
+//!
+//! This crate has no heavy dependencies on purpose: the model, index and
+//! store crates all depend on it, and it depends on none of them.
+
+pub mod collection;
+pub mod document;
+pub mod error;
+pub mod record;
+pub mod time;
+
+pub use collection::{CollectionInfo, CollectionName, CollectionSettings, SettingsPatch};
+pub use document::{Chunk, Document, MetaValue, Metadata};
+pub use error::InvalidArgument;
+pub use record::{Record, RecordId};

@@ -1,0 +1,317 @@
+//! Documents, their chunks and the chunks' vectors. A document and all its
+//! chunks are written, replaced or removed in one transaction together with
+//! the collection's counts and an op-log entry, so no reader and no crash
+//! ever sees half a document.
+
+use std::collections::HashSet;
+
+use quarry_core::{Chunk, CollectionName, Document, InvalidArgument};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
+
+use crate::collections::StoredCollection;
+use crate::oplog::{self, OpKind};
+use crate::{decode, encode, keys, Result, Store, StoreError};
+
+/// A document as stored: the client's document plus what the server derived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredDocument {
+    /// The document as loaded.
+    pub document: Document,
+    /// Hash of its normalised content, to skip unchanged re-loads.
+    pub content_hash: String,
+    /// Its chunks' ids, in order.
+    pub chunk_ids: Vec<u64>,
+    /// The op-log sequence number of its last change.
+    pub updated_seq: u64,
+}
+
+/// A chunk to store: text and its embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewChunk {
+    /// The chunk's text.
+    pub text: String,
+    /// Its embedding.
+    pub vector: Vec<f32>,
+}
+
+/// A document to store, already hashed, chunked and embedded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDocument {
+    /// The document.
+    pub document: Document,
+    /// Its content hash.
+    pub content_hash: String,
+    /// Its chunks, in order.
+    pub chunks: Vec<NewChunk>,
+}
+
+/// What an upsert did to one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpsertStatus {
+    /// It did not exist.
+    Added,
+    /// It existed with other content; its chunks were replaced.
+    Updated,
+    /// It existed with the same content hash; nothing was written.
+    Unchanged,
+}
+
+/// The result of an upsert.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpsertOutcome {
+    /// One status per input document, in input order.
+    pub statuses: Vec<UpsertStatus>,
+    /// Chunk ids written.
+    pub added_chunks: Vec<u64>,
+    /// Chunk ids removed (old versions).
+    pub removed_chunks: Vec<u64>,
+    /// The sequence number of the last op written (0 if nothing changed).
+    pub last_seq: u64,
+}
+
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn load_collection(
+    collections: &TransactionalTree,
+    name: &CollectionName,
+) -> std::result::Result<StoredCollection, ConflictableTransactionError<StoreError>> {
+    match collections.get(name.as_str())? {
+        Some(raw) => decode("collection", &raw).map_err(abort),
+        None => Err(abort(StoreError::CollectionNotFound(name.to_string()))),
+    }
+}
+
+/// Removes a document's chunks and vectors inside a transaction.
+fn remove_chunks(
+    chunks: &TransactionalTree,
+    vectors: &TransactionalTree,
+    collection_id: u64,
+    ids: &[u64],
+) -> std::result::Result<(), ConflictableTransactionError<StoreError>> {
+    for &id in ids {
+        let key = keys::chunk(collection_id, id);
+        chunks.remove(&key[..])?;
+        vectors.remove(&key[..])?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Inserts or replaces documents in one atomic, flushed write.
+    ///
+    /// Ids must be unique within the batch. A document whose stored content
+    /// hash equals the new one is left untouched.
+    pub fn upsert_documents(
+        &self,
+        collection: &CollectionName,
+        docs: &[NewDocument],
+    ) -> Result<UpsertOutcome> {
+        let mut seen = HashSet::with_capacity(docs.len());
+        for (i, d) in docs.iter().enumerate() {
+            if !seen.insert(d.document.id.as_str()) {
+                return Err(InvalidArgument::new(
+                    format!("documents[{i}].id"),
+                    format!("{:?} appears more than once in the batch", d.document.id),
+                )
+                .into());
+            }
+        }
+        let _guard = self.lock();
+        let trees = (
+            &self.meta,
+            &self.collections,
+            &self.documents,
+            &self.chunks,
+            &self.vectors,
+            &self.oplog,
+        );
+        let outcome =
+            trees.transaction(|(meta, collections, documents, chunks, vectors, log)| {
+                let mut coll = load_collection(collections, collection)?;
+                let mut out = UpsertOutcome::default();
+                for d in docs {
+                    let key = keys::scoped(coll.id, d.document.id.as_bytes());
+                    let old: Option<StoredDocument> = match documents.get(&key)? {
+                        Some(raw) => Some(decode("document", &raw).map_err(abort)?),
+                        None => None,
+                    };
+                    let removed = match &old {
+                        Some(old) if old.content_hash == d.content_hash => {
+                            out.statuses.push(UpsertStatus::Unchanged);
+                            continue;
+                        }
+                        Some(old) => {
+                            remove_chunks(chunks, vectors, coll.id, &old.chunk_ids)?;
+                            coll.chunk_count -= old.chunk_ids.len() as u64;
+                            out.statuses.push(UpsertStatus::Updated);
+                            old.chunk_ids.clone()
+                        }
+                        None => {
+                            coll.document_count += 1;
+                            out.statuses.push(UpsertStatus::Added);
+                            Vec::new()
+                        }
+                    };
+                    let mut added = Vec::with_capacity(d.chunks.len());
+                    for (index, c) in d.chunks.iter().enumerate() {
+                        let id = coll.next_chunk_id;
+                        coll.next_chunk_id += 1;
+                        let chunk = Chunk {
+                            id,
+                            document_id: d.document.id.clone(),
+                            index: index as u32,
+                            text: c.text.clone(),
+                        };
+                        let ckey = keys::chunk(coll.id, id);
+                        chunks.insert(&ckey[..], encode(&chunk))?;
+                        vectors.insert(&ckey[..], keys::encode_vector(&c.vector))?;
+                        added.push(id);
+                    }
+                    coll.chunk_count += added.len() as u64;
+                    let seq = oplog::append(
+                        meta,
+                        log,
+                        coll.id,
+                        OpKind::UpsertDocument {
+                            document_id: d.document.id.clone(),
+                            added: added.clone(),
+                            removed: removed.clone(),
+                        },
+                    )?;
+                    let stored = StoredDocument {
+                        document: d.document.clone(),
+                        content_hash: d.content_hash.clone(),
+                        chunk_ids: added.clone(),
+                        updated_seq: seq,
+                    };
+                    documents.insert(key, encode(&stored))?;
+                    out.added_chunks.extend(added);
+                    out.removed_chunks.extend(removed);
+                    out.last_seq = seq;
+                }
+                collections.insert(collection.as_str(), encode(&coll))?;
+                Ok(out)
+            })?;
+        self.flush()?;
+        Ok(outcome)
+    }
+
+    /// Deletes documents by id; ids that do not exist are skipped. Returns
+    /// the ids deleted and the chunks removed.
+    pub fn delete_documents(
+        &self,
+        collection: &CollectionName,
+        ids: &[String],
+    ) -> Result<(Vec<String>, Vec<u64>)> {
+        let _guard = self.lock();
+        let trees = (
+            &self.meta,
+            &self.collections,
+            &self.documents,
+            &self.chunks,
+            &self.vectors,
+            &self.oplog,
+        );
+        let result =
+            trees.transaction(|(meta, collections, documents, chunks, vectors, log)| {
+                let mut coll = load_collection(collections, collection)?;
+                let mut deleted = Vec::new();
+                let mut removed_all = Vec::new();
+                for id in ids {
+                    let key = keys::scoped(coll.id, id.as_bytes());
+                    let Some(raw) = documents.remove(key)? else {
+                        continue;
+                    };
+                    let old: StoredDocument = decode("document", &raw).map_err(abort)?;
+                    remove_chunks(chunks, vectors, coll.id, &old.chunk_ids)?;
+                    coll.document_count -= 1;
+                    coll.chunk_count -= old.chunk_ids.len() as u64;
+                    oplog::append(
+                        meta,
+                        log,
+                        coll.id,
+                        OpKind::DeleteDocument {
+                            document_id: id.clone(),
+                            removed: old.chunk_ids.clone(),
+                        },
+                    )?;
+                    deleted.push(id.clone());
+                    removed_all.extend(old.chunk_ids);
+                }
+                collections.insert(collection.as_str(), encode(&coll))?;
+                Ok((deleted, removed_all))
+            })?;
+        self.flush()?;
+        Ok(result)
+    }
+
+    /// Reads one document.
+    pub fn document(&self, collection: &CollectionName, id: &str) -> Result<StoredDocument> {
+        let coll = self.collection(collection)?;
+        match self.documents.get(keys::scoped(coll.id, id.as_bytes()))? {
+            Some(raw) => decode("document", &raw),
+            None => Err(StoreError::DocumentNotFound {
+                collection: collection.to_string(),
+                id: id.to_owned(),
+            }),
+        }
+    }
+
+    /// Every document of a collection, in id byte order.
+    pub fn documents(
+        &self,
+        collection_id: u64,
+    ) -> impl Iterator<Item = Result<StoredDocument>> + '_ {
+        self.documents
+            .scan_prefix(keys::collection_prefix(collection_id))
+            .values()
+            .map(|raw| decode("document", &raw?))
+    }
+
+    /// Reads one chunk (`None` when it was removed).
+    pub fn chunk(&self, collection_id: u64, chunk_id: u64) -> Result<Option<Chunk>> {
+        self.chunks
+            .get(keys::chunk(collection_id, chunk_id))?
+            .map(|raw| decode("chunk", &raw))
+            .transpose()
+    }
+
+    /// Reads one chunk's vector (`None` when it was removed).
+    pub fn vector(&self, collection_id: u64, chunk_id: u64) -> Result<Option<Vec<f32>>> {
+        self.vectors
+            .get(keys::chunk(collection_id, chunk_id))?
+            .map(|raw| {
+                keys::decode_vector(&raw)
+                    .ok_or_else(|| StoreError::Corrupt(format!("vector of chunk {chunk_id}")))
+            })
+            .transpose()
+    }
+
+    /// Every chunk of a collection, in id order (for index rebuilds).
+    pub fn chunks(&self, collection_id: u64) -> impl Iterator<Item = Result<Chunk>> + '_ {
+        self.chunks
+            .scan_prefix(keys::collection_prefix(collection_id))
+            .values()
+            .map(|raw| decode("chunk", &raw?))
+    }
+
+    /// Every vector of a collection with its chunk id, in id order.
+    pub fn vectors(
+        &self,
+        collection_id: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<f32>)>> + '_ {
+        self.vectors
+            .scan_prefix(keys::collection_prefix(collection_id))
+            .map(|item| {
+                let (key, raw) = item?;
+                let id = keys::decode_u64(keys::suffix(&key))
+                    .ok_or_else(|| StoreError::Corrupt("vector key".into()))?;
+                let v = keys::decode_vector(&raw)
+                    .ok_or_else(|| StoreError::Corrupt(format!("vector of chunk {id}")))?;
+                Ok((id, v))
+            })
+    }
+}

@@ -1,0 +1,99 @@
+//! The store's error type: user errors (missing or duplicate things, bad
+//! input) and internal ones (I/O, corruption, format mismatch).
+
+use std::path::PathBuf;
+
+use quarry_core::InvalidArgument;
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A collection with this name exists already.
+    #[error("collection {0:?} already exists")]
+    CollectionExists(String),
+    /// No collection has this name.
+    #[error("collection {0:?} does not exist")]
+    CollectionNotFound(String),
+    /// No document has this id in the collection.
+    #[error("document {id:?} does not exist in collection {collection:?}")]
+    DocumentNotFound {
+        /// The collection searched.
+        collection: String,
+        /// The missing id.
+        id: String,
+    },
+    /// No record has this id.
+    #[error("record {0} does not exist")]
+    RecordNotFound(String),
+    /// The caller passed something the store cannot accept.
+    #[error(transparent)]
+    Invalid(#[from] InvalidArgument),
+    /// The data directory was written by a newer Quarry.
+    #[error(
+        "the store at {path} has format version {found}, but this build of quarry supports only \
+         up to {supported}; run a newer quarry, or point --data-dir at another directory"
+    )]
+    FormatTooNew {
+        /// The store's directory.
+        path: PathBuf,
+        /// The version found on disk.
+        found: u32,
+        /// The version this build writes.
+        supported: u32,
+    },
+    /// The data directory was written by an older format that this build
+    /// cannot migrate.
+    #[error(
+        "the store at {path} has format version {found}, older than {supported}, and cannot be \
+         migrated by this build; export it with the quarry that wrote it"
+    )]
+    FormatTooOld {
+        /// The store's directory.
+        path: PathBuf,
+        /// The version found on disk.
+        found: u32,
+        /// The version this build writes.
+        supported: u32,
+    },
+    /// sled could not open the directory (often: another process holds it).
+    #[error(
+        "cannot open the store at {path}: {source} (only one quarry process may use a data \
+         directory at a time)"
+    )]
+    Open {
+        /// The store's directory.
+        path: PathBuf,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// A stored value could not be read back.
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    /// sled failed (I/O, disk full, ...).
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+}
+
+impl StoreError {
+    /// True for errors caused by the caller's input or by the state it asked
+    /// about, false for the server's own failures.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Self::CollectionExists(_)
+                | Self::CollectionNotFound(_)
+                | Self::DocumentNotFound { .. }
+                | Self::RecordNotFound(_)
+                | Self::Invalid(_)
+        )
+    }
+}
+
+impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
+    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Abort(e) => e,
+            sled::transaction::TransactionError::Storage(e) => Self::Sled(e),
+        }
+    }
+}
