@@ -1,1 +1,80 @@
-fn main() {}
+//! The `quarry` binary: `quarry serve` runs the server; every other
+//! subcommand is a gRPC client of a running server.
+
+mod cli;
+mod serve;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Quarry: a retrieval-augmented generation server with an embedded vector
+/// store.
+#[derive(Debug, Parser)]
+#[command(name = "quarry", version, about)]
+struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, env = "QUARRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(quarry::config::ServeArgs),
+    /// Create, inspect, list and delete collections.
+    #[command(subcommand)]
+    Collections(cli::collections::CollectionsCommand),
+}
+
+fn init_logging(format: LogFormat) {
+    // RUST_LOG overrides; by default Quarry logs at info and its
+    // dependencies at warn.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,quarry=info,quarry_engine=info,quarry_store=info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Collections(cmd) => runtime.block_on(cli::collections::run(cmd)),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The error chain on one line; no backtrace: these are messages
+            // for people, not panics.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

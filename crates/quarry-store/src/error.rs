@@ -89,6 +89,14 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// True when the disk refused an operation (full, read-only, gone): the
+    /// server's state, not a bug.
+    pub fn is_io(&self) -> bool {
+        matches!(self, Self::Sled(sled::Error::Io(_)))
+    }
+}
+
 impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
     fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
         match e {

@@ -1,0 +1,50 @@
+//! The client subcommands: each connects to a running server over gRPC,
+//! prints human output by default and JSON with `--json`.
+
+pub mod collections;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tonic::transport::{Channel, Endpoint};
+
+/// Default server address of every client subcommand.
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
+
+/// Flags every client subcommand takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// The server's address.
+    #[arg(long, env = "QUARRY_ADDR", default_value = DEFAULT_ADDR)]
+    pub addr: String,
+
+    /// Print JSON instead of human-readable text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ClientArgs {
+    /// Connects to the server, failing fast when it cannot be reached.
+    pub async fn connect(&self) -> anyhow::Result<Channel> {
+        let endpoint = Endpoint::from_shared(self.addr.clone())
+            .with_context(|| format!("--addr {:?} is not a valid URI", self.addr))?
+            .connect_timeout(Duration::from_secs(5));
+        endpoint.connect().await.with_context(|| {
+            format!(
+                "cannot reach a quarry server at {} (start one with `quarry serve`, or set --addr / QUARRY_ADDR)",
+                self.addr
+            )
+        })
+    }
+}
+
+/// Turns a failed call into an error that shows its status code.
+pub fn call_failed(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
+}
+
+/// Formats ms since the epoch as RFC 3339 (UTC, seconds).
+pub fn format_time(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}

@@ -1,0 +1,235 @@
+//! The server's configuration: command-line flags, each also an environment
+//! variable `QUARRY_*`, over an optional TOML file, over defaults.
+//!
+//! Precedence is flag or environment variable, then the file, then the
+//! default, so a deployment can ship a file and override one value with an
+//! environment variable.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default listen address: loopback only, a safe default for a server that
+/// holds private documents. Use 0.0.0.0:50051 to accept remote clients.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "quarry-data";
+/// Default largest gRPC message, both directions: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+const MIN_MESSAGE_BYTES: usize = 64 * 1024;
+const MAX_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
+/// Default time in-flight calls get to finish after a stop signal.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+
+/// Flags of `quarry serve`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on, HOST:PORT. Port 0 picks a free port; the bound
+    /// address is printed on standard output as `listening on ADDR`.
+    /// [default: 127.0.0.1:50051]
+    #[arg(long, env = "QUARRY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// Data directory: the store and the indexes live here. One server per
+    /// directory. [default: ./quarry-data]
+    #[arg(long, env = "QUARRY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// TOML file with any of the settings below (keys as the flags, with
+    /// underscores: listen, data_dir, max_message_bytes,
+    /// shutdown_grace_secs). Relative paths in it are relative to the file.
+    #[arg(long, env = "QUARRY_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Largest gRPC message accepted or sent, in bytes (65536 to
+    /// 1073741824). [default: 16777216]
+    #[arg(long, env = "QUARRY_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+
+    /// Seconds that in-flight calls get to finish after SIGTERM or Ctrl-C
+    /// before the server stops anyway. [default: 30]
+    #[arg(long, env = "QUARRY_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// The contents of a `--config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    max_message_bytes: Option<usize>,
+    shutdown_grace_secs: Option<u64>,
+}
+
+/// The effective configuration of a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Largest message, both directions.
+    pub max_message_bytes: usize,
+    /// Grace period for in-flight calls on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{setting}: {reason}")]
+    Invalid {
+        /// The setting's flag name.
+        setting: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl ServeArgs {
+    /// Merges flags, the file and defaults, and validates the result.
+    pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
+        let (file, base) = match &self.config {
+            Some(path) => (read_file(path)?, path.parent().map(Path::to_path_buf)),
+            None => (FileConfig::default(), None),
+        };
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        let data_dir = match (self.data_dir, file.data_dir) {
+            (Some(flag), _) => flag,
+            (None, Some(from_file)) => match base {
+                Some(base) if from_file.is_relative() => base.join(from_file),
+                _ => from_file,
+            },
+            (None, None) => PathBuf::from(DEFAULT_DATA_DIR),
+        };
+        let max_message_bytes = self
+            .max_message_bytes
+            .or(file.max_message_bytes)
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+        if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&max_message_bytes) {
+            return Err(ConfigError::Invalid {
+                setting: "--max-message-bytes",
+                reason: format!(
+                    "is {max_message_bytes}; allowed range is {MIN_MESSAGE_BYTES}..={MAX_MESSAGE_BYTES}"
+                ),
+            });
+        }
+        let grace = self
+            .shutdown_grace_secs
+            .or(file.shutdown_grace_secs)
+            .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS);
+        if grace > 3600 {
+            return Err(ConfigError::Invalid {
+                setting: "--shutdown-grace-secs",
+                reason: format!("is {grace}; the limit is 3600"),
+            });
+        }
+        Ok(ServeConfig {
+            listen,
+            data_dir,
+            max_message_bytes,
+            shutdown_grace: Duration::from_secs(grace),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn flags_override_the_file_and_file_paths_are_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("quarry.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:6000\"\ndata_dir = \"data\"\nmax_message_bytes = 1048576\n",
+        )
+        .unwrap();
+        let from_file = ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(from_file.listen.to_string(), "0.0.0.0:6000");
+        assert_eq!(from_file.data_dir, dir.path().join("data"));
+        assert_eq!(from_file.max_message_bytes, 1 << 20);
+
+        let overridden = ServeArgs {
+            config: Some(file),
+            listen: Some("127.0.0.1:7000".parse().unwrap()),
+            data_dir: Some("elsewhere".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(overridden.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(overridden.data_dir, PathBuf::from("elsewhere"));
+    }
+
+    #[test]
+    fn bad_files_and_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("quarry.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let err = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+
+        let err = ServeArgs {
+            max_message_bytes: Some(10),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().starts_with("--max-message-bytes"), "{err}");
+    }
+}

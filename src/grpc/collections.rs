@@ -1,0 +1,72 @@
+//! `quarry.v1.Collections`: create, get, list and delete collections.
+
+use quarry_core::CollectionName;
+use quarry_engine::{CreateCollection, Engine, EngineError};
+use tonic::{Request, Response, Status};
+
+use super::to_status;
+use crate::proto;
+
+/// The Collections service.
+pub struct CollectionsService {
+    engine: Engine,
+}
+
+impl CollectionsService {
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
+    }
+}
+
+fn invalid(e: quarry_core::InvalidArgument) -> Status {
+    to_status(EngineError::from(e))
+}
+
+#[tonic::async_trait]
+impl proto::collections_server::Collections for CollectionsService {
+    async fn create_collection(
+        &self,
+        request: Request<proto::CreateCollectionRequest>,
+    ) -> Result<Response<proto::Collection>, Status> {
+        let req = CreateCollection::try_from(request.into_inner()).map_err(invalid)?;
+        let info = self
+            .engine
+            .create_collection(req)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(info.into()))
+    }
+
+    async fn get_collection(
+        &self,
+        request: Request<proto::GetCollectionRequest>,
+    ) -> Result<Response<proto::Collection>, Status> {
+        let name = CollectionName::try_from(request.into_inner()).map_err(invalid)?;
+        let info = self.engine.get_collection(name).await.map_err(to_status)?;
+        Ok(Response::new(info.into()))
+    }
+
+    async fn list_collections(
+        &self,
+        request: Request<proto::ListCollectionsRequest>,
+    ) -> Result<Response<proto::ListCollectionsResponse>, Status> {
+        let proto::ListCollectionsRequest {} = request.into_inner();
+        let list = self.engine.list_collections().await.map_err(to_status)?;
+        Ok(Response::new(proto::ListCollectionsResponse {
+            collections: list.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn delete_collection(
+        &self,
+        request: Request<proto::DeleteCollectionRequest>,
+    ) -> Result<Response<proto::DeleteCollectionResponse>, Status> {
+        let name = CollectionName::try_from(request.into_inner()).map_err(invalid)?;
+        let deleted = self
+            .engine
+            .delete_collection(name)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(deleted.into()))
+    }
+}

@@ -1,0 +1,140 @@
+//! Conversions between `quarry.v1` messages and engine types.
+//!
+//! Requests convert with `TryFrom`, which validates and destructures the
+//! message completely, so adding a field to the .proto is a compile error
+//! here until it is handled. Replies convert with `From`.
+
+use quarry_core::{
+    CollectionInfo, CollectionName, CollectionSettings, InvalidArgument, SettingsPatch,
+};
+use quarry_engine::{CreateCollection, DeletedCollection};
+
+use crate::proto;
+
+impl TryFrom<proto::CreateCollectionRequest> for CreateCollection {
+    type Error = InvalidArgument;
+
+    fn try_from(req: proto::CreateCollectionRequest) -> Result<Self, Self::Error> {
+        let proto::CreateCollectionRequest { name, settings } = req;
+        let name = CollectionName::parse(&name)?;
+        let proto::CollectionSettings {
+            chunk_size,
+            chunk_overlap,
+            hnsw_m,
+            hnsw_ef_construction,
+            hnsw_ef_search,
+        } = settings.unwrap_or_default();
+        let settings = SettingsPatch {
+            chunk_size,
+            chunk_overlap,
+            hnsw_m,
+            hnsw_ef_construction,
+            hnsw_ef_search,
+        }
+        .resolve()?;
+        Ok(CreateCollection { name, settings })
+    }
+}
+
+impl TryFrom<proto::GetCollectionRequest> for CollectionName {
+    type Error = InvalidArgument;
+
+    fn try_from(req: proto::GetCollectionRequest) -> Result<Self, Self::Error> {
+        let proto::GetCollectionRequest { name } = req;
+        CollectionName::parse(&name)
+    }
+}
+
+impl TryFrom<proto::DeleteCollectionRequest> for CollectionName {
+    type Error = InvalidArgument;
+
+    fn try_from(req: proto::DeleteCollectionRequest) -> Result<Self, Self::Error> {
+        let proto::DeleteCollectionRequest { name } = req;
+        CollectionName::parse(&name)
+    }
+}
+
+impl From<CollectionSettings> for proto::CollectionSettings {
+    fn from(s: CollectionSettings) -> Self {
+        let CollectionSettings {
+            chunk_size,
+            chunk_overlap,
+            hnsw_m,
+            hnsw_ef_construction,
+            hnsw_ef_search,
+        } = s;
+        Self {
+            chunk_size: Some(chunk_size),
+            chunk_overlap: Some(chunk_overlap),
+            hnsw_m: Some(hnsw_m),
+            hnsw_ef_construction: Some(hnsw_ef_construction),
+            hnsw_ef_search: Some(hnsw_ef_search),
+        }
+    }
+}
+
+impl From<CollectionInfo> for proto::Collection {
+    fn from(c: CollectionInfo) -> Self {
+        let CollectionInfo {
+            name,
+            settings,
+            created_at_ms,
+            document_count,
+            chunk_count,
+        } = c;
+        Self {
+            name: name.into(),
+            settings: Some(settings.into()),
+            document_count,
+            chunk_count,
+            created_at_ms,
+        }
+    }
+}
+
+impl From<DeletedCollection> for proto::DeleteCollectionResponse {
+    fn from(d: DeletedCollection) -> Self {
+        let DeletedCollection {
+            name,
+            documents,
+            chunks,
+        } = d;
+        Self {
+            name: name.into(),
+            documents_deleted: documents,
+            chunks_deleted: chunks,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_request_fills_defaults_and_names_bad_fields() {
+        let ok = CreateCollection::try_from(proto::CreateCollectionRequest {
+            name: "docs".into(),
+            settings: None,
+        })
+        .unwrap();
+        assert_eq!(ok.settings, CollectionSettings::default());
+
+        let err = CreateCollection::try_from(proto::CreateCollectionRequest {
+            name: "docs".into(),
+            settings: Some(proto::CollectionSettings {
+                hnsw_m: Some(1),
+                ..Default::default()
+            }),
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "settings.hnsw_m");
+
+        let err = CreateCollection::try_from(proto::CreateCollectionRequest {
+            name: "no spaces".into(),
+            settings: None,
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "name");
+    }
+}

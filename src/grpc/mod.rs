@@ -1,0 +1,121 @@
+//! The gRPC server: one module per `quarry.v1` service, the conversions
+//! between wire messages and engine types, the single mapping of engine
+//! errors onto `tonic::Status`, and the router with health and reflection.
+//!
+//! Handlers are thin: convert (which validates), call the engine, convert
+//! back.
+
+mod collections;
+mod convert;
+mod documents;
+mod history;
+mod rag;
+mod retrieval;
+mod status;
+
+use std::future::Future;
+use std::time::Duration;
+
+use quarry_engine::Engine;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::proto;
+use proto::collections_server::CollectionsServer;
+use proto::documents_server::DocumentsServer;
+use proto::history_server::HistoryServer;
+use proto::rag_server::RagServer;
+use proto::retrieval_server::RetrievalServer;
+
+pub use status::{not_yet, to_status};
+
+/// The fully qualified names of every `quarry.v1` service, as reflection and
+/// health report them.
+pub const SERVICE_NAMES: [&str; 5] = [
+    "quarry.v1.Collections",
+    "quarry.v1.Documents",
+    "quarry.v1.Retrieval",
+    "quarry.v1.Rag",
+    "quarry.v1.History",
+];
+
+/// Transport settings of the server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest message a client may send, and the server may send, in bytes.
+    pub max_message_bytes: usize,
+}
+
+/// Serves every service on `listener` until `shutdown` resolves, then stops
+/// accepting, lets in-flight calls finish, and returns.
+pub async fn serve(
+    engine: Engine,
+    listener: TcpListener,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in SERVICE_NAMES {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the compiled descriptors are valid");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the compiled descriptors are valid");
+
+    let max = options.max_message_bytes;
+    let shutdown = async move {
+        shutdown.await;
+        // Tell load balancers first, then stop accepting.
+        for name in SERVICE_NAMES {
+            health
+                .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+    };
+
+    Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            CollectionsServer::new(collections::CollectionsService::new(engine.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            DocumentsServer::new(documents::DocumentsService::new(engine.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            RetrievalServer::new(retrieval::RetrievalService::new(engine.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            RagServer::new(rag::RagService::new(engine.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            HistoryServer::new(history::HistoryService::new(engine))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}

@@ -1,0 +1,89 @@
+//! `quarry serve`: opens the data directory, serves until SIGTERM or Ctrl-C,
+//! then drains in-flight calls (bounded by the grace period), flushes and
+//! exits 0.
+
+use std::io::Write;
+
+use anyhow::Context;
+use quarry::config::ServeArgs;
+use quarry::grpc::{self, ServerOptions};
+use quarry_engine::{Engine, EngineConfig};
+use tokio::sync::watch;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    let data_dir = config.data_dir.clone();
+    let engine = tokio::task::spawn_blocking(move || Engine::open(EngineConfig { data_dir }))
+        .await?
+        .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "quarry serving");
+    // Scripts and tests read the bound address (useful with port 0) here.
+    println!("listening on {addr}");
+    std::io::stdout().flush()?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        tracing::info!("stop signal received: refusing new calls, finishing in-flight ones");
+        let _ = stop_tx.send(true);
+    });
+
+    let mut server_stop = stop_rx.clone();
+    let server = grpc::serve(
+        engine.clone(),
+        listener,
+        ServerOptions {
+            max_message_bytes: config.max_message_bytes,
+        },
+        async move {
+            let _ = server_stop.wait_for(|stop| *stop).await;
+        },
+    );
+    let mut grace_stop = stop_rx;
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        served = server => served.context("the gRPC server failed")?,
+        _ = async move {
+            let _ = grace_stop.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(?grace, "in-flight calls did not finish within the grace period; stopping anyway"),
+    }
+
+    tokio::task::spawn_blocking(move || engine.flush())
+        .await?
+        .context("final flush failed")?;
+    tracing::info!("quarry stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

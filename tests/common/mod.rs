@@ -1,0 +1,163 @@
+//! Test harness: starts the real `quarry` binary on an ephemeral loopback
+//! port with its own data directory, and stops it the way operators do.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+
+/// How long a server gets to start or stop before the test fails.
+const STARTUP_LIMIT: Duration = Duration::from_secs(60);
+const STOP_LIMIT: Duration = Duration::from_secs(60);
+
+/// The path of the binary under test.
+pub fn quarry_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_quarry")
+}
+
+/// A running `quarry serve`.
+pub struct TestServer {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub addr: String,
+    /// Captured standard error (logs), filled as the server writes it.
+    stderr: mpsc::Receiver<String>,
+    stderr_lines: Vec<String>,
+}
+
+impl TestServer {
+    /// Starts a server on `data_dir` and waits until it listens.
+    pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts a server with extra flags.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(quarry_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("QUARRY_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn quarry serve");
+
+        let stderr = pipe_lines(child.stderr.take().unwrap());
+        let stdout = pipe_lines(child.stdout.take().unwrap());
+        let deadline = Instant::now() + STARTUP_LIMIT;
+        let addr = loop {
+            match stdout.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        break format!("http://{}", addr.trim());
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().unwrap();
+                    let logs: Vec<String> = stderr.try_iter().collect();
+                    panic!(
+                        "server exited with {status} before listening:\n{}",
+                        logs.join("\n")
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("server did not listen within {STARTUP_LIMIT:?}");
+            }
+        };
+        Self {
+            child: Some(child),
+            addr,
+            stderr,
+            stderr_lines: Vec::new(),
+        }
+    }
+
+    /// A connected channel.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.addr.clone())
+            .unwrap()
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .expect("connect to the test server")
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the process to exit.
+    pub fn stop(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: kill(2) with a pid we spawned and still own.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = wait_bounded(&mut child, STOP_LIMIT);
+        self.stderr_lines.extend(self.stderr.try_iter());
+        status
+    }
+
+    /// Everything the server logged so far.
+    pub fn logs(&mut self) -> String {
+        self.stderr_lines.extend(self.stderr.try_iter());
+        self.stderr_lines.join("\n")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits for `child` to exit, killing it and failing after `limit`.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Forwards a pipe's lines to a channel from a background thread.
+fn pipe_lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A fresh temporary data directory.
+pub fn data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("quarry-test-")
+        .tempdir()
+        .unwrap()
+}
+
+/// The path of a temp dir as an owned path.
+pub fn path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().to_path_buf()
+}
