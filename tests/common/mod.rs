@@ -94,11 +94,21 @@ impl TestServer {
     }
 
     /// Sends SIGTERM and waits (bounded) for the process to exit.
-    pub fn stop(mut self) -> ExitStatus {
+    pub fn stop(self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit()
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGINT`) without waiting.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.as_ref().unwrap().id() as libc::pid_t;
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
-        let pid = child.id() as libc::pid_t;
-        // SAFETY: kill(2) with a pid we spawned and still own.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
         let status = wait_bounded(&mut child, STOP_LIMIT);
         self.stderr_lines.extend(self.stderr.try_iter());
         status
