@@ -1,7 +1,29 @@
-//! Sentence embeddings: a candle BERT-family encoder with its tokenizer,
-//! pooling and normalisation read from the model folder, model sources
-//! (`path:`, `hf:`, `pip:`) with a verified local cache, and a model thread
-//! that batches requests by token budget behind a bounded queue.
+//! Sentence embeddings on candle: a BERT-family encoder loaded from a
+//! sentence-transformers folder (or a plain BERT folder), tokenised exactly
+//! as sentence-transformers does, pooled with the attention mask and
+//! normalised as the folder's modules say.
 //!
-//! Empty in this build: the embedding capability lands with its own issue,
-//! and until then the server answers `Retrieval.Embed` with UNIMPLEMENTED.
+//! [`SentenceEmbedder`] is the model; [`EmbedQueue`] owns one or more model
+//! threads fed by a bounded queue that batches requests by a token budget,
+//! so callers on an async runtime never run model code themselves.
+
+mod config;
+mod error;
+mod model;
+mod queue;
+
+pub use config::{Pooling, SentenceConfig};
+pub use error::EmbedError;
+pub use model::SentenceEmbedder;
+pub use queue::{EmbedQueue, QueueConfig};
+
+/// Files a sentence-transformers model folder must have, and may have.
+pub const MODEL_FILES: quarry_models::FileSet<'static> = quarry_models::FileSet {
+    required: &["config.json", "tokenizer.json", "model.safetensors"],
+    optional: &[
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+        "config_sentence_transformers.json",
+    ],
+};

@@ -73,8 +73,7 @@ pub(crate) fn download(
     if !status.success() {
         let last = stderr
             .lines()
-            .filter(|l| !l.trim().is_empty())
-            .last()
+            .rfind(|l| !l.trim().is_empty())
             .unwrap_or("no output");
         return Err(format!(
             "`{python} -m pip download {package}=={version}` failed ({status}): {last}"

@@ -1,0 +1,227 @@
+//! The model threads and their queue.
+//!
+//! Requests wait in a bounded queue (a full queue is an immediate
+//! [`EmbedError::QueueFull`], never an unbounded backlog). Each model thread
+//! takes the first waiting request, then every other waiting request while
+//! their tokens fit the batch budget, tokenises them, sorts all texts by
+//! length so each forward pass pads little, runs the passes, and hands every
+//! caller its vectors in its own order.
+
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use tokenizers::Encoding;
+use tokio::sync::oneshot;
+
+use crate::{EmbedError, SentenceEmbedder};
+
+/// Tuning of the queue and its threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Model threads, each with its own model instance (weights are mapped
+    /// once and shared by the OS).
+    pub workers: usize,
+    /// Requests that may wait; one more is refused.
+    pub capacity: usize,
+    /// Padded tokens (batch size times longest length) per forward pass.
+    pub max_batch_tokens: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            capacity: 256,
+            max_batch_tokens: 8192,
+        }
+    }
+}
+
+type Outcome = Result<Vec<Vec<f32>>, EmbedError>;
+type Reply = oneshot::Sender<Outcome>;
+
+struct Job {
+    texts: Vec<String>,
+    reply: Reply,
+}
+
+/// A handle to the model threads. Clones share them; the threads stop when
+/// the last handle is dropped.
+#[derive(Clone)]
+pub struct EmbedQueue {
+    tx: SyncSender<Job>,
+    capacity: usize,
+    dimension: usize,
+    max_seq_length: usize,
+}
+
+impl EmbedQueue {
+    /// Loads `config.workers` model instances from `dir` and starts their
+    /// threads.
+    pub fn start(dir: &Path, config: QueueConfig) -> Result<Self, EmbedError> {
+        let workers = config.workers.max(1);
+        let (tx, rx) = mpsc::sync_channel::<Job>(config.capacity.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let mut dimension = 0;
+        let mut max_seq_length = 0;
+        for i in 0..workers {
+            let model = SentenceEmbedder::load(dir)?;
+            dimension = model.dimension();
+            max_seq_length = model.config().max_seq_length;
+            let rx = Arc::clone(&rx);
+            let budget = config.max_batch_tokens.max(max_seq_length);
+            std::thread::Builder::new()
+                .name(format!("quarry-embed-{i}"))
+                .spawn(move || worker(model, rx, budget))
+                .map_err(|e| EmbedError::file(dir, format!("cannot start a model thread: {e}")))?;
+        }
+        Ok(Self {
+            tx,
+            capacity: config.capacity.max(1),
+            dimension,
+            max_seq_length,
+        })
+    }
+
+    /// The vectors' dimension.
+    pub fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    /// Longest input in tokens; longer inputs are truncated.
+    pub fn max_seq_length(&self) -> usize {
+        self.max_seq_length
+    }
+
+    fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Outcome>, EmbedError> {
+        let (reply, rx) = oneshot::channel();
+        match self.tx.try_send(Job { texts, reply }) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(EmbedError::QueueFull {
+                capacity: self.capacity,
+            }),
+            Err(TrySendError::Disconnected(_)) => Err(EmbedError::Stopped),
+        }
+    }
+
+    /// Embeds `texts`, in order. Waits without blocking the runtime.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(texts)?.await.map_err(|_| EmbedError::Stopped)?
+    }
+
+    /// Embeds `texts` from a thread that may block (loaders, benchmarks).
+    pub fn embed_blocking(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(texts)?
+            .blocking_recv()
+            .map_err(|_| EmbedError::Stopped)?
+    }
+}
+
+fn worker(model: SentenceEmbedder, rx: Arc<Mutex<Receiver<Job>>>, budget: usize) {
+    loop {
+        let jobs = {
+            let rx = match rx.lock() {
+                Ok(rx) => rx,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let Ok(first) = rx.recv() else { return };
+            let mut waiting_tokens = estimate_tokens(&first.texts);
+            let mut jobs = vec![first];
+            // Take more waiting requests while they plausibly fit the budget:
+            // one batch of work per wake-up, without holding back the first.
+            while waiting_tokens < budget {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        waiting_tokens += estimate_tokens(&job.texts);
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            jobs
+        };
+        run_jobs(&model, jobs, budget);
+    }
+}
+
+/// A cheap upper-ish estimate (about 4 bytes a token) used only to decide
+/// how many requests to take at once.
+fn estimate_tokens(texts: &[String]) -> usize {
+    texts.iter().map(|t| t.len() / 4 + 2).sum()
+}
+
+fn run_jobs(model: &SentenceEmbedder, jobs: Vec<Job>, budget: usize) {
+    // Tokenise each job; a job whose texts fail to tokenise fails alone.
+    let mut live: Vec<(Reply, Vec<Encoding>)> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let texts: Vec<&str> = job.texts.iter().map(String::as_str).collect();
+        match model.tokenize(&texts) {
+            Ok(encodings) => live.push((job.reply, encodings)),
+            Err(e) => {
+                let _ = job.reply.send(Err(e));
+            }
+        }
+    }
+    // Every text of every job, sorted by length to cut padding.
+    let mut order: Vec<(usize, usize)> = live
+        .iter()
+        .enumerate()
+        .flat_map(|(j, (_, encs))| (0..encs.len()).map(move |i| (j, i)))
+        .collect();
+    order.sort_by_key(|&(j, i)| live[j].1[i].len());
+
+    let mut results: Vec<Vec<Option<Vec<f32>>>> = live
+        .iter()
+        .map(|(_, encs)| vec![None; encs.len()])
+        .collect();
+    let mut failure: Option<String> = None;
+    let mut start = 0;
+    while start < order.len() {
+        // Grow the batch while batch_size * longest stays within budget; the
+        // order is ascending, so the newest text is the longest.
+        let mut end = start + 1;
+        while end < order.len() {
+            let (j, i) = order[end];
+            let longest = live[j].1[i].len().max(1);
+            if (end - start + 1) * longest > budget {
+                break;
+            }
+            end += 1;
+        }
+        let batch: Vec<&Encoding> = order[start..end]
+            .iter()
+            .map(|&(j, i)| &live[j].1[i])
+            .collect();
+        match model.embed_encodings(&batch) {
+            Ok(vectors) => {
+                for (&(j, i), v) in order[start..end].iter().zip(vectors) {
+                    results[j][i] = Some(v);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "embedding batch failed");
+                failure = Some(e.to_string());
+                break;
+            }
+        }
+        start = end;
+    }
+    for ((reply, _), vectors) in live.into_iter().zip(results) {
+        let outcome = match (&failure, vectors.into_iter().collect::<Option<Vec<_>>>()) {
+            (None, Some(all)) => Ok(all),
+            (Some(e), _) => Err(EmbedError::Model(candle_core::Error::Msg(e.clone()))),
+            (None, None) => Err(EmbedError::Model(candle_core::Error::Msg(
+                "a batch produced no vector".into(),
+            ))),
+        };
+        // The caller may have gone away; nothing to do then.
+        let _ = reply.send(outcome);
+    }
+}
