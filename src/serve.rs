@@ -12,10 +12,16 @@ use tokio::sync::watch;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
-    let data_dir = config.data_dir.clone();
-    let engine = tokio::task::spawn_blocking(move || Engine::open(EngineConfig { data_dir }))
+    let engine_config = EngineConfig {
+        data_dir: config.data_dir.clone(),
+        model_cache: config.model_cache.clone(),
+        embed_model: config.embed_model.clone(),
+        embed_queue: config.embed_queue,
+        embed_limits: config.embed_limits,
+    };
+    let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await?
-        .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
+        .context("cannot start the engine")?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

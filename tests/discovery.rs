@@ -154,12 +154,12 @@ async fn capabilities_not_served_yet_say_so() {
 
     let mut retrieval = proto::retrieval_client::RetrievalClient::new(channel.clone());
     let status = retrieval
-        .embed(proto::EmbedRequest::default())
+        .search(proto::SearchRequest::default())
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unimplemented);
     assert!(
-        status.message().contains("embeddings"),
+        status.message().contains("Retrieval.Search"),
         "{}",
         status.message()
     );

@@ -2,6 +2,8 @@
 //! prints human output by default and JSON with `--json`.
 
 pub mod collections;
+pub mod embed;
+pub mod models;
 
 use std::time::Duration;
 
@@ -23,7 +25,16 @@ pub struct ClientArgs {
     pub json: bool,
 }
 
+/// Largest reply a client accepts: the server's default limit, so that
+/// replies the server may send are never refused here.
+const CLIENT_MAX_MESSAGE_BYTES: usize = quarry::config::DEFAULT_MAX_MESSAGE_BYTES;
+
 impl ClientArgs {
+    /// The receive limit for replies.
+    pub fn max_message_bytes(&self) -> usize {
+        CLIENT_MAX_MESSAGE_BYTES
+    }
+
     /// Connects to the server, failing fast when it cannot be reached.
     pub async fn connect(&self) -> anyhow::Result<Channel> {
         let endpoint = Endpoint::from_shared(self.addr.clone())

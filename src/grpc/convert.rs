@@ -7,7 +7,7 @@
 use quarry_core::{
     CollectionInfo, CollectionName, CollectionSettings, InvalidArgument, SettingsPatch,
 };
-use quarry_engine::{CreateCollection, DeletedCollection};
+use quarry_engine::{CreateCollection, DeletedCollection, Embeddings};
 
 use crate::proto;
 
@@ -103,6 +103,24 @@ impl From<DeletedCollection> for proto::DeleteCollectionResponse {
             name: name.into(),
             documents_deleted: documents,
             chunks_deleted: chunks,
+        }
+    }
+}
+
+impl From<Embeddings> for proto::EmbedResponse {
+    fn from(e: Embeddings) -> Self {
+        let Embeddings {
+            vectors,
+            model,
+            dimension,
+        } = e;
+        Self {
+            embeddings: vectors
+                .into_iter()
+                .map(|values| proto::Embedding { values })
+                .collect(),
+            model,
+            dimension: dimension as u32,
         }
     }
 }

@@ -1,18 +1,16 @@
 //! `quarry.v1.Retrieval`: search and embeddings.
 //!
-//! Not yet served: Embed needs the sentence-embedding model and Search the
-//! hybrid indexes. Until then each answers UNIMPLEMENTED naming what it
-//! waits for.
+//! Search is not served yet: it needs the hybrid indexes, and answers
+//! UNIMPLEMENTED naming them until they land.
 
 use quarry_engine::Engine;
 use tonic::{Request, Response, Status};
 
-use super::not_yet;
+use super::{not_yet, to_status};
 use crate::proto;
 
 /// The Retrieval service.
 pub struct RetrievalService {
-    #[allow(dead_code)] // used once retrieval is served
     engine: Engine,
 }
 
@@ -36,8 +34,10 @@ impl proto::retrieval_server::Retrieval for RetrievalService {
 
     async fn embed(
         &self,
-        _request: Request<proto::EmbedRequest>,
+        request: Request<proto::EmbedRequest>,
     ) -> Result<Response<proto::EmbedResponse>, Status> {
-        Err(not_yet("Retrieval.Embed", "sentence embeddings on candle"))
+        let proto::EmbedRequest { texts } = request.into_inner();
+        let embeddings = self.engine.embed(texts).await.map_err(to_status)?;
+        Ok(Response::new(embeddings.into()))
     }
 }

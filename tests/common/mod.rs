@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
@@ -18,6 +18,19 @@ const STOP_LIMIT: Duration = Duration::from_secs(60);
 /// The path of the binary under test.
 pub fn quarry_bin() -> &'static str {
     env!("CARGO_BIN_EXE_quarry")
+}
+
+/// Makes sure the default models are in the cache before any server
+/// starts (fetching them on a fresh machine), once per test binary.
+pub fn ensure_models() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let source: quarry_models::ModelSource =
+            quarry_models::DEFAULT_EMBED_MODEL.parse().unwrap();
+        quarry_models::ModelCache::from_env()
+            .fetch(&source, &quarry_embed::MODEL_FILES)
+            .unwrap_or_else(|e| panic!("{e}"));
+    });
 }
 
 /// A running `quarry serve`.
@@ -38,6 +51,7 @@ impl TestServer {
 
     /// Starts a server with extra flags.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
+        ensure_models();
         let mut child = Command::new(quarry_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)

@@ -2,6 +2,7 @@
 //! gRPC edge needs to choose a status code.
 
 use quarry_core::InvalidArgument;
+use quarry_embed::EmbedError;
 use quarry_store::StoreError;
 
 /// Every failure of an engine call.
@@ -28,6 +29,19 @@ pub enum EngineError {
     /// A bug or damaged data.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<EmbedError> for EngineError {
+    fn from(e: EmbedError) -> Self {
+        match e {
+            EmbedError::QueueFull { .. } => Self::ResourceExhausted(e.to_string()),
+            EmbedError::Stopped => Self::Unavailable(e.to_string()),
+            EmbedError::Source(_) | EmbedError::ModelFile { .. } => {
+                Self::Unavailable(e.to_string())
+            }
+            EmbedError::Tokenizer(_) | EmbedError::Model(_) => Self::Internal(e.to_string()),
+        }
+    }
 }
 
 impl From<StoreError> for EngineError {

@@ -1,30 +1,42 @@
 //! The pipeline that the server and the command line drive: it owns the
-//! store (and, as they land, the embedder, the indexes and the generator)
+//! store, the embedder (and, as they land, the indexes and the generator)
 //! and exposes each capability as one async call.
 //!
-//! Blocking work (sled I/O with its fsyncs, and later model and index work)
-//! never runs on the async runtime's workers: every call hops to the blocking
-//! pool or to a model thread.
+//! Blocking work never runs on the async runtime's workers: sled I/O with
+//! its fsyncs hops to the blocking pool, and model work goes to the model
+//! threads behind their bounded queues.
 
 mod collections;
+mod embed;
 mod error;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use quarry_embed::{EmbedQueue, QueueConfig};
+use quarry_models::{ModelCache, ModelSource};
 use quarry_store::Store;
 
 pub use collections::{CreateCollection, DeletedCollection};
+pub use embed::{EmbedLimits, Embeddings};
 pub use error::EngineError;
 
 /// Result type of the engine.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
-/// Where the engine keeps its data.
+/// Everything the engine needs to start.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// The data directory: the store lives in `DIR/store`, indexes beside it.
     pub data_dir: PathBuf,
+    /// Where models are cached.
+    pub model_cache: ModelCache,
+    /// The sentence embedder's source.
+    pub embed_model: ModelSource,
+    /// The embedder's threads and queue.
+    pub embed_queue: QueueConfig,
+    /// Limits on Embed requests.
+    pub embed_limits: EmbedLimits,
 }
 
 /// The engine. Clone it freely: clones share everything.
@@ -36,11 +48,15 @@ pub struct Engine {
 struct Inner {
     store: Store,
     data_dir: PathBuf,
+    embedder: EmbedQueue,
+    embed_model: String,
+    embed_limits: EmbedLimits,
 }
 
 impl Engine {
-    /// Opens the data directory, creating it when missing. Blocking: call it
-    /// before starting to serve, or from a blocking context.
+    /// Opens the data directory (creating it when missing) and loads the
+    /// embedder, fetching it into the cache when needed. Blocking: call it
+    /// before serving or from a blocking context.
     pub fn open(config: EngineConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             EngineError::Unavailable(format!(
@@ -49,10 +65,27 @@ impl Engine {
             ))
         })?;
         let store = Store::open(config.data_dir.join("store"))?;
+
+        let model_dir = config
+            .model_cache
+            .fetch(&config.embed_model, &quarry_embed::MODEL_FILES)
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        tracing::info!(model = %config.embed_model, dir = %model_dir.display(), "loading the embedding model");
+        let embedder = EmbedQueue::start(&model_dir, config.embed_queue)
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        tracing::info!(
+            dimension = embedder.dimension(),
+            max_seq_length = embedder.max_seq_length(),
+            workers = config.embed_queue.workers,
+            "embedding model ready"
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 data_dir: config.data_dir,
+                embedder,
+                embed_model: config.embed_model.to_string(),
+                embed_limits: config.embed_limits,
             }),
         })
     }

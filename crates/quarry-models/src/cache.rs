@@ -61,6 +61,12 @@ impl ModelCache {
         }
     }
 
+    /// The same cache settings with another root folder.
+    pub fn with_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.root = root.into();
+        self
+    }
+
     /// Uses `python` (a Python with pip) for `pip:` sources.
     pub fn with_python(mut self, python: impl Into<String>) -> Self {
         self.python = python.into();
