@@ -4,6 +4,12 @@
 mod cli;
 mod serve;
 
+/// mimalloc instead of the system allocator: model forward passes allocate
+/// and free large tensors constantly, and glibc returns them to the kernel
+/// (page faults on every reuse); mimalloc keeps and reuses them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -42,6 +48,9 @@ enum Command {
     /// Fetch and list models in the local cache.
     #[command(subcommand)]
     Models(cli::models::ModelsCommand),
+    /// Benchmarks of Quarry's components (run a release build).
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -69,6 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collections(cmd) => runtime.block_on(cli::collections::run(cmd)),
         Command::Embed(args) => runtime.block_on(cli::embed::run(args)),
         Command::Models(cmd) => cli::models::run(cmd),
+        Command::Bench(cmd) => cli::bench::run(cmd),
     }
 }
 

@@ -1,0 +1,182 @@
+//! `quarry bench ...`: benchmarks of Quarry's own components, in process,
+//! on real data. Figures for docs/performance.md come from here.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use quarry_embed::{EmbedQueue, QueueConfig, SentenceEmbedder, MODEL_FILES};
+use quarry_models::{ModelCache, ModelSource, DEFAULT_EMBED_MODEL};
+use serde_json::json;
+
+/// Benchmarks.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Embedding throughput over a corpus and single-query latency.
+    Embed(EmbedBench),
+}
+
+/// Flags of `quarry bench embed`.
+#[derive(Debug, clap::Args)]
+pub struct EmbedBench {
+    /// JSONL corpus with a "text" field per line (BEIR corpus.jsonl).
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// JSONL queries with a "text" field per line; cycled to --queries-count.
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Number of single-query embeddings to time.
+    #[arg(long, default_value_t = 200)]
+    pub queries_count: usize,
+    /// Embedding model source.
+    #[arg(long, env = "QUARRY_EMBED_MODEL", default_value = DEFAULT_EMBED_MODEL)]
+    pub model: String,
+    /// Model threads.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Padded tokens per forward pass.
+    #[arg(long, default_value_t = 8192)]
+    pub batch_tokens: usize,
+    /// Texts per request sent to the queue during the corpus run.
+    #[arg(long, default_value_t = 256)]
+    pub request_size: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn read_texts(path: &PathBuf) -> anyhow::Result<Vec<String>> {
+    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut texts = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}", path.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: invalid JSON", path.display(), n + 1))?;
+        let text = v["text"]
+            .as_str()
+            .with_context(|| format!("{}:{}: no \"text\" string", path.display(), n + 1))?;
+        texts.push(text.to_owned());
+    }
+    Ok(texts)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Runs a benchmark.
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Embed(args) => embed(args),
+    }
+}
+
+fn embed(args: EmbedBench) -> anyhow::Result<()> {
+    let corpus = read_texts(&args.corpus)?;
+    let queries = read_texts(&args.queries)?;
+    anyhow::ensure!(
+        !queries.is_empty(),
+        "{} has no queries",
+        args.queries.display()
+    );
+    let source: ModelSource = args.model.parse()?;
+    let dir = ModelCache::from_env().fetch(&source, &MODEL_FILES)?;
+
+    // Token count of the corpus as the model sees it (after truncation).
+    let tokenizer_model = SentenceEmbedder::load(&dir)?;
+    let refs: Vec<&str> = corpus.iter().map(String::as_str).collect();
+    let tokens: usize = tokenizer_model
+        .tokenize(&refs)?
+        .iter()
+        .map(|e| e.len())
+        .sum();
+    drop(tokenizer_model);
+
+    let queue = EmbedQueue::start(
+        &dir,
+        QueueConfig {
+            workers: args.workers,
+            capacity: 1024,
+            max_batch_tokens: args.batch_tokens,
+        },
+    )?;
+    // Warm-up: first-touch of the mapped weights and allocator pools.
+    queue.embed_blocking(corpus.iter().take(64).cloned().collect())?;
+
+    let start = Instant::now();
+    let mut embedded = 0;
+    for chunk in corpus.chunks(args.request_size.max(1)) {
+        embedded += queue.embed_blocking(chunk.to_vec())?.len();
+    }
+    let corpus_secs = start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        embedded == corpus.len(),
+        "embedded {embedded} of {}",
+        corpus.len()
+    );
+
+    let mut latencies = Vec::with_capacity(args.queries_count);
+    for q in queries.iter().cycle().take(args.queries_count) {
+        let t = Instant::now();
+        queue.embed_blocking(vec![q.clone()])?;
+        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+
+    let report = json!({
+        "model": source.to_string(),
+        "workers": args.workers,
+        "batch_tokens": args.batch_tokens,
+        "threads": candle_core::utils::get_num_threads(),
+        "passages": corpus.len(),
+        "tokens": tokens,
+        "corpus_seconds": corpus_secs,
+        "passages_per_second": corpus.len() as f64 / corpus_secs,
+        "tokens_per_second": tokens as f64 / corpus_secs,
+        "query_count": latencies.len(),
+        "query_p50_ms": percentile(&latencies, 50.0),
+        "query_p99_ms": percentile(&latencies, 99.0),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "corpus: {} passages, {} tokens in {:.2} s: {:.1} passages/s, {:.0} tokens/s",
+            corpus.len(),
+            tokens,
+            corpus_secs,
+            report["passages_per_second"].as_f64().unwrap_or_default(),
+            report["tokens_per_second"].as_f64().unwrap_or_default()
+        );
+        println!(
+            "single query over {} queries: p50 {:.2} ms, p99 {:.2} ms ({} model thread(s), {} compute threads)",
+            latencies.len(),
+            percentile(&latencies, 50.0),
+            percentile(&latencies, 99.0),
+            args.workers,
+            report["threads"]
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let v: Vec<f64> = (1..=200).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 100.0);
+        assert_eq!(percentile(&v, 99.0), 198.0);
+        assert_eq!(percentile(&[5.0], 99.0), 5.0);
+    }
+}
