@@ -70,13 +70,18 @@ pub struct ServeArgs {
     #[arg(long, env = "QUARRY_EMBED_WORKERS")]
     pub embed_workers: Option<usize>,
 
+    /// Compute threads per embedding model thread, for large matrix
+    /// products (1-256). [default: cores / embed workers]
+    #[arg(long, env = "QUARRY_EMBED_THREADS")]
+    pub embed_threads: Option<usize>,
+
     /// Embedding requests that may wait; more are refused with
     /// RESOURCE_EXHAUSTED (1-100000). [default: 256]
     #[arg(long, env = "QUARRY_EMBED_QUEUE_CAPACITY")]
     pub embed_queue_capacity: Option<usize>,
 
     /// Padded tokens per embedding forward pass (256-1000000).
-    /// [default: 8192]
+    /// [default: 2048]
     #[arg(long, env = "QUARRY_EMBED_BATCH_TOKENS")]
     pub embed_batch_tokens: Option<usize>,
 
@@ -101,6 +106,7 @@ struct FileConfig {
     model_cache: Option<PathBuf>,
     embed_model: Option<String>,
     embed_workers: Option<usize>,
+    embed_threads: Option<usize>,
     embed_queue_capacity: Option<usize>,
     embed_batch_tokens: Option<usize>,
     max_embed_texts: Option<usize>,
@@ -208,12 +214,20 @@ impl ServeArgs {
             .as_deref()
             .unwrap_or(quarry_models::DEFAULT_EMBED_MODEL)
             .parse()?;
+        let workers = in_range(
+            "--embed-workers",
+            self.embed_workers.or(file.embed_workers),
+            1,
+            1..=64,
+        )?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let embed_queue = QueueConfig {
-            workers: in_range(
-                "--embed-workers",
-                self.embed_workers.or(file.embed_workers),
-                1,
-                1..=64,
+            workers,
+            threads_per_worker: in_range(
+                "--embed-threads",
+                self.embed_threads.or(file.embed_threads),
+                (cores / workers).max(1),
+                1..=256,
             )?,
             capacity: in_range(
                 "--embed-queue-capacity",
@@ -224,7 +238,7 @@ impl ServeArgs {
             max_batch_tokens: in_range(
                 "--embed-batch-tokens",
                 self.embed_batch_tokens.or(file.embed_batch_tokens),
-                8192,
+                2048,
                 256..=1_000_000,
             )?,
         };

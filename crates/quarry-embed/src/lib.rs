@@ -8,11 +8,13 @@
 //! so callers on an async runtime never run model code themselves.
 
 mod config;
+mod encoder;
 mod error;
 mod model;
 mod queue;
 
 pub use config::{Pooling, SentenceConfig};
+pub use encoder::BertConfig;
 pub use error::EmbedError;
 pub use model::SentenceEmbedder;
 pub use queue::{EmbedQueue, QueueConfig};

@@ -1,30 +1,27 @@
-//! The sentence embedder: tokenizer, candle BERT encoder, pooling and
-//! normalisation. Not thread-safe by design: one instance per model thread.
+//! The sentence embedder: tokenizer, BERT encoder ([`crate::encoder`]),
+//! pooling and normalisation. Not thread-safe by design: one instance per
+//! model thread.
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, D};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use crate::encoder::{BertConfig, Encoder};
 use crate::{EmbedError, Pooling, SentenceConfig};
 
 /// A loaded sentence-embedding model.
 pub struct SentenceEmbedder {
-    model: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
     config: SentenceConfig,
-    dimension: usize,
     pad_id: u32,
-    device: Device,
 }
 
 impl SentenceEmbedder {
     /// Loads the model in `dir` (config.json, tokenizer.json,
-    /// model.safetensors, and the sentence-transformers files if present).
-    pub fn load(dir: &Path) -> Result<Self, EmbedError> {
-        let device = Device::Cpu;
+    /// model.safetensors, and the sentence-transformers files if present);
+    /// large matrix products use up to `threads` threads.
+    pub fn load(dir: &Path, threads: usize) -> Result<Self, EmbedError> {
         let config_path = dir.join("config.json");
         let raw = std::fs::read(&config_path).map_err(|e| EmbedError::file(&config_path, e))?;
         let bert: BertConfig =
@@ -40,7 +37,7 @@ impl SentenceEmbedder {
         let pad_id = tokenizer
             .get_padding()
             .map(|p| p.pad_id)
-            .unwrap_or(bert.pad_token_id as u32);
+            .unwrap_or(bert.pad_token_id);
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -58,23 +55,18 @@ impl SentenceEmbedder {
                 "missing (only safetensors weights are supported)",
             ));
         }
-        // SAFETY: the file is mapped read-only and Quarry never writes model
-        // files while serving; a concurrent writer would be a user error.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
-        let model = BertModel::load(vb, &bert).map_err(|e| EmbedError::file(&weights, e))?;
+        let encoder = Encoder::load(dir, &bert, threads)?;
         Ok(Self {
-            model,
+            encoder,
             tokenizer,
             config,
-            dimension: bert.hidden_size,
             pad_id,
-            device,
         })
     }
 
     /// The vectors' dimension.
     pub fn dimension(&self) -> usize {
-        self.dimension
+        self.encoder.hidden_size()
     }
 
     /// The folder's sentence configuration.
@@ -124,43 +116,52 @@ impl SentenceEmbedder {
             types[at..at + e.len()].copy_from_slice(e.get_type_ids());
             mask[at..at + e.len()].copy_from_slice(e.get_attention_mask());
         }
-        let ids = Tensor::from_vec(ids, (batch, len), &self.device)?;
-        let types = Tensor::from_vec(types, (batch, len), &self.device)?;
-        let mask = Tensor::from_vec(mask, (batch, len), &self.device)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
-        let pooled = self.pool(&hidden, &mask)?;
-        let pooled = if self.config.normalize {
-            let norm = pooled
-                .sqr()?
-                .sum_keepdim(1)?
-                .sqrt()?
-                .clamp(1e-12, f32::MAX)?;
-            pooled.broadcast_div(&norm)?
-        } else {
-            pooled
-        };
-        Ok(pooled.to_vec2::<f32>()?)
+        let hidden = self.encoder.forward(&ids, &types, &mask, batch, len)?;
+        let d = self.dimension();
+        Ok((0..batch)
+            .map(|b| {
+                let rows = &hidden[b * len * d..(b + 1) * len * d];
+                let mut v = pool(self.config.pooling, rows, &mask[b * len..(b + 1) * len], d);
+                if self.config.normalize {
+                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                    v.iter_mut().for_each(|x| *x /= norm);
+                }
+                v
+            })
+            .collect())
     }
+}
 
-    fn pool(&self, hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (b, l, 1)
-        match self.config.pooling {
-            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1),
-            Pooling::Mean | Pooling::MeanSqrtLen => {
-                let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (b, d)
-                let counts = mask.sum(1)?.clamp(1e-9, f32::MAX)?; // (b, 1)
-                let divisor = if self.config.pooling == Pooling::Mean {
-                    counts
-                } else {
-                    counts.sqrt()?
-                };
-                summed.broadcast_div(&divisor)
+/// Pools one sequence's token vectors (`len` rows of `d`) under its mask.
+fn pool(pooling: Pooling, rows: &[f32], mask: &[u32], d: usize) -> Vec<f32> {
+    let tokens = rows
+        .chunks_exact(d)
+        .zip(mask)
+        .filter(|(_, &m)| m != 0)
+        .map(|(r, _)| r);
+    match pooling {
+        Pooling::Cls => rows[..d].to_vec(),
+        Pooling::Mean | Pooling::MeanSqrtLen => {
+            let mut sum = vec![0f32; d];
+            let mut count = 0usize;
+            for r in tokens {
+                sum.iter_mut().zip(r).for_each(|(s, x)| *s += x);
+                count += 1;
             }
-            Pooling::Max => {
-                // Padding gets a very negative value so it never wins.
-                let penalty = ((mask.ones_like()? - &mask)? * -1e9)?;
-                hidden.broadcast_add(&penalty)?.max(D::Minus2)
+            let divisor = if pooling == Pooling::Mean {
+                (count as f32).max(1e-9)
+            } else {
+                (count as f32).sqrt().max(1e-9)
+            };
+            sum.iter_mut().for_each(|s| *s /= divisor);
+            sum
+        }
+        Pooling::Max => {
+            let mut max = vec![f32::NEG_INFINITY; d];
+            for r in tokens {
+                max.iter_mut().zip(r).for_each(|(m, x)| *m = m.max(*x));
             }
+            max
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct QueueConfig {
     pub capacity: usize,
     /// Padded tokens (batch size times longest length) per forward pass.
     pub max_batch_tokens: usize,
+    /// Compute threads each model thread may use for large products.
+    pub threads_per_worker: usize,
 }
 
 impl Default for QueueConfig {
@@ -33,7 +35,8 @@ impl Default for QueueConfig {
         Self {
             workers: 1,
             capacity: 256,
-            max_batch_tokens: 8192,
+            max_batch_tokens: 2048,
+            threads_per_worker: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -66,7 +69,7 @@ impl EmbedQueue {
         let mut dimension = 0;
         let mut max_seq_length = 0;
         for i in 0..workers {
-            let model = SentenceEmbedder::load(dir)?;
+            let model = SentenceEmbedder::load(dir, config.threads_per_worker)?;
             dimension = model.dimension();
             max_seq_length = model.config().max_seq_length;
             let rx = Arc::clone(&rx);

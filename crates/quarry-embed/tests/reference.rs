@@ -54,7 +54,7 @@ fn assert_close(label: &str, text: &str, got: &[f32], want: &[f32]) {
 fn each_text_alone_matches_sentence_transformers() {
     let fx = fixture();
     assert!(fx.texts.len() >= 30);
-    let model = SentenceEmbedder::load(model_dir()).unwrap();
+    let model = SentenceEmbedder::load(model_dir(), 2).unwrap();
     assert_eq!(model.config().max_seq_length, fx.max_seq_length);
     let mut worst = 1.0f64;
     for (text, want) in fx.texts.iter().zip(&fx.embeddings) {
@@ -70,7 +70,7 @@ fn each_text_alone_matches_sentence_transformers() {
 #[test]
 fn tokenisation_truncates_at_max_seq_length() {
     let fx = fixture();
-    let model = SentenceEmbedder::load(model_dir()).unwrap();
+    let model = SentenceEmbedder::load(model_dir(), 2).unwrap();
     let texts: Vec<&str> = fx.texts.iter().map(String::as_str).collect();
     let encodings = model.tokenize(&texts).unwrap();
     for ((text, enc), full) in texts
@@ -89,7 +89,7 @@ fn tokenisation_truncates_at_max_seq_length() {
 #[test]
 fn mixed_batches_match_sentence_transformers() {
     let fx = fixture();
-    let model = SentenceEmbedder::load(model_dir()).unwrap();
+    let model = SentenceEmbedder::load(model_dir(), 2).unwrap();
     // One forward pass over every text: heavy padding for the short ones.
     let all: Vec<&str> = fx.texts.iter().map(String::as_str).collect();
     let got = model.embed(&all).unwrap();
@@ -118,6 +118,7 @@ async fn the_queue_returns_each_callers_vectors_in_order() {
             workers: 2,
             capacity: 64,
             max_batch_tokens: 300,
+            threads_per_worker: 1,
         },
     )
     .unwrap();
@@ -147,6 +148,7 @@ fn a_full_queue_refuses_instead_of_growing() {
             workers: 1,
             capacity: 1,
             max_batch_tokens: 512,
+            threads_per_worker: 1,
         },
     )
     .unwrap();
