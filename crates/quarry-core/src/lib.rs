@@ -8,10 +8,12 @@
 pub mod collection;
 pub mod document;
 pub mod error;
+pub mod filter;
 pub mod record;
 pub mod time;
 
 pub use collection::{CollectionInfo, CollectionName, CollectionSettings, SettingsPatch};
 pub use document::{Chunk, Document, MetaValue, Metadata};
 pub use error::InvalidArgument;
+pub use filter::Filter;
 pub use record::{Record, RecordId};

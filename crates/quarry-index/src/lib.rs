@@ -3,5 +3,10 @@
 //! filters applied inside both, tombstones and rebuilds, and checkpoints that
 //! record the last op-log sequence number they contain.
 //!
-//! Empty in this build: hybrid retrieval lands with its own issue, and until
-//! then the server answers `Retrieval.Search` with UNIMPLEMENTED.
+//! In this build: fusion of ranked lists ([`fusion`]). The indexes land
+//! with the hybrid retrieval capability; until then the server answers
+//! `Retrieval.Search` with UNIMPLEMENTED.
+
+pub mod fusion;
+
+pub use fusion::{fuse, Fused, Fusion, Ranked};
