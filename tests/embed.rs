@@ -113,3 +113,43 @@ fn the_embed_subcommand_prints_vectors() {
     assert!(cosine(&first, &fx.embeddings[0]) >= 0.9999);
     assert!(server.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_embedding_queue_answers_resource_exhausted() {
+    let dir = data_dir();
+    let server = TestServer::start_with(
+        dir.path(),
+        &["--embed-queue-capacity", "1", "--embed-workers", "1"],
+    );
+    let channel = server.channel().await;
+    let long = "retrieval augmented generation ".repeat(60);
+    let mut calls = Vec::new();
+    for _ in 0..24 {
+        let mut client = RetrievalClient::new(channel.clone());
+        let texts = vec![long.clone(); 32];
+        calls.push(tokio::spawn(async move {
+            client.embed(proto::EmbedRequest { texts }).await
+        }));
+    }
+    let (mut ok, mut exhausted) = (0, 0);
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(reply) => {
+                assert_eq!(reply.into_inner().embeddings.len(), 32);
+                ok += 1;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    status.message().contains("queue is full"),
+                    "{}",
+                    status.message()
+                );
+                exhausted += 1;
+            }
+        }
+    }
+    assert!(ok >= 1 && exhausted >= 1, "ok {ok}, refused {exhausted}");
+    drop(channel);
+    assert!(server.stop().success());
+}
