@@ -137,17 +137,17 @@ async fn capabilities_not_served_yet_say_so() {
 
     let mut documents = proto::documents_client::DocumentsClient::new(channel.clone());
     let status = documents
-        .upsert(proto::UpsertRequest::default())
+        .bulk_ingest(tokio_stream::iter(Vec::<proto::BulkIngestRequest>::new()))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unimplemented);
     assert!(
-        status.message().contains("Documents.Upsert"),
+        status.message().contains("Documents.BulkIngest"),
         "{}",
         status.message()
     );
     assert!(
-        status.message().contains("hybrid retrieval"),
+        status.message().contains("bulk loader"),
         "{}",
         status.message()
     );

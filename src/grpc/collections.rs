@@ -1,10 +1,10 @@
 //! `quarry.v1.Collections`: create, get, list and delete collections.
 
 use quarry_core::CollectionName;
-use quarry_engine::{CreateCollection, Engine, EngineError};
+use quarry_engine::{CreateCollection, Engine};
 use tonic::{Request, Response, Status};
 
-use super::to_status;
+use super::{invalid, to_status};
 use crate::proto;
 
 /// The Collections service.
@@ -16,10 +16,6 @@ impl CollectionsService {
     pub fn new(engine: Engine) -> Self {
         Self { engine }
     }
-}
-
-fn invalid(e: quarry_core::InvalidArgument) -> Status {
-    to_status(EngineError::from(e))
 }
 
 #[tonic::async_trait]

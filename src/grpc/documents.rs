@@ -1,20 +1,19 @@
 //! `quarry.v1.Documents`: loading, reading and deleting documents.
 //!
-//! Not yet served: these methods need chunking, embeddings and the indexes
-//! (the hybrid retrieval and bulk loader capabilities). Until then each
-//! answers UNIMPLEMENTED naming what it waits for.
+//! Upsert, GetDocument and DeleteDocuments are served; documents are
+//! chunked, embedded and stored durably (the search indexes that read them
+//! land with hybrid retrieval). BulkIngest answers UNIMPLEMENTED until the
+//! bulk loader lands.
 
 use quarry_engine::Engine;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::not_yet;
+use super::convert::{DeleteDocuments, GetDocument, UpsertDocuments};
+use super::{invalid, not_yet, to_status};
 use crate::proto;
-
-const RETRIEVAL: &str = "hybrid retrieval (embeddings, HNSW and BM25 indexes)";
 
 /// The Documents service.
 pub struct DocumentsService {
-    #[allow(dead_code)] // used once documents are served
     engine: Engine,
 }
 
@@ -28,9 +27,15 @@ impl DocumentsService {
 impl proto::documents_server::Documents for DocumentsService {
     async fn upsert(
         &self,
-        _request: Request<proto::UpsertRequest>,
+        request: Request<proto::UpsertRequest>,
     ) -> Result<Response<proto::UpsertResponse>, Status> {
-        Err(not_yet("Documents.Upsert", RETRIEVAL))
+        let req = UpsertDocuments::try_from(request.into_inner()).map_err(invalid)?;
+        let summary = self
+            .engine
+            .upsert_documents(req.collection, req.documents)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(summary.into()))
     }
 
     async fn bulk_ingest(
@@ -42,15 +47,27 @@ impl proto::documents_server::Documents for DocumentsService {
 
     async fn get_document(
         &self,
-        _request: Request<proto::GetDocumentRequest>,
+        request: Request<proto::GetDocumentRequest>,
     ) -> Result<Response<proto::Document>, Status> {
-        Err(not_yet("Documents.GetDocument", RETRIEVAL))
+        let req = GetDocument::try_from(request.into_inner()).map_err(invalid)?;
+        let doc = self
+            .engine
+            .get_document(req.collection, req.id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(doc.into()))
     }
 
     async fn delete_documents(
         &self,
-        _request: Request<proto::DeleteDocumentsRequest>,
+        request: Request<proto::DeleteDocumentsRequest>,
     ) -> Result<Response<proto::DeleteDocumentsResponse>, Status> {
-        Err(not_yet("Documents.DeleteDocuments", RETRIEVAL))
+        let req = DeleteDocuments::try_from(request.into_inner()).map_err(invalid)?;
+        let summary = self
+            .engine
+            .delete_documents(req.collection, req.selector)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(summary.into()))
     }
 }

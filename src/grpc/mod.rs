@@ -28,7 +28,7 @@ use proto::history_server::HistoryServer;
 use proto::rag_server::RagServer;
 use proto::retrieval_server::RetrievalServer;
 
-pub use status::{not_yet, to_status};
+pub use status::{invalid, not_yet, to_status};
 
 /// The fully qualified names of every `quarry.v1` service, as reflection and
 /// health report them.

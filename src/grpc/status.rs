@@ -25,6 +25,11 @@ pub fn to_status(err: EngineError) -> Status {
     Status::new(code, err.to_string())
 }
 
+/// INVALID_ARGUMENT for a request that failed conversion.
+pub fn invalid(e: quarry_core::InvalidArgument) -> Status {
+    to_status(EngineError::InvalidArgument(e))
+}
+
 /// The answer of a method whose capability has not landed yet: UNIMPLEMENTED,
 /// naming the method and the capability that will bring it.
 pub fn not_yet(method: &str, capability: &str) -> Status {

@@ -18,6 +18,7 @@ pub use encoder::BertConfig;
 pub use error::EmbedError;
 pub use model::SentenceEmbedder;
 pub use queue::{EmbedQueue, QueueConfig};
+pub use tokenizers::Tokenizer;
 
 /// Files a sentence-transformers model folder must have, and may have.
 pub const MODEL_FILES: quarry_models::FileSet<'static> = quarry_models::FileSet {

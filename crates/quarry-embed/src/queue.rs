@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use tokenizers::Encoding;
+use tokenizers::{Encoding, Tokenizer};
 use tokio::sync::oneshot;
 
 use crate::{EmbedError, SentenceEmbedder};
@@ -57,6 +57,7 @@ pub struct EmbedQueue {
     capacity: usize,
     dimension: usize,
     max_seq_length: usize,
+    counting_tokenizer: Arc<Tokenizer>,
 }
 
 impl EmbedQueue {
@@ -79,12 +80,26 @@ impl EmbedQueue {
                 .spawn(move || worker(model, rx, budget))
                 .map_err(|e| EmbedError::file(dir, format!("cannot start a model thread: {e}")))?;
         }
+        let tokenizer_path = dir.join("tokenizer.json");
+        let mut counting_tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| EmbedError::file(&tokenizer_path, e))?;
+        counting_tokenizer.with_padding(None);
+        counting_tokenizer
+            .with_truncation(None)
+            .map_err(|e| EmbedError::file(&tokenizer_path, e))?;
         Ok(Self {
             tx,
             capacity: config.capacity.max(1),
             dimension,
             max_seq_length,
+            counting_tokenizer: Arc::new(counting_tokenizer),
         })
+    }
+
+    /// The model's tokenizer without padding or truncation, for measuring
+    /// and cutting text in model tokens (chunking).
+    pub fn counting_tokenizer(&self) -> Arc<Tokenizer> {
+        Arc::clone(&self.counting_tokenizer)
     }
 
     /// The vectors' dimension.

@@ -6,7 +6,9 @@
 //! its fsyncs hops to the blocking pool, and model work goes to the model
 //! threads behind their bounded queues.
 
+mod chunk;
 mod collections;
+mod documents;
 mod embed;
 mod error;
 
@@ -17,9 +19,14 @@ use quarry_embed::{EmbedQueue, QueueConfig};
 use quarry_models::{ModelCache, ModelSource};
 use quarry_store::Store;
 
+pub use chunk::chunk_text;
 pub use collections::{CreateCollection, DeletedCollection};
+pub use documents::{
+    content_hash, validate_document, DeleteSelector, DeleteSummary, DocumentLimits, UpsertSummary,
+};
 pub use embed::{EmbedLimits, Embeddings};
 pub use error::EngineError;
+pub use quarry_store::StoredDocument;
 
 /// Result type of the engine.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -37,6 +44,8 @@ pub struct EngineConfig {
     pub embed_queue: QueueConfig,
     /// Limits on Embed requests.
     pub embed_limits: EmbedLimits,
+    /// Limits on documents.
+    pub document_limits: DocumentLimits,
 }
 
 /// The engine. Clone it freely: clones share everything.
@@ -51,6 +60,7 @@ struct Inner {
     embedder: EmbedQueue,
     embed_model: String,
     embed_limits: EmbedLimits,
+    document_limits: DocumentLimits,
 }
 
 impl Engine {
@@ -86,6 +96,7 @@ impl Engine {
                 embedder,
                 embed_model: config.embed_model.to_string(),
                 embed_limits: config.embed_limits,
+                document_limits: config.document_limits,
             }),
         })
     }

@@ -11,6 +11,10 @@ use quarry_engine::{CreateCollection, DeletedCollection, Embeddings};
 
 use crate::proto;
 
+mod documents;
+
+pub use documents::{DeleteDocuments, GetDocument, UpsertDocuments};
+
 impl TryFrom<proto::CreateCollectionRequest> for CreateCollection {
     type Error = InvalidArgument;
 

@@ -1,0 +1,371 @@
+//! Documents: validation, normalisation and content hashing, then
+//! chunk -> embed -> store (one flushed transaction per batch). Unchanged
+//! documents (same content hash) cost no chunking and no embedding.
+
+use std::collections::HashSet;
+
+use quarry_core::{CollectionName, Document, Filter, InvalidArgument, MetaValue};
+use quarry_store::{NewChunk, NewDocument, StoredDocument, UpsertStatus};
+use sha2::{Digest, Sha256};
+
+use crate::chunk::chunk_text;
+use crate::{Engine, Result};
+
+/// Limits on documents sent to Upsert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentLimits {
+    /// Most documents in one request.
+    pub max_documents: usize,
+    /// Longest document id, in bytes.
+    pub max_id_bytes: usize,
+    /// Longest title, in bytes.
+    pub max_title_bytes: usize,
+    /// Longest text, in bytes.
+    pub max_text_bytes: usize,
+    /// Most metadata keys per document.
+    pub max_metadata_keys: usize,
+    /// Longest metadata key or string value (or list element), in bytes.
+    pub max_metadata_value_bytes: usize,
+    /// Most elements in a string-list value.
+    pub max_list_items: usize,
+}
+
+impl Default for DocumentLimits {
+    fn default() -> Self {
+        Self {
+            max_documents: 1000,
+            max_id_bytes: 512,
+            max_title_bytes: 4096,
+            max_text_bytes: 4 * 1024 * 1024,
+            max_metadata_keys: 64,
+            max_metadata_value_bytes: 4096,
+            max_list_items: 256,
+        }
+    }
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpsertSummary {
+    /// Documents that did not exist.
+    pub added: u64,
+    /// Documents whose content changed.
+    pub updated: u64,
+    /// Documents with the same content hash as stored.
+    pub unchanged: u64,
+    /// Chunks written.
+    pub chunks_written: u64,
+}
+
+/// Which documents to delete.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeleteSelector {
+    /// These ids.
+    Ids(Vec<String>),
+    /// Every document whose metadata matches.
+    Filter(Filter),
+}
+
+/// What a delete removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeleteSummary {
+    /// Documents deleted.
+    pub documents: u64,
+    /// Chunks deleted.
+    pub chunks: u64,
+}
+
+/// Texts per request sent to the embedding queue.
+const EMBED_REQUEST_TEXTS: usize = 256;
+
+fn too_long(field: String, len: usize, limit: usize) -> InvalidArgument {
+    InvalidArgument::new(field, format!("is {len} bytes; the limit is {limit} bytes"))
+}
+
+/// Checks a document against the limits; `at` is its request field
+/// (e.g. `documents[3]`).
+pub fn validate_document(
+    doc: &Document,
+    at: &str,
+    limits: &DocumentLimits,
+) -> Result<(), InvalidArgument> {
+    if doc.id.is_empty() {
+        return Err(InvalidArgument::new(
+            format!("{at}.id"),
+            "must not be empty",
+        ));
+    }
+    if doc.id.len() > limits.max_id_bytes {
+        return Err(too_long(
+            format!("{at}.id"),
+            doc.id.len(),
+            limits.max_id_bytes,
+        ));
+    }
+    if doc.id.chars().any(char::is_control) {
+        return Err(InvalidArgument::new(
+            format!("{at}.id"),
+            "must not contain control characters",
+        ));
+    }
+    if doc.title.len() > limits.max_title_bytes {
+        return Err(too_long(
+            format!("{at}.title"),
+            doc.title.len(),
+            limits.max_title_bytes,
+        ));
+    }
+    if doc.text.trim().is_empty() {
+        return Err(InvalidArgument::new(
+            format!("{at}.text"),
+            "must not be empty or only whitespace",
+        ));
+    }
+    if doc.text.len() > limits.max_text_bytes {
+        return Err(too_long(
+            format!("{at}.text"),
+            doc.text.len(),
+            limits.max_text_bytes,
+        ));
+    }
+    if doc.metadata.len() > limits.max_metadata_keys {
+        return Err(InvalidArgument::new(
+            format!("{at}.metadata"),
+            format!(
+                "has {} keys; the limit is {}",
+                doc.metadata.len(),
+                limits.max_metadata_keys
+            ),
+        ));
+    }
+    for (key, value) in &doc.metadata {
+        let field = format!("{at}.metadata[{key:?}]");
+        if key.is_empty() || key.len() > limits.max_metadata_value_bytes {
+            return Err(InvalidArgument::new(
+                field,
+                format!(
+                    "keys must be 1 to {} bytes",
+                    limits.max_metadata_value_bytes
+                ),
+            ));
+        }
+        match value {
+            MetaValue::String(s) if s.len() > limits.max_metadata_value_bytes => {
+                return Err(too_long(field, s.len(), limits.max_metadata_value_bytes));
+            }
+            MetaValue::Double(d) if !d.is_finite() => {
+                return Err(InvalidArgument::new(field, "must be a finite number"));
+            }
+            MetaValue::StringList(items) => {
+                if items.len() > limits.max_list_items {
+                    return Err(InvalidArgument::new(
+                        field,
+                        format!(
+                            "has {} items; the limit is {}",
+                            items.len(),
+                            limits.max_list_items
+                        ),
+                    ));
+                }
+                if let Some(long) = items
+                    .iter()
+                    .find(|i| i.len() > limits.max_metadata_value_bytes)
+                {
+                    return Err(too_long(field, long.len(), limits.max_metadata_value_bytes));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Line endings become `\n` so that the same text hashes the same from any
+/// platform.
+fn normalise(mut doc: Document) -> Document {
+    if doc.text.contains('\r') {
+        doc.text = doc.text.replace("\r\n", "\n").replace('\r', "\n");
+    }
+    if doc.title.contains('\r') {
+        doc.title = doc.title.replace("\r\n", "\n").replace('\r', "\n");
+    }
+    doc
+}
+
+/// Hex SHA-256 of the document's title, text and metadata (canonical JSON:
+/// metadata keys are ordered).
+pub fn content_hash(doc: &Document) -> String {
+    let canonical =
+        serde_json::to_vec(&(&doc.title, &doc.text, &doc.metadata)).expect("serialisable");
+    Sha256::digest(&canonical)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The text embedded for a chunk: the title, when there is one, keeps the
+/// chunk in context.
+fn embedding_text(title: &str, chunk: &str) -> String {
+    if title.trim().is_empty() {
+        chunk.to_owned()
+    } else {
+        format!("{title}\n{chunk}")
+    }
+}
+
+impl Engine {
+    /// Inserts or replaces documents: validated, normalised and hashed;
+    /// unchanged ones are skipped; changed ones are chunked, embedded and
+    /// written in one flushed transaction.
+    pub async fn upsert_documents(
+        &self,
+        collection: CollectionName,
+        docs: Vec<Document>,
+    ) -> Result<UpsertSummary> {
+        let limits = self.inner.document_limits;
+        if docs.is_empty() {
+            return Err(
+                InvalidArgument::new("documents", "at least one document is required").into(),
+            );
+        }
+        if docs.len() > limits.max_documents {
+            return Err(InvalidArgument::new(
+                "documents",
+                format!(
+                    "has {} documents; the limit is {}",
+                    docs.len(),
+                    limits.max_documents
+                ),
+            )
+            .into());
+        }
+        let mut seen = HashSet::with_capacity(docs.len());
+        for (i, d) in docs.iter().enumerate() {
+            validate_document(d, &format!("documents[{i}]"), &limits)?;
+            if !seen.insert(d.id.as_str()) {
+                return Err(InvalidArgument::new(
+                    format!("documents[{i}].id"),
+                    format!("{:?} appears more than once in the request", d.id),
+                )
+                .into());
+            }
+        }
+        let docs: Vec<Document> = docs.into_iter().map(normalise).collect();
+
+        // Decide what changed and chunk it, off the async workers.
+        let tokenizer = self.inner.embedder.counting_tokenizer();
+        let max_tokens = self
+            .inner
+            .embedder
+            .max_seq_length()
+            .saturating_sub(2)
+            .max(1);
+        let coll = collection.clone();
+        let (pending, unchanged) = self
+            .blocking(move |store| {
+                let settings = store.collection(&coll)?.settings;
+                let size = (settings.chunk_size as usize).min(max_tokens);
+                let overlap = (settings.chunk_overlap as usize).min(size / 2);
+                let mut pending = Vec::new();
+                let mut unchanged = 0u64;
+                for doc in docs {
+                    let hash = content_hash(&doc);
+                    match store.document(&coll, &doc.id) {
+                        Ok(old) if old.content_hash == hash => {
+                            unchanged += 1;
+                            continue;
+                        }
+                        Ok(_) | Err(quarry_store::StoreError::DocumentNotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    let chunks = chunk_text(&tokenizer, &doc.text, size, overlap);
+                    pending.push((doc, hash, chunks));
+                }
+                Ok((pending, unchanged))
+            })
+            .await?;
+
+        let texts: Vec<String> = pending
+            .iter()
+            .flat_map(|(doc, _, chunks)| chunks.iter().map(|c| embedding_text(&doc.title, c)))
+            .collect();
+        let mut vectors = Vec::with_capacity(texts.len());
+        for request in texts.chunks(EMBED_REQUEST_TEXTS) {
+            vectors.extend(self.inner.embedder.embed(request.to_vec()).await?);
+        }
+        let mut vectors = vectors.into_iter();
+        let new_docs: Vec<NewDocument> = pending
+            .into_iter()
+            .map(|(document, content_hash, chunks)| NewDocument {
+                chunks: chunks
+                    .into_iter()
+                    .map(|text| NewChunk {
+                        text,
+                        vector: vectors.next().expect("one vector per chunk"),
+                    })
+                    .collect(),
+                document,
+                content_hash,
+            })
+            .collect();
+        let outcome = self
+            .blocking(move |store| Ok(store.upsert_documents(&collection, &new_docs)?))
+            .await?;
+        let mut summary = UpsertSummary {
+            unchanged,
+            chunks_written: outcome.added_chunks.len() as u64,
+            ..Default::default()
+        };
+        for status in outcome.statuses {
+            match status {
+                UpsertStatus::Added => summary.added += 1,
+                UpsertStatus::Updated => summary.updated += 1,
+                UpsertStatus::Unchanged => summary.unchanged += 1,
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Reads one document.
+    pub async fn get_document(
+        &self,
+        collection: CollectionName,
+        id: String,
+    ) -> Result<StoredDocument> {
+        self.blocking(move |store| Ok(store.document(&collection, &id)?))
+            .await
+    }
+
+    /// Deletes documents by ids or by metadata filter.
+    pub async fn delete_documents(
+        &self,
+        collection: CollectionName,
+        selector: DeleteSelector,
+    ) -> Result<DeleteSummary> {
+        if let DeleteSelector::Filter(f) = &selector {
+            f.validate("filter")?;
+        }
+        self.blocking(move |store| {
+            let ids = match selector {
+                DeleteSelector::Ids(ids) => ids,
+                DeleteSelector::Filter(filter) => {
+                    let coll = store.collection(&collection)?;
+                    let mut ids = Vec::new();
+                    for doc in store.documents(coll.id) {
+                        let doc = doc?;
+                        if filter.matches(&doc.document.metadata) {
+                            ids.push(doc.document.id);
+                        }
+                    }
+                    ids
+                }
+            };
+            let (deleted, chunks) = store.delete_documents(&collection, &ids)?;
+            Ok(DeleteSummary {
+                documents: deleted.len() as u64,
+                chunks: chunks.len() as u64,
+            })
+        })
+        .await
+    }
+}
