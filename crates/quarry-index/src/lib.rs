@@ -3,10 +3,15 @@
 //! filters applied inside both, tombstones and rebuilds, and checkpoints that
 //! record the last op-log sequence number they contain.
 //!
-//! In this build: fusion of ranked lists ([`fusion`]). The indexes land
-//! with the hybrid retrieval capability; until then the server answers
+//! In this build: the dense ([`dense`]) and keyword ([`keyword`]) indexes in
+//! memory and their fusion ([`fusion`]). Persistence with checkpoints and
+//! the engine's search path come next; until then the server answers
 //! `Retrieval.Search` with UNIMPLEMENTED.
 
+pub mod dense;
 pub mod fusion;
+pub mod keyword;
 
+pub use dense::DenseIndex;
 pub use fusion::{fuse, Fused, Fusion, Ranked};
+pub use keyword::KeywordIndex;

@@ -1,0 +1,238 @@
+//! The dense retriever: an hnsw_rs graph over L2-normalised vectors (dot
+//! product = cosine similarity), with tombstones for deletes (hnsw_rs has
+//! none) and exact search when a filter is selective.
+//!
+//! hnsw_rs's filter only drops candidates while it walks the graph, so a
+//! filter that matches few chunks could return fewer than `k` hits even
+//! when enough exist. When the allowed set is small (at most
+//! [`EXACT_SEARCH_MAX`] chunks) the search is therefore exact over that
+//! set, which is both complete and, at that size, fast.
+
+use std::collections::{HashMap, HashSet};
+
+use hnsw_rs::prelude::{DistDot, Hnsw};
+use quarry_core::CollectionSettings;
+
+use crate::fusion::Ranked;
+
+/// Allowed sets at most this large are searched exactly.
+pub const EXACT_SEARCH_MAX: usize = 4096;
+/// hnsw_rs needs a layer count up front; 16 is also what `file_dump`
+/// requires.
+const MAX_LAYERS: usize = 16;
+/// Batches at least this large are inserted in parallel.
+const PARALLEL_INSERT_MIN: usize = 64;
+
+/// One collection's dense index.
+pub struct DenseIndex {
+    hnsw: Hnsw<'static, f32, DistDot>,
+    /// Live vectors by chunk id: exact search and rebuilds read them.
+    vectors: HashMap<u64, Vec<f32>>,
+    /// Chunk ids still in the graph but deleted.
+    tombstones: HashSet<u64>,
+    settings: CollectionSettings,
+}
+
+fn new_graph(settings: &CollectionSettings, capacity: usize) -> Hnsw<'static, f32, DistDot> {
+    Hnsw::new(
+        settings.hnsw_m as usize,
+        capacity.max(1024),
+        MAX_LAYERS,
+        settings.hnsw_ef_construction as usize,
+        DistDot {},
+    )
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+impl DenseIndex {
+    /// An empty index with the collection's HNSW settings.
+    pub fn new(settings: CollectionSettings, capacity: usize) -> Self {
+        Self {
+            hnsw: new_graph(&settings, capacity),
+            vectors: HashMap::with_capacity(capacity),
+            tombstones: HashSet::new(),
+            settings,
+        }
+    }
+
+    /// Live vectors.
+    pub fn len(&self) -> usize {
+        self.vectors.len()
+    }
+
+    /// Whether no vector is live.
+    pub fn is_empty(&self) -> bool {
+        self.vectors.is_empty()
+    }
+
+    /// Deleted vectors still in the graph, as a share of the graph.
+    pub fn tombstone_share(&self) -> f64 {
+        let total = self.vectors.len() + self.tombstones.len();
+        if total == 0 {
+            0.0
+        } else {
+            self.tombstones.len() as f64 / total as f64
+        }
+    }
+
+    /// Adds vectors (ids never reused, so an id is never both live and a
+    /// tombstone).
+    pub fn insert(&mut self, items: Vec<(u64, Vec<f32>)>) {
+        if items.len() >= PARALLEL_INSERT_MIN {
+            let refs: Vec<(&Vec<f32>, usize)> =
+                items.iter().map(|(id, v)| (v, *id as usize)).collect();
+            self.hnsw.parallel_insert(&refs);
+        } else {
+            for (id, v) in &items {
+                self.hnsw.insert((v.as_slice(), *id as usize));
+            }
+        }
+        self.vectors.extend(items);
+    }
+
+    /// Marks chunks deleted.
+    pub fn remove(&mut self, ids: &[u64]) {
+        for id in ids {
+            if self.vectors.remove(id).is_some() {
+                self.tombstones.insert(*id);
+            }
+        }
+    }
+
+    /// Rebuilds the graph from the live vectors, dropping tombstones.
+    pub fn rebuild(&mut self) {
+        let items: Vec<(u64, Vec<f32>)> = self.vectors.drain().collect();
+        self.hnsw = new_graph(&self.settings, items.len());
+        self.tombstones.clear();
+        self.insert(items);
+    }
+
+    /// The `k` nearest live chunks to `query`, restricted to `allowed`
+    /// when given; scores are cosine similarities, best first.
+    pub fn search(&self, query: &[f32], k: usize, allowed: Option<&HashSet<u64>>) -> Vec<Ranked> {
+        if k == 0 || self.vectors.is_empty() {
+            return Vec::new();
+        }
+        if let Some(allowed) = allowed {
+            if allowed.len() <= EXACT_SEARCH_MAX {
+                return self.exact(query, k, allowed.iter().copied());
+            }
+        }
+        let ef = (self.settings.hnsw_ef_search as usize).max(k);
+        let keep = |id: &usize| {
+            let id = *id as u64;
+            !self.tombstones.contains(&id) && allowed.is_none_or(|a| a.contains(&id))
+        };
+        let hits = if allowed.is_none() && self.tombstones.is_empty() {
+            self.hnsw.search(query, k, ef)
+        } else {
+            self.hnsw.search_filter(query, k, ef, Some(&keep))
+        };
+        hits.into_iter()
+            .map(|n| Ranked {
+                id: n.d_id as u64,
+                score: 1.0 - n.distance,
+            })
+            .collect()
+    }
+
+    fn exact(&self, query: &[f32], k: usize, ids: impl Iterator<Item = u64>) -> Vec<Ranked> {
+        let mut scored: Vec<Ranked> = ids
+            .filter_map(|id| {
+                self.vectors.get(&id).map(|v| Ranked {
+                    id,
+                    score: dot(query, v),
+                })
+            })
+            .collect();
+        scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+        scored.truncate(k);
+        scored
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random unit vectors.
+    fn vectors(n: usize, dim: usize, seed: u64) -> Vec<(u64, Vec<f32>)> {
+        let mut state = seed;
+        (0..n as u64)
+            .map(|id| {
+                let mut v: Vec<f32> = (0..dim)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                    })
+                    .collect();
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter_mut().for_each(|x| *x /= n);
+                (id + 1, v)
+            })
+            .collect()
+    }
+
+    fn index(n: usize) -> (DenseIndex, Vec<(u64, Vec<f32>)>) {
+        let items = vectors(n, 32, 7);
+        let mut idx = DenseIndex::new(CollectionSettings::default(), n);
+        idx.insert(items.clone());
+        (idx, items)
+    }
+
+    #[test]
+    fn finds_each_vector_as_its_own_nearest() {
+        let (idx, items) = index(500);
+        for (id, v) in items.iter().step_by(25) {
+            let hits = idx.search(v, 5, None);
+            assert_eq!(hits[0].id, *id);
+            assert!((hits[0].score - 1.0).abs() < 1e-4);
+            assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+        }
+    }
+
+    #[test]
+    fn deleted_vectors_never_come_back_and_rebuild_keeps_the_rest() {
+        let (mut idx, items) = index(400);
+        let gone: Vec<u64> = items.iter().take(150).map(|(id, _)| *id).collect();
+        idx.remove(&gone);
+        assert!((idx.tombstone_share() - 150.0 / 400.0).abs() < 1e-9);
+        for (_, v) in items.iter().take(20) {
+            for h in idx.search(v, 10, None) {
+                assert!(!gone.contains(&h.id), "tombstoned {} returned", h.id);
+            }
+        }
+        idx.rebuild();
+        assert_eq!(idx.tombstone_share(), 0.0);
+        assert_eq!(idx.len(), 250);
+        let (id, v) = &items[300];
+        assert_eq!(idx.search(v, 1, None)[0].id, *id);
+    }
+
+    #[test]
+    fn a_filter_matching_one_percent_still_returns_k_hits() {
+        let (idx, items) = index(2000);
+        let allowed: HashSet<u64> = items
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| id % 100 == 0)
+            .collect();
+        assert_eq!(allowed.len(), 20);
+        let hits = idx.search(&items[5].1, 10, Some(&allowed));
+        assert_eq!(hits.len(), 10);
+        assert!(hits.iter().all(|h| allowed.contains(&h.id)));
+        // Exact over the allowed set: the best allowed vector is first.
+        let best = allowed
+            .iter()
+            .max_by(|a, b| {
+                dot(&items[5].1, &idx.vectors[a]).total_cmp(&dot(&items[5].1, &idx.vectors[b]))
+            })
+            .unwrap();
+        assert_eq!(hits[0].id, *best);
+    }
+}
