@@ -19,6 +19,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         embed_queue: config.embed_queue,
         embed_limits: config.embed_limits,
         document_limits: Default::default(),
+        search_limits: Default::default(),
     };
     let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await?

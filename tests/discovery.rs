@@ -152,18 +152,6 @@ async fn capabilities_not_served_yet_say_so() {
         status.message()
     );
 
-    let mut retrieval = proto::retrieval_client::RetrievalClient::new(channel.clone());
-    let status = retrieval
-        .search(proto::SearchRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::Unimplemented);
-    assert!(
-        status.message().contains("Retrieval.Search"),
-        "{}",
-        status.message()
-    );
-
     let mut rag = proto::rag_client::RagClient::new(channel.clone());
     let status = rag.ask(proto::AskRequest::default()).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unimplemented);
@@ -179,6 +167,6 @@ async fn capabilities_not_served_yet_say_so() {
         "{}",
         status.message()
     );
-    drop((documents, retrieval, rag, history));
+    drop((documents, rag, history));
     assert!(server.stop().success());
 }

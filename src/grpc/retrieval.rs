@@ -1,12 +1,14 @@
 //! `quarry.v1.Retrieval`: search and embeddings.
 //!
-//! Search is not served yet: it needs the hybrid indexes, and answers
-//! UNIMPLEMENTED naming them until they land.
+//! Both are served: Search over the collection's in-memory indexes (built
+//! from the store at start), Embed with the sentence embedder.
 
 use quarry_engine::Engine;
 use tonic::{Request, Response, Status};
 
-use super::{not_yet, to_status};
+use quarry_engine::SearchRequest;
+
+use super::{invalid, to_status};
 use crate::proto;
 
 /// The Retrieval service.
@@ -24,12 +26,15 @@ impl RetrievalService {
 impl proto::retrieval_server::Retrieval for RetrievalService {
     async fn search(
         &self,
-        _request: Request<proto::SearchRequest>,
+        request: Request<proto::SearchRequest>,
     ) -> Result<Response<proto::SearchResponse>, Status> {
-        Err(not_yet(
-            "Retrieval.Search",
-            "hybrid retrieval (embeddings, HNSW and BM25 indexes)",
-        ))
+        let started = std::time::Instant::now();
+        let req = SearchRequest::try_from(request.into_inner()).map_err(invalid)?;
+        let hits = self.engine.search(req).await.map_err(to_status)?;
+        Ok(Response::new(proto::SearchResponse {
+            hits: hits.into_iter().map(Into::into).collect(),
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+        }))
     }
 
     async fn embed(

@@ -27,8 +27,15 @@ pub struct DeletedCollection {
 impl Engine {
     /// Creates a collection.
     pub async fn create_collection(&self, req: CreateCollection) -> Result<CollectionInfo> {
-        self.blocking(move |store| {
-            let stored = store.create_collection(&req.name, req.settings)?;
+        self.blocking(move |inner| {
+            let stored = inner.store.create_collection(&req.name, req.settings)?;
+            let index = quarry_index::CollectionIndex::new(
+                stored.settings,
+                0,
+                crate::indexes::REBUILD_SHARE,
+            )
+            .map_err(crate::indexes::index_error)?;
+            inner.indexes.insert(stored.id, index)?;
             tracing::info!(collection = %req.name, "collection created");
             Ok(stored.info())
         })
@@ -37,20 +44,29 @@ impl Engine {
 
     /// Returns one collection with its counts.
     pub async fn get_collection(&self, name: CollectionName) -> Result<CollectionInfo> {
-        self.blocking(move |store| Ok(store.collection(&name)?.info()))
+        self.blocking(move |inner| Ok(inner.store.collection(&name)?.info()))
             .await
     }
 
     /// Lists every collection, ordered by name.
     pub async fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
-        self.blocking(|store| Ok(store.list_collections()?.iter().map(|c| c.info()).collect()))
-            .await
+        self.blocking(|inner| {
+            Ok(inner
+                .store
+                .list_collections()?
+                .iter()
+                .map(|c| c.info())
+                .collect())
+        })
+        .await
     }
 
     /// Deletes a collection with all its data.
     pub async fn delete_collection(&self, name: CollectionName) -> Result<DeletedCollection> {
-        self.blocking(move |store| {
-            let dropped = store.drop_collection(&name)?;
+        self.blocking(move |inner| {
+            let id = inner.store.collection(&name)?.id;
+            let dropped = inner.store.drop_collection(&name)?;
+            inner.indexes.remove(id)?;
             tracing::info!(
                 collection = %name,
                 documents = dropped.documents,

@@ -9,7 +9,7 @@ use quarry_store::{NewChunk, NewDocument, StoredDocument, UpsertStatus};
 use sha2::{Digest, Sha256};
 
 use crate::chunk::chunk_text;
-use crate::{Engine, Result};
+use crate::{indexes, Engine, Result};
 
 /// Limits on documents sent to Upsert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,7 +262,8 @@ impl Engine {
             .max(1);
         let coll = collection.clone();
         let (pending, unchanged) = self
-            .blocking(move |store| {
+            .blocking(move |inner| {
+                let store = &inner.store;
                 let settings = store.collection(&coll)?.settings;
                 let size = (settings.chunk_size as usize).min(max_tokens);
                 let overlap = (settings.chunk_overlap as usize).min(size / 2);
@@ -309,7 +310,24 @@ impl Engine {
             })
             .collect();
         let outcome = self
-            .blocking(move |store| Ok(store.upsert_documents(&collection, &new_docs)?))
+            .blocking(move |inner| {
+                let store = &inner.store;
+                let coll = store.collection(&collection)?;
+                let index = inner.indexes.get(coll.id)?;
+                // Held across the write and the apply, so that the index
+                // sees writes to this collection in the store's order.
+                let mut index = indexes::write(&index)?;
+                let outcome = store.upsert_documents(&collection, &new_docs)?;
+                let mut changed = Vec::new();
+                for (doc, status) in new_docs.iter().zip(&outcome.statuses) {
+                    if *status != UpsertStatus::Unchanged {
+                        let stored = store.document(&collection, &doc.document.id)?;
+                        changed.push(indexes::load_document(store, coll.id, stored)?);
+                    }
+                }
+                index.upsert(changed).map_err(indexes::index_error)?;
+                Ok(outcome)
+            })
             .await?;
         let mut summary = UpsertSummary {
             unchanged,
@@ -332,7 +350,7 @@ impl Engine {
         collection: CollectionName,
         id: String,
     ) -> Result<StoredDocument> {
-        self.blocking(move |store| Ok(store.document(&collection, &id)?))
+        self.blocking(move |inner| Ok(inner.store.document(&collection, &id)?))
             .await
     }
 
@@ -345,11 +363,14 @@ impl Engine {
         if let DeleteSelector::Filter(f) = &selector {
             f.validate("filter")?;
         }
-        self.blocking(move |store| {
+        self.blocking(move |inner| {
+            let store = &inner.store;
+            let coll = store.collection(&collection)?;
+            let index = inner.indexes.get(coll.id)?;
+            let mut index = indexes::write(&index)?;
             let ids = match selector {
                 DeleteSelector::Ids(ids) => ids,
                 DeleteSelector::Filter(filter) => {
-                    let coll = store.collection(&collection)?;
                     let mut ids = Vec::new();
                     for doc in store.documents(coll.id) {
                         let doc = doc?;
@@ -361,6 +382,7 @@ impl Engine {
                 }
             };
             let (deleted, chunks) = store.delete_documents(&collection, &ids)?;
+            index.remove(&deleted).map_err(indexes::index_error)?;
             Ok(DeleteSummary {
                 documents: deleted.len() as u64,
                 chunks: chunks.len() as u64,

@@ -11,6 +11,8 @@ mod collections;
 mod documents;
 mod embed;
 mod error;
+mod indexes;
+mod search;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +28,9 @@ pub use documents::{
 };
 pub use embed::{EmbedLimits, Embeddings};
 pub use error::EngineError;
+pub use quarry_index::{Fusion, Mode};
 pub use quarry_store::StoredDocument;
+pub use search::{SearchHit, SearchLimits, SearchRequest};
 
 /// Result type of the engine.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -46,6 +50,8 @@ pub struct EngineConfig {
     pub embed_limits: EmbedLimits,
     /// Limits on documents.
     pub document_limits: DocumentLimits,
+    /// Limits on searches.
+    pub search_limits: SearchLimits,
 }
 
 /// The engine. Clone it freely: clones share everything.
@@ -56,11 +62,13 @@ pub struct Engine {
 
 struct Inner {
     store: Store,
+    indexes: indexes::Indexes,
     data_dir: PathBuf,
     embedder: EmbedQueue,
     embed_model: String,
     embed_limits: EmbedLimits,
     document_limits: DocumentLimits,
+    search_limits: SearchLimits,
 }
 
 impl Engine {
@@ -75,6 +83,7 @@ impl Engine {
             ))
         })?;
         let store = Store::open(config.data_dir.join("store"))?;
+        let indexes = indexes::Indexes::build(&store)?;
 
         let model_dir = config
             .model_cache
@@ -92,11 +101,13 @@ impl Engine {
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
+                indexes,
                 data_dir: config.data_dir,
                 embedder,
                 embed_model: config.embed_model.to_string(),
                 embed_limits: config.embed_limits,
                 document_limits: config.document_limits,
+                search_limits: config.search_limits,
             }),
         })
     }
@@ -111,14 +122,14 @@ impl Engine {
         Ok(self.inner.store.flush()?)
     }
 
-    /// Runs `f` against the store on the blocking pool.
+    /// Runs `f` against the store and indexes on the blocking pool.
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || f(&inner.store))
+        tokio::task::spawn_blocking(move || f(&inner))
             .await
             .map_err(|e| EngineError::Internal(format!("blocking task failed: {e}")))?
     }

@@ -8,10 +8,14 @@
 //! the engine's search path come next; until then the server answers
 //! `Retrieval.Search` with UNIMPLEMENTED.
 
+pub mod collection;
 pub mod dense;
 pub mod fusion;
 pub mod keyword;
 
+pub use collection::{
+    CollectionIndex, IndexError, IndexedChunk, IndexedDocument, Mode, SearchQuery,
+};
 pub use dense::DenseIndex;
 pub use fusion::{fuse, Fused, Fusion, Ranked};
 pub use keyword::KeywordIndex;

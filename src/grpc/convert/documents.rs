@@ -3,7 +3,10 @@
 //! `documents[3].metadata["year"]`, `filter.and[0].range`).
 
 use quarry_core::{CollectionName, Document, Filter, InvalidArgument, MetaValue};
-use quarry_engine::{DeleteSelector, DeleteSummary, StoredDocument, UpsertSummary};
+use quarry_engine::{
+    DeleteSelector, DeleteSummary, Fusion, Mode, SearchHit, SearchRequest, StoredDocument,
+    UpsertSummary,
+};
 
 use crate::proto;
 
@@ -244,6 +247,95 @@ impl From<DeleteSummary> for proto::DeleteDocumentsResponse {
         Self {
             documents_deleted: documents,
             chunks_deleted: chunks,
+        }
+    }
+}
+
+/// Default reciprocal-rank-fusion constant.
+const DEFAULT_RRF_K: u32 = 60;
+/// Default convex-combination weight of the dense score.
+const DEFAULT_ALPHA: f32 = 0.5;
+
+impl TryFrom<proto::SearchRequest> for SearchRequest {
+    type Error = InvalidArgument;
+
+    fn try_from(req: proto::SearchRequest) -> Result<Self, Self::Error> {
+        let proto::SearchRequest {
+            collection,
+            query,
+            top_k,
+            mode,
+            filter,
+            fusion,
+            rrf_k,
+            alpha,
+        } = req;
+        let mode = match proto::SearchMode::try_from(mode) {
+            Ok(proto::SearchMode::Unspecified | proto::SearchMode::Hybrid) => Mode::Hybrid,
+            Ok(proto::SearchMode::Dense) => Mode::Dense,
+            Ok(proto::SearchMode::Keyword) => Mode::Keyword,
+            Err(_) => {
+                return Err(InvalidArgument::new(
+                    "mode",
+                    format!("{mode} is not a SearchMode"),
+                ))
+            }
+        };
+        let fusion = match proto::FusionMethod::try_from(fusion) {
+            Ok(proto::FusionMethod::Unspecified | proto::FusionMethod::Rrf) => Fusion::Rrf {
+                k: rrf_k.unwrap_or(DEFAULT_RRF_K) as f32,
+                dense_weight: 1.0,
+                keyword_weight: 1.0,
+            },
+            Ok(proto::FusionMethod::Convex) => Fusion::Convex {
+                alpha: alpha.unwrap_or(DEFAULT_ALPHA),
+            },
+            Err(_) => {
+                return Err(InvalidArgument::new(
+                    "fusion",
+                    format!("{fusion} is not a FusionMethod"),
+                ))
+            }
+        };
+        Ok(Self {
+            collection: CollectionName::parse_field(&collection, "collection")?,
+            query,
+            top_k: top_k as usize,
+            mode,
+            filter: filter.map(|f| filter_from_proto(f, "filter")).transpose()?,
+            fusion,
+        })
+    }
+}
+
+impl From<SearchHit> for proto::Hit {
+    fn from(h: SearchHit) -> Self {
+        let SearchHit {
+            chunk_id,
+            document_id,
+            title,
+            text,
+            score,
+            metadata,
+            dense,
+            keyword,
+            chunk_index,
+        } = h;
+        Self {
+            chunk_id,
+            document_id,
+            title,
+            text,
+            score,
+            metadata: metadata
+                .into_iter()
+                .map(|(k, v)| (k, meta_value_to_proto(v)))
+                .collect(),
+            dense_score: dense.map(|(_, s)| s as f64),
+            dense_rank: dense.map(|(r, _)| r),
+            keyword_score: keyword.map(|(_, s)| s as f64),
+            keyword_rank: keyword.map(|(r, _)| r),
+            chunk_index,
         }
     }
 }

@@ -1,0 +1,189 @@
+//! Search: validate, embed the query on the model thread, search the
+//! collection's indexes on the blocking pool, and hydrate hits from the
+//! store (chunk text, document title and metadata).
+
+use std::collections::HashMap;
+
+use quarry_core::{CollectionName, Filter, InvalidArgument, Metadata};
+use quarry_index::{Fusion, Mode, SearchQuery};
+
+use crate::{indexes, Engine, EngineError, Result};
+
+/// Limits and defaults of Search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchLimits {
+    /// Hits when the request says 0.
+    pub default_top_k: usize,
+    /// Most hits one request may ask for.
+    pub max_top_k: usize,
+    /// Longest query, in bytes.
+    pub max_query_bytes: usize,
+    /// Candidates each retriever contributes to fusion (at least top_k).
+    pub depth: usize,
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        Self {
+            default_top_k: 10,
+            max_top_k: 100,
+            max_query_bytes: 8192,
+            depth: 100,
+        }
+    }
+}
+
+/// A search request (fields as in the API).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchRequest {
+    /// The collection.
+    pub collection: CollectionName,
+    /// The query text.
+    pub query: String,
+    /// Hits wanted; 0 means the default.
+    pub top_k: usize,
+    /// Retrievers.
+    pub mode: Mode,
+    /// Metadata filter.
+    pub filter: Option<Filter>,
+    /// Fusion for Hybrid.
+    pub fusion: Fusion,
+}
+
+/// One hit, hydrated from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    /// Chunk id.
+    pub chunk_id: u64,
+    /// Its document.
+    pub document_id: String,
+    /// The document's title.
+    pub title: String,
+    /// The chunk's text.
+    pub text: String,
+    /// Fused (or single-retriever) score.
+    pub score: f64,
+    /// The document's metadata.
+    pub metadata: Metadata,
+    /// Dense rank and score.
+    pub dense: Option<(u32, f32)>,
+    /// Keyword rank and score.
+    pub keyword: Option<(u32, f32)>,
+    /// The chunk's position in its document.
+    pub chunk_index: u32,
+}
+
+fn validate(req: &SearchRequest, limits: &SearchLimits) -> Result<(), InvalidArgument> {
+    if req.query.trim().is_empty() {
+        return Err(InvalidArgument::new(
+            "query",
+            "must not be empty or only whitespace",
+        ));
+    }
+    if req.query.len() > limits.max_query_bytes {
+        return Err(InvalidArgument::new(
+            "query",
+            format!(
+                "is {} bytes; the limit is {} bytes",
+                req.query.len(),
+                limits.max_query_bytes
+            ),
+        ));
+    }
+    if req.top_k > limits.max_top_k {
+        return Err(InvalidArgument::new(
+            "top_k",
+            format!("is {}; the limit is {}", req.top_k, limits.max_top_k),
+        ));
+    }
+    match req.fusion {
+        Fusion::Rrf { k, .. } if !(k.is_finite() && k > 0.0 && k <= 10_000.0) => {
+            return Err(InvalidArgument::new(
+                "rrf_k",
+                format!("is {k}; allowed range is 1..=10000"),
+            ));
+        }
+        Fusion::Convex { alpha } | Fusion::Dbsf { alpha } if !(0.0..=1.0).contains(&alpha) => {
+            return Err(InvalidArgument::new(
+                "alpha",
+                format!("is {alpha}; allowed range is 0..=1"),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(f) = &req.filter {
+        f.validate("filter")?;
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Searches a collection.
+    pub async fn search(&self, mut req: SearchRequest) -> Result<Vec<SearchHit>> {
+        let limits = self.inner.search_limits;
+        validate(&req, &limits)?;
+        if req.top_k == 0 {
+            req.top_k = limits.default_top_k;
+        }
+        let vector = match req.mode {
+            Mode::Keyword => None,
+            Mode::Hybrid | Mode::Dense => Some(
+                self.inner
+                    .embedder
+                    .embed(vec![req.query.clone()])
+                    .await?
+                    .pop()
+                    .ok_or_else(|| {
+                        EngineError::Internal("the embedder returned no vector".into())
+                    })?,
+            ),
+        };
+        self.blocking(move |inner| {
+            let store = &inner.store;
+            let coll = store.collection(&req.collection)?;
+            let index = inner.indexes.get(coll.id)?;
+            let fused = indexes::read(&index)?
+                .search(&SearchQuery {
+                    text: &req.query,
+                    vector: vector.as_deref(),
+                    mode: req.mode,
+                    filter: req.filter.as_ref(),
+                    fusion: req.fusion,
+                    top_k: req.top_k,
+                    depth: limits.depth,
+                })
+                .map_err(indexes::index_error)?;
+            let mut docs = HashMap::new();
+            let mut hits = Vec::with_capacity(fused.len());
+            for f in fused {
+                // A hit deleted since the search started is skipped.
+                let Some(chunk) = store.chunk(coll.id, f.id)? else {
+                    continue;
+                };
+                if !docs.contains_key(&chunk.document_id) {
+                    match store.document(&req.collection, &chunk.document_id) {
+                        Ok(d) => {
+                            docs.insert(chunk.document_id.clone(), d.document);
+                        }
+                        Err(quarry_store::StoreError::DocumentNotFound { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                let doc = &docs[&chunk.document_id];
+                hits.push(SearchHit {
+                    chunk_id: f.id,
+                    title: doc.title.clone(),
+                    metadata: doc.metadata.clone(),
+                    document_id: chunk.document_id,
+                    text: chunk.text,
+                    score: f.score,
+                    dense: f.dense,
+                    keyword: f.keyword,
+                    chunk_index: chunk.index,
+                });
+            }
+            Ok(hits)
+        })
+        .await
+    }
+}

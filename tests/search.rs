@@ -1,0 +1,275 @@
+//! End to end: Retrieval.Search over documents loaded with Upsert, in each
+//! mode, with filters, after deletes, after a restart, and its errors.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{data_dir, TestServer};
+use quarry::proto::{
+    self, collections_client::CollectionsClient, documents_client::DocumentsClient,
+    metadata_value::Kind, retrieval_client::RetrievalClient,
+};
+use tonic::transport::Channel;
+use tonic::Code;
+
+const DOCS: &[(&str, &str, &str)] = &[
+    ("paris", "geography", "Paris is the capital and largest city of France, on the Seine."),
+    ("berlin", "geography", "Berlin is the capital of Germany and its most populous city."),
+    ("rust", "programming", "Rust is a systems programming language focused on memory safety without garbage collection."),
+    ("python", "programming", "Python is an interpreted programming language known for readable syntax."),
+    ("photosynthesis", "biology", "Photosynthesis converts light energy into chemical energy stored in glucose in plants."),
+    ("mitochondria", "biology", "Mitochondria are organelles that produce ATP, the energy currency of the cell."),
+    ("volcano", "geology", "A volcano is a rupture in the crust where lava, ash and gases escape."),
+    ("tides", "physics", "Ocean tides are caused by the gravitational pull of the moon and the sun."),
+];
+
+async fn search(
+    client: &mut RetrievalClient<Channel>,
+    query: &str,
+    mode: proto::SearchMode,
+    filter: Option<proto::Filter>,
+) -> Result<Vec<proto::Hit>, tonic::Status> {
+    client
+        .search(proto::SearchRequest {
+            collection: "kb".into(),
+            query: query.into(),
+            top_k: 3,
+            mode: mode as i32,
+            filter,
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().hits)
+}
+
+fn topic(t: &str) -> proto::Filter {
+    proto::Filter {
+        clause: Some(proto::filter::Clause::Equals(proto::FieldEquals {
+            key: "topic".into(),
+            value: Some(proto::MetadataValue {
+                kind: Some(Kind::StringValue(t.into())),
+            }),
+        })),
+    }
+}
+
+async fn load(channel: &Channel) {
+    CollectionsClient::new(channel.clone())
+        .create_collection(proto::CreateCollectionRequest {
+            name: "kb".into(),
+            settings: None,
+        })
+        .await
+        .unwrap();
+    let documents = DOCS
+        .iter()
+        .map(|(id, topic, text)| proto::Document {
+            id: (*id).into(),
+            title: String::new(),
+            text: (*text).into(),
+            metadata: HashMap::from([(
+                "topic".to_string(),
+                proto::MetadataValue {
+                    kind: Some(Kind::StringValue((*topic).into())),
+                },
+            )]),
+            ..Default::default()
+        })
+        .collect();
+    DocumentsClient::new(channel.clone())
+        .upsert(proto::UpsertRequest {
+            collection: "kb".into(),
+            documents,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_documents_in_every_mode_and_survives_restart() {
+    let dir = data_dir();
+    let server = TestServer::start(dir.path());
+    let channel = server.channel().await;
+    load(&channel).await;
+    let mut client = RetrievalClient::new(channel.clone());
+
+    for mode in [
+        proto::SearchMode::Hybrid,
+        proto::SearchMode::Dense,
+        proto::SearchMode::Keyword,
+    ] {
+        let hits = search(&mut client, "What is the capital of France?", mode, None)
+            .await
+            .unwrap();
+        assert_eq!(hits[0].document_id, "paris", "{mode:?}: {hits:?}");
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    }
+    // Meaning without shared words: only the dense retriever can find it.
+    let hits = search(
+        &mut client,
+        "how do cells make energy",
+        proto::SearchMode::Dense,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(hits[0].document_id, "mitochondria");
+    // Hybrid hits carry both retrievers' ranks and scores.
+    let hits = search(
+        &mut client,
+        "Rust memory safety",
+        proto::SearchMode::Hybrid,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(hits[0].document_id, "rust");
+    assert!(hits[0].dense_rank.is_some() && hits[0].keyword_rank.is_some());
+    assert_eq!(
+        hits[0].metadata["topic"].kind,
+        Some(Kind::StringValue("programming".into()))
+    );
+    assert!(hits[0].text.contains("memory safety"));
+
+    // Filters apply inside the retrievers.
+    let hits = search(
+        &mut client,
+        "capital city",
+        proto::SearchMode::Hybrid,
+        Some(topic("biology")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(hits.len(), 2);
+    assert!(hits
+        .iter()
+        .all(|h| h.document_id == "photosynthesis" || h.document_id == "mitochondria"));
+
+    // A deleted document is never returned.
+    DocumentsClient::new(channel.clone())
+        .delete_documents(proto::DeleteDocumentsRequest {
+            collection: "kb".into(),
+            ids: vec!["paris".into()],
+            filter: None,
+        })
+        .await
+        .unwrap();
+    let hits = search(
+        &mut client,
+        "capital of France",
+        proto::SearchMode::Hybrid,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(hits.iter().all(|h| h.document_id != "paris"), "{hits:?}");
+
+    drop((client, channel));
+    assert!(server.stop().success());
+    let server = TestServer::start(dir.path());
+    let mut client = RetrievalClient::new(server.channel().await);
+    let hits = search(
+        &mut client,
+        "gravitational pull of the moon",
+        proto::SearchMode::Hybrid,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        hits[0].document_id, "tides",
+        "indexes are rebuilt from the store on start"
+    );
+    let hits = search(
+        &mut client,
+        "capital of France",
+        proto::SearchMode::Keyword,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(hits.iter().all(|h| h.document_id != "paris"));
+    drop(client);
+    assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_searches_name_the_field() {
+    let dir = data_dir();
+    let server = TestServer::start(dir.path());
+    let channel = server.channel().await;
+    load(&channel).await;
+    let mut client = RetrievalClient::new(channel.clone());
+    let base = proto::SearchRequest {
+        collection: "kb".into(),
+        query: "capital".into(),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            proto::SearchRequest {
+                query: "  ".into(),
+                ..base.clone()
+            },
+            Code::InvalidArgument,
+            "query: must not be empty or only whitespace",
+        ),
+        (
+            proto::SearchRequest {
+                top_k: 1_000_000,
+                ..base.clone()
+            },
+            Code::InvalidArgument,
+            "top_k: is 1000000; the limit is 100",
+        ),
+        (
+            proto::SearchRequest {
+                mode: 42,
+                ..base.clone()
+            },
+            Code::InvalidArgument,
+            "mode: 42 is not a SearchMode",
+        ),
+        (
+            proto::SearchRequest {
+                fusion: proto::FusionMethod::Convex as i32,
+                alpha: Some(1.5),
+                ..base.clone()
+            },
+            Code::InvalidArgument,
+            "alpha: is 1.5; allowed range is 0..=1",
+        ),
+        (
+            proto::SearchRequest {
+                filter: Some(proto::Filter::default()),
+                ..base.clone()
+            },
+            Code::InvalidArgument,
+            "filter: has no clause set",
+        ),
+        (
+            proto::SearchRequest {
+                collection: "nope".into(),
+                ..base.clone()
+            },
+            Code::NotFound,
+            "collection \"nope\" does not exist",
+        ),
+    ];
+    for (req, code, message) in cases {
+        let status = client.search(req).await.unwrap_err();
+        assert_eq!(status.code(), code, "{status:?}");
+        assert_eq!(status.message(), message);
+    }
+    // top_k 0 means the default (10), capped by what exists.
+    let hits = client
+        .search(proto::SearchRequest { top_k: 0, ..base })
+        .await
+        .unwrap()
+        .into_inner()
+        .hits;
+    assert_eq!(hits.len(), DOCS.len());
+    drop((client, channel));
+    assert!(server.stop().success());
+}
