@@ -45,6 +45,8 @@ enum Command {
     Collections(cli::collections::CollectionsCommand),
     /// Embed texts with the server's sentence embedder.
     Embed(cli::embed::EmbedArgs),
+    /// Search a collection.
+    Search(cli::search::SearchArgs),
     /// Fetch and list models in the local cache.
     #[command(subcommand)]
     Models(cli::models::ModelsCommand),
@@ -77,6 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Collections(cmd) => runtime.block_on(cli::collections::run(cmd)),
         Command::Embed(args) => runtime.block_on(cli::embed::run(args)),
+        Command::Search(args) => runtime.block_on(cli::search::run(args)),
         Command::Models(cmd) => cli::models::run(cmd),
         Command::Bench(cmd) => cli::bench::run(cmd),
     }

@@ -273,3 +273,61 @@ async fn bad_searches_name_the_field() {
     drop((client, channel));
     assert!(server.stop().success());
 }
+
+#[test]
+fn the_search_subcommand_prints_hits_and_takes_a_filter() {
+    let dir = data_dir();
+    let server = TestServer::start(dir.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async { load(&server.channel().await).await });
+    let run = |args: &[&str]| {
+        std::process::Command::new(common::quarry_bin())
+            .args(args)
+            .env("QUARRY_ADDR", &server.addr)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "search",
+        "capital of Germany",
+        "--collection",
+        "kb",
+        "--top-k",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().next().unwrap().contains("berlin"), "{text}");
+
+    let out = run(&[
+        "search",
+        "energy",
+        "-c",
+        "kb",
+        "--mode",
+        "keyword",
+        "--json",
+        "--filter",
+        r#"{"equals":{"key":"topic","value":{"string":"biology"}}}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hits = v["hits"].as_array().unwrap();
+    assert!(!hits.is_empty());
+    assert!(hits
+        .iter()
+        .all(|h| ["photosynthesis", "mitochondria"].contains(&h["document_id"].as_str().unwrap())));
+
+    let out = run(&["search", "x", "-c", "kb", "--filter", "{\"nope\":1}"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--filter is not a valid filter"));
+    assert!(server.stop().success());
+}

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod collections;
 pub mod embed;
 pub mod models;
+pub mod search;
 
 use std::time::Duration;
 
@@ -59,4 +60,15 @@ pub fn call_failed(status: tonic::Status) -> anyhow::Error {
 pub fn format_time(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Parses a `--filter` JSON argument into the API's filter message, via the
+/// server's own filter type so that the syntax is the one documented there.
+pub fn filter_arg(text: &str) -> anyhow::Result<quarry::proto::Filter> {
+    let filter: quarry_core::Filter = serde_json::from_str(text)
+        .map_err(|e| anyhow::anyhow!("--filter is not a valid filter: {e}"))?;
+    filter
+        .validate("--filter")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(quarry::grpc::filter_to_proto(filter))
 }

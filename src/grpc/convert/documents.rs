@@ -339,3 +339,38 @@ impl From<SearchHit> for proto::Hit {
         }
     }
 }
+
+/// The API message for a filter (the reverse of [`filter_from_proto`]).
+pub fn filter_to_proto(f: Filter) -> proto::Filter {
+    use proto::filter::Clause;
+    let list = |fs: Vec<Filter>| proto::FilterList {
+        filters: fs.into_iter().map(filter_to_proto).collect(),
+    };
+    proto::Filter {
+        clause: Some(match f {
+            Filter::And(fs) => Clause::And(list(fs)),
+            Filter::Or(fs) => Clause::Or(list(fs)),
+            Filter::Equals { key, value } => Clause::Equals(proto::FieldEquals {
+                key,
+                value: Some(meta_value_to_proto(value)),
+            }),
+            Filter::In { key, values } => Clause::In(proto::FieldIn {
+                key,
+                values: values.into_iter().map(meta_value_to_proto).collect(),
+            }),
+            Filter::Range {
+                key,
+                gte,
+                gt,
+                lte,
+                lt,
+            } => Clause::Range(proto::FieldRange {
+                key,
+                gte,
+                gt,
+                lte,
+                lt,
+            }),
+        }),
+    }
+}

@@ -13,7 +13,7 @@ use crate::proto;
 
 mod documents;
 
-pub use documents::{DeleteDocuments, GetDocument, UpsertDocuments};
+pub use documents::{filter_to_proto, DeleteDocuments, GetDocument, UpsertDocuments};
 
 impl TryFrom<proto::CreateCollectionRequest> for CreateCollection {
     type Error = InvalidArgument;
