@@ -47,6 +47,8 @@ enum Command {
     Embed(cli::embed::EmbedArgs),
     /// Search a collection.
     Search(cli::search::SearchArgs),
+    /// Retrieval quality (nDCG@10, Recall@100, MRR@10) on a BEIR folder.
+    Eval(cli::eval::EvalArgs),
     /// Fetch and list models in the local cache.
     #[command(subcommand)]
     Models(cli::models::ModelsCommand),
@@ -80,6 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collections(cmd) => runtime.block_on(cli::collections::run(cmd)),
         Command::Embed(args) => runtime.block_on(cli::embed::run(args)),
         Command::Search(args) => runtime.block_on(cli::search::run(args)),
+        Command::Eval(args) => runtime.block_on(cli::eval::run(args)),
         Command::Models(cmd) => cli::models::run(cmd),
         Command::Bench(cmd) => cli::bench::run(cmd),
     }

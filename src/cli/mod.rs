@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod collections;
 pub mod embed;
+pub mod eval;
 pub mod models;
 pub mod search;
 

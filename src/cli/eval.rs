@@ -1,0 +1,351 @@
+//! `quarry eval DIR`: retrieval quality on a BEIR folder (corpus.jsonl,
+//! queries.jsonl, qrels/test.tsv). Loads the corpus into a fresh collection
+//! of an in-process engine (its own temporary data directory), runs every
+//! judged query in each mode, and prints nDCG@10, Recall@100 and MRR@10
+//! with trec_eval semantics.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use quarry_core::{CollectionName, CollectionSettings, Document};
+use quarry_engine::{CreateCollection, Engine, EngineConfig, Fusion, Mode, SearchRequest};
+use quarry_models::{ModelCache, DEFAULT_EMBED_MODEL};
+use serde_json::json;
+
+/// Flags of `quarry eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv.
+    pub dir: PathBuf,
+    /// Embedding model source.
+    #[arg(long, env = "QUARRY_EMBED_MODEL", default_value = DEFAULT_EMBED_MODEL)]
+    pub embed_model: String,
+    /// Documents per upsert batch.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Write TREC run files (one per mode) into this folder, for checking
+    /// the metrics with trec_eval or pytrec_eval.
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Graded judgments: query id -> document id -> grade.
+pub type Qrels = HashMap<String, HashMap<String, i64>>;
+
+fn jsonl(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
+    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}", path.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: invalid JSON", path.display(), n + 1))?,
+        );
+    }
+    Ok(out)
+}
+
+fn field(v: &serde_json::Value, name: &str, path: &Path, n: usize) -> anyhow::Result<String> {
+    match &v[name] {
+        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::Number(x) => Ok(x.to_string()),
+        serde_json::Value::Null if name == "title" => Ok(String::new()),
+        other => anyhow::bail!(
+            "{}: record {} has no string {name:?} ({other})",
+            path.display(),
+            n + 1
+        ),
+    }
+}
+
+/// Reads a qrels TSV, with or without the BEIR header line.
+pub fn read_qrels(text: &str) -> anyhow::Result<Qrels> {
+    let mut qrels: Qrels = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if line.trim().is_empty() {
+            continue;
+        }
+        anyhow::ensure!(
+            cols.len() >= 3,
+            "qrels line {}: expected query-id, corpus-id, score",
+            n + 1
+        );
+        let Ok(grade) = cols[2].trim().parse::<i64>() else {
+            anyhow::ensure!(
+                n == 0,
+                "qrels line {}: score {:?} is not an integer",
+                n + 1,
+                cols[2]
+            );
+            continue; // the header
+        };
+        qrels
+            .entry(cols[0].to_owned())
+            .or_default()
+            .insert(cols[1].to_owned(), grade);
+    }
+    Ok(qrels)
+}
+
+/// nDCG@k with graded gains (trec_eval's ndcg_cut: gain = grade,
+/// discount log2(rank + 1), ideal ranking from every judged document).
+pub fn ndcg_at(ranking: &[String], judged: &HashMap<String, i64>, k: usize) -> f64 {
+    let dcg: f64 = ranking
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, d)| judged.get(d).copied().unwrap_or(0).max(0) as f64 / (i as f64 + 2.0).log2())
+        .sum();
+    let mut ideal: Vec<i64> = judged.values().copied().filter(|g| *g > 0).collect();
+    ideal.sort_unstable_by(|a, b| b.cmp(a));
+    let idcg: f64 = ideal
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, g)| *g as f64 / (i as f64 + 2.0).log2())
+        .sum();
+    if idcg > 0.0 {
+        dcg / idcg
+    } else {
+        0.0
+    }
+}
+
+/// Recall@k: relevant (grade > 0) documents in the top k over all relevant.
+pub fn recall_at(ranking: &[String], judged: &HashMap<String, i64>, k: usize) -> f64 {
+    let relevant = judged.values().filter(|g| **g > 0).count();
+    if relevant == 0 {
+        return 0.0;
+    }
+    let found = ranking
+        .iter()
+        .take(k)
+        .filter(|d| judged.get(*d).is_some_and(|g| *g > 0))
+        .count();
+    found as f64 / relevant as f64
+}
+
+/// MRR@k: 1 / rank of the first relevant document within the top k.
+pub fn mrr_at(ranking: &[String], judged: &HashMap<String, i64>, k: usize) -> f64 {
+    ranking
+        .iter()
+        .take(k)
+        .position(|d| judged.get(d).is_some_and(|g| *g > 0))
+        .map_or(0.0, |i| 1.0 / (i as f64 + 1.0))
+}
+
+/// Runs `quarry eval`.
+pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let corpus_path = args.dir.join("corpus.jsonl");
+    let queries_path = args.dir.join("queries.jsonl");
+    let qrels_path = args.dir.join("qrels/test.tsv");
+    let qrels = read_qrels(
+        &std::fs::read_to_string(&qrels_path)
+            .with_context(|| format!("read {}", qrels_path.display()))?,
+    )?;
+    let mut documents = Vec::new();
+    for (n, v) in jsonl(&corpus_path)?.iter().enumerate() {
+        documents.push(Document {
+            id: field(v, "_id", &corpus_path, n)?,
+            title: field(v, "title", &corpus_path, n)?,
+            text: field(v, "text", &corpus_path, n)?,
+            metadata: Default::default(),
+        });
+    }
+    let mut queries = Vec::new();
+    for (n, v) in jsonl(&queries_path)?.iter().enumerate() {
+        queries.push((
+            field(v, "_id", &queries_path, n)?,
+            field(v, "text", &queries_path, n)?,
+        ));
+    }
+    let judged: Vec<&(String, String)> = queries
+        .iter()
+        .filter(|(id, _)| qrels.get(id).is_some_and(|j| j.values().any(|g| *g > 0)))
+        .collect();
+
+    let data_dir = tempfile::Builder::new().prefix("quarry-eval-").tempdir()?;
+    let engine_dir = data_dir.path().to_path_buf();
+    let embed_model = args.embed_model.parse()?;
+    let engine = tokio::task::spawn_blocking(move || {
+        Engine::open(EngineConfig {
+            data_dir: engine_dir,
+            model_cache: ModelCache::from_env(),
+            embed_model,
+            embed_queue: Default::default(),
+            embed_limits: Default::default(),
+            document_limits: Default::default(),
+            search_limits: Default::default(),
+        })
+    })
+    .await??;
+    let name = CollectionName::parse("eval")?;
+    engine
+        .create_collection(CreateCollection {
+            name: name.clone(),
+            settings: CollectionSettings::default(),
+        })
+        .await?;
+
+    let started = Instant::now();
+    let total = documents.len();
+    let mut loaded = 0;
+    for batch in documents.chunks(args.batch.max(1)) {
+        engine
+            .upsert_documents(name.clone(), batch.to_vec())
+            .await?;
+        loaded += batch.len();
+        if loaded % (args.batch * 10).max(1) < args.batch || loaded == total {
+            eprintln!(
+                "loaded {loaded}/{total} documents ({:.0}/s)",
+                loaded as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let load_secs = started.elapsed().as_secs_f64();
+
+    let mut results = BTreeMap::new();
+    for (label, mode) in [
+        ("keyword", Mode::Keyword),
+        ("dense", Mode::Dense),
+        ("hybrid", Mode::Hybrid),
+    ] {
+        let mut run_file = match &args.run_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                Some(std::io::BufWriter::new(std::fs::File::create(
+                    dir.join(format!("{label}.run")),
+                )?))
+            }
+            None => None,
+        };
+        let (mut ndcg, mut recall, mut mrr) = (0.0, 0.0, 0.0);
+        let started = Instant::now();
+        for (qid, text) in &judged {
+            let hits = engine
+                .search(SearchRequest {
+                    collection: name.clone(),
+                    query: text.clone(),
+                    top_k: 100,
+                    mode,
+                    filter: None,
+                    fusion: Fusion::Rrf {
+                        k: 60.0,
+                        dense_weight: 1.0,
+                        keyword_weight: 1.0,
+                    },
+                })
+                .await?;
+            // Documents, not chunks: a document ranks where its best chunk does.
+            let mut seen = HashSet::new();
+            let ranking: Vec<(String, f64)> = hits
+                .into_iter()
+                .filter(|h| seen.insert(h.document_id.clone()))
+                .map(|h| (h.document_id, h.score))
+                .collect();
+            if let Some(f) = run_file.as_mut() {
+                for (rank, (doc, score)) in ranking.iter().enumerate() {
+                    writeln!(f, "{qid} Q0 {doc} {} {score} quarry-{label}", rank + 1)?;
+                }
+            }
+            let ids: Vec<String> = ranking.into_iter().map(|(d, _)| d).collect();
+            let j = &qrels[qid.as_str()];
+            ndcg += ndcg_at(&ids, j, 10);
+            recall += recall_at(&ids, j, 100);
+            mrr += mrr_at(&ids, j, 10);
+        }
+        let n = judged.len().max(1) as f64;
+        results.insert(
+            label,
+            json!({
+                "ndcg@10": ndcg / n,
+                "recall@100": recall / n,
+                "mrr@10": mrr / n,
+                "ms_per_query": started.elapsed().as_secs_f64() * 1000.0 / n,
+            }),
+        );
+    }
+
+    let report = json!({
+        "dataset": args.dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "documents": total,
+        "queries": queries.len(),
+        "scored_queries": judged.len(),
+        "load_seconds": load_secs,
+        "fusion": "rrf k=60",
+        "results": results,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "{}: {} documents (loaded in {:.1} s), {} queries, {} scored (with relevant judgments)",
+            report["dataset"].as_str().unwrap_or("?"),
+            total,
+            load_secs,
+            queries.len(),
+            judged.len()
+        );
+        println!(
+            "{:<8} {:>8} {:>11} {:>8} {:>9}",
+            "mode", "nDCG@10", "Recall@100", "MRR@10", "ms/query"
+        );
+        for (label, r) in &results {
+            println!(
+                "{:<8} {:>8.4} {:>11.4} {:>8.4} {:>9.1}",
+                label,
+                r["ndcg@10"].as_f64().unwrap_or_default(),
+                r["recall@100"].as_f64().unwrap_or_default(),
+                r["mrr@10"].as_f64().unwrap_or_default(),
+                r["ms_per_query"].as_f64().unwrap_or_default()
+            );
+        }
+    }
+    engine.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(pairs: &[(&str, i64)]) -> HashMap<String, i64> {
+        pairs.iter().map(|(d, g)| (d.to_string(), *g)).collect()
+    }
+
+    fn ranking(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn metrics_follow_trec_eval() {
+        let j = judged(&[("a", 3), ("b", 1), ("c", 0)]);
+        assert!((ndcg_at(&ranking(&["a", "b"]), &j, 10) - 1.0).abs() < 1e-12);
+        // b first, a second: (1/log2(2) + 3/log2(3)) / (3/log2(2) + 1/log2(3)).
+        let want = (1.0 + 3.0 / 3f64.log2()) / (3.0 + 1.0 / 3f64.log2());
+        assert!((ndcg_at(&ranking(&["b", "a"]), &j, 10) - want).abs() < 1e-12);
+        assert_eq!(ndcg_at(&ranking(&["c", "x"]), &j, 10), 0.0);
+        assert_eq!(recall_at(&ranking(&["x", "b"]), &j, 100), 0.5);
+        assert_eq!(mrr_at(&ranking(&["c", "x", "b"]), &j, 10), 1.0 / 3.0);
+        assert_eq!(mrr_at(&ranking(&["c", "x", "b"]), &j, 2), 0.0);
+    }
+
+    #[test]
+    fn qrels_read_with_or_without_a_header() {
+        let with = read_qrels("query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td2\t0\n").unwrap();
+        let without = read_qrels("q1\td1\t2\nq1\td2\t0\n").unwrap();
+        assert_eq!(with, without);
+        assert_eq!(with["q1"]["d1"], 2);
+        assert!(read_qrels("q1\td1\t2\nq2\td2\tx\n").is_err());
+    }
+}
