@@ -30,9 +30,41 @@ pub struct EvalArgs {
     /// the metrics with trec_eval or pytrec_eval.
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
+    /// Fusions to evaluate in HYBRID mode, comma-separated: rrf:K,
+    /// wrrf:K:DENSE_WEIGHT (keyword weight 1), convex:ALPHA, dbsf:ALPHA.
+    /// The default is the server's default fusion.
+    #[arg(long, default_value = "convex:0.7")]
+    pub fusions: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Parses one `--fusions` entry.
+pub fn parse_fusion(spec: &str) -> anyhow::Result<Fusion> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let num = |i: usize| -> anyhow::Result<f32> {
+        parts
+            .get(i)
+            .ok_or_else(|| anyhow::anyhow!("fusion {spec:?} lacks a parameter"))?
+            .parse::<f32>()
+            .map_err(|e| anyhow::anyhow!("fusion {spec:?}: {e}"))
+    };
+    Ok(match parts[0] {
+        "rrf" => Fusion::Rrf {
+            k: num(1)?,
+            dense_weight: 1.0,
+            keyword_weight: 1.0,
+        },
+        "wrrf" => Fusion::Rrf {
+            k: num(1)?,
+            dense_weight: num(2)?,
+            keyword_weight: 1.0,
+        },
+        "convex" => Fusion::Convex { alpha: num(1)? },
+        "dbsf" => Fusion::Dbsf { alpha: num(1)? },
+        other => anyhow::bail!("unknown fusion {other:?} (rrf, wrrf, convex, dbsf)"),
+    })
 }
 
 /// Graded judgments: query id -> document id -> grade.
@@ -214,12 +246,30 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let load_secs = started.elapsed().as_secs_f64();
 
+    let mut runs: Vec<(String, Mode, Fusion)> = vec![
+        (
+            "keyword".into(),
+            Mode::Keyword,
+            Fusion::Convex { alpha: 0.0 },
+        ),
+        ("dense".into(), Mode::Dense, Fusion::Convex { alpha: 1.0 }),
+    ];
+    let specs: Vec<&str> = args
+        .fusions
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    for spec in &specs {
+        let label = if specs.len() == 1 {
+            "hybrid".to_owned()
+        } else {
+            format!("hybrid-{spec}")
+        };
+        runs.push((label, Mode::Hybrid, parse_fusion(spec)?));
+    }
     let mut results = BTreeMap::new();
-    for (label, mode) in [
-        ("keyword", Mode::Keyword),
-        ("dense", Mode::Dense),
-        ("hybrid", Mode::Hybrid),
-    ] {
+    for (label, mode, fusion) in runs {
         let mut run_file = match &args.run_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)?;
@@ -239,11 +289,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
                     top_k: 100,
                     mode,
                     filter: None,
-                    fusion: Fusion::Rrf {
-                        k: 60.0,
-                        dense_weight: 1.0,
-                        keyword_weight: 1.0,
-                    },
+                    fusion,
                 })
                 .await?;
             // Documents, not chunks: a document ranks where its best chunk does.
@@ -254,8 +300,13 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
                 .map(|h| (h.document_id, h.score))
                 .collect();
             if let Some(f) = run_file.as_mut() {
-                for (rank, (doc, score)) in ranking.iter().enumerate() {
-                    writeln!(f, "{qid} Q0 {doc} {} {score} quarry-{label}", rank + 1)?;
+                // trec_eval orders a run by score and breaks ties by document
+                // id, not by rank; fused scores tie often (RRF), so the score
+                // column is derived from Quarry's rank to make trec_eval
+                // evaluate exactly the ranking Quarry returned.
+                let n = ranking.len();
+                for (rank, (doc, _score)) in ranking.iter().enumerate() {
+                    writeln!(f, "{qid} Q0 {doc} {} {} quarry-{label}", rank + 1, n - rank)?;
                 }
             }
             let ids: Vec<String> = ranking.into_iter().map(|(d, _)| d).collect();
@@ -266,7 +317,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         }
         let n = judged.len().max(1) as f64;
         results.insert(
-            label,
+            label.clone(),
             json!({
                 "ndcg@10": ndcg / n,
                 "recall@100": recall / n,
@@ -282,7 +333,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         "queries": queries.len(),
         "scored_queries": judged.len(),
         "load_seconds": load_secs,
-        "fusion": "rrf k=60",
+        "fusions": args.fusions,
         "results": results,
     });
     if args.json {
@@ -338,6 +389,32 @@ mod tests {
         assert_eq!(recall_at(&ranking(&["x", "b"]), &j, 100), 0.5);
         assert_eq!(mrr_at(&ranking(&["c", "x", "b"]), &j, 10), 1.0 / 3.0);
         assert_eq!(mrr_at(&ranking(&["c", "x", "b"]), &j, 2), 0.0);
+    }
+
+    #[test]
+    fn fusion_specs_parse() {
+        assert_eq!(
+            parse_fusion("rrf:60").unwrap(),
+            Fusion::Rrf {
+                k: 60.0,
+                dense_weight: 1.0,
+                keyword_weight: 1.0
+            }
+        );
+        assert_eq!(
+            parse_fusion("wrrf:60:2").unwrap(),
+            Fusion::Rrf {
+                k: 60.0,
+                dense_weight: 2.0,
+                keyword_weight: 1.0
+            }
+        );
+        assert_eq!(
+            parse_fusion("convex:0.7").unwrap(),
+            Fusion::Convex { alpha: 0.7 }
+        );
+        assert!(parse_fusion("convex").is_err());
+        assert!(parse_fusion("magic:1").is_err());
     }
 
     #[test]
