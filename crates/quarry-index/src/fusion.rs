@@ -108,27 +108,19 @@ impl Normalizer {
 /// Fuses two ranked lists and returns the best `top_k`.
 pub fn fuse(dense: &[Ranked], keyword: &[Ranked], method: Fusion, top_k: usize) -> Vec<Fused> {
     let mut hits: HashMap<u64, Fused> = HashMap::with_capacity(dense.len() + keyword.len());
+    let blank = |id| Fused {
+        id,
+        score: 0.0,
+        dense: None,
+        keyword: None,
+    };
     for (i, r) in dense.iter().enumerate() {
-        hits.entry(r.id)
-            .or_insert(Fused {
-                id: r.id,
-                score: 0.0,
-                dense: None,
-                keyword: None,
-            })
-            .dense
-            .get_or_insert((i as u32 + 1, r.score));
+        let hit = hits.entry(r.id).or_insert_with(|| blank(r.id));
+        hit.dense.get_or_insert((i as u32 + 1, r.score));
     }
     for (i, r) in keyword.iter().enumerate() {
-        hits.entry(r.id)
-            .or_insert(Fused {
-                id: r.id,
-                score: 0.0,
-                dense: None,
-                keyword: None,
-            })
-            .keyword
-            .get_or_insert((i as u32 + 1, r.score));
+        let hit = hits.entry(r.id).or_insert_with(|| blank(r.id));
+        hit.keyword.get_or_insert((i as u32 + 1, r.score));
     }
     match method {
         Fusion::Rrf {
