@@ -1,11 +1,9 @@
 //! `quarry bench ...`: benchmarks of Quarry's own components, in process,
 //! on real data. Figures for docs/performance.md come from here.
 
-use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
 use quarry_embed::{EmbedQueue, QueueConfig, SentenceEmbedder, MODEL_FILES};
 use quarry_models::{ModelCache, ModelSource, DEFAULT_EMBED_MODEL};
 use serde_json::json;
@@ -49,22 +47,13 @@ pub struct EmbedBench {
     pub json: bool,
 }
 
-fn read_texts(path: &PathBuf) -> anyhow::Result<Vec<String>> {
-    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let mut texts = Vec::new();
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}", path.display(), n + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: invalid JSON", path.display(), n + 1))?;
-        let text = v["text"]
-            .as_str()
-            .with_context(|| format!("{}:{}: no \"text\" string", path.display(), n + 1))?;
-        texts.push(text.to_owned());
-    }
-    Ok(texts)
+/// The "text" field of every record of a JSONL file.
+fn read_texts(path: &Path) -> anyhow::Result<Vec<String>> {
+    super::eval::jsonl(path)?
+        .iter()
+        .enumerate()
+        .map(|(n, v)| super::eval::field(v, "text", path, n))
+        .collect()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

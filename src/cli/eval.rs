@@ -70,7 +70,8 @@ pub fn parse_fusion(spec: &str) -> anyhow::Result<Fusion> {
 /// Graded judgments: query id -> document id -> grade.
 pub type Qrels = HashMap<String, HashMap<String, i64>>;
 
-fn jsonl(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
+/// Every record of a JSONL file (blank lines skipped), naming file:line on errors.
+pub fn jsonl(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
     let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let mut out = Vec::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -86,7 +87,8 @@ fn jsonl(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
     Ok(out)
 }
 
-fn field(v: &serde_json::Value, name: &str, path: &Path, n: usize) -> anyhow::Result<String> {
+/// A record's string (or number) field; a missing title is empty.
+pub fn field(v: &serde_json::Value, name: &str, path: &Path, n: usize) -> anyhow::Result<String> {
     match &v[name] {
         serde_json::Value::String(s) => Ok(s.clone()),
         serde_json::Value::Number(x) => Ok(x.to_string()),

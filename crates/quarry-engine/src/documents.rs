@@ -9,7 +9,9 @@ use quarry_store::{NewChunk, NewDocument, StoredDocument, UpsertStatus};
 use sha2::{Digest, Sha256};
 
 use crate::chunk::chunk_text;
-use crate::{indexes, Engine, Result};
+use quarry_index::{IndexedChunk, IndexedDocument};
+
+use crate::{indexes, Engine, EngineError, Result};
 
 /// Limits on documents sent to Upsert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,12 +320,34 @@ impl Engine {
                 // sees writes to this collection in the store's order.
                 let mut index = indexes::write(&index)?;
                 let outcome = store.upsert_documents(&collection, &new_docs)?;
+                // The index gets what was just written, from memory: the
+                // store hands out chunk ids in input order, document by
+                // document, for every document it did not skip.
+                let mut ids = outcome.added_chunks.iter().copied();
                 let mut changed = Vec::new();
-                for (doc, status) in new_docs.iter().zip(&outcome.statuses) {
-                    if *status != UpsertStatus::Unchanged {
-                        let stored = store.document(&collection, &doc.document.id)?;
-                        changed.push(indexes::load_document(store, coll.id, stored)?);
+                for (doc, status) in new_docs.into_iter().zip(&outcome.statuses) {
+                    if *status == UpsertStatus::Unchanged {
+                        continue;
                     }
+                    let mut chunks = Vec::with_capacity(doc.chunks.len());
+                    for c in doc.chunks {
+                        let id = ids.next().ok_or_else(|| {
+                            EngineError::Internal(
+                                "the store returned fewer chunk ids than chunks".into(),
+                            )
+                        })?;
+                        chunks.push(IndexedChunk {
+                            id,
+                            text: c.text,
+                            vector: c.vector,
+                        });
+                    }
+                    changed.push(IndexedDocument {
+                        id: doc.document.id,
+                        title: doc.document.title,
+                        metadata: doc.document.metadata,
+                        chunks,
+                    });
                 }
                 index.upsert(changed).map_err(indexes::index_error)?;
                 Ok(outcome)

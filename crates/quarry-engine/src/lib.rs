@@ -14,7 +14,7 @@ mod error;
 mod indexes;
 mod search;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use quarry_embed::{EmbedQueue, QueueConfig};
@@ -63,7 +63,6 @@ pub struct Engine {
 struct Inner {
     store: Store,
     indexes: indexes::Indexes,
-    data_dir: PathBuf,
     embedder: EmbedQueue,
     embed_model: String,
     embed_limits: EmbedLimits,
@@ -83,7 +82,6 @@ impl Engine {
             ))
         })?;
         let store = Store::open(config.data_dir.join("store"))?;
-        let indexes = indexes::Indexes::build(&store)?;
 
         let model_dir = config
             .model_cache
@@ -98,11 +96,13 @@ impl Engine {
             workers = config.embed_queue.workers,
             "embedding model ready"
         );
+        // After the model: a server that cannot embed fails before spending
+        // time on index builds.
+        let indexes = indexes::Indexes::build(&store)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 indexes,
-                data_dir: config.data_dir,
                 embedder,
                 embed_model: config.embed_model.to_string(),
                 embed_limits: config.embed_limits,
@@ -110,11 +110,6 @@ impl Engine {
                 search_limits: config.search_limits,
             }),
         })
-    }
-
-    /// The data directory.
-    pub fn data_dir(&self) -> &Path {
-        &self.inner.data_dir
     }
 
     /// Writes everything to disk; called on shutdown.

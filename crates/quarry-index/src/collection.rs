@@ -95,11 +95,6 @@ impl CollectionIndex {
         })
     }
 
-    /// Live chunks in (dense, keyword).
-    pub fn chunk_counts(&self) -> (usize, u64) {
-        (self.dense.len(), self.keyword.len())
-    }
-
     /// Adds or replaces documents, then commits.
     pub fn upsert(&mut self, docs: Vec<IndexedDocument>) -> Result<(), IndexError> {
         let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
@@ -190,20 +185,27 @@ impl CollectionIndex {
             Mode::Hybrid | Mode::Keyword => self.keyword.search(query_text, depth, allowed)?,
             Mode::Dense => Vec::new(),
         };
-        // A single retriever keeps its own order: fuse with only its list.
-        let method = match mode {
-            Mode::Hybrid => fusion,
-            Mode::Dense => Fusion::Convex { alpha: 1.0 },
-            Mode::Keyword => Fusion::Convex { alpha: 0.0 },
-        };
-        let mut hits = fuse(&dense, &keyword, method, top_k);
-        if mode != Mode::Hybrid {
-            // Report the retriever's own score, not a normalised one.
-            for h in &mut hits {
-                h.score = h.dense.or(h.keyword).map_or(0.0, |(_, s)| s as f64);
+        let hits = match mode {
+            Mode::Hybrid => fuse(&dense, &keyword, fusion, top_k),
+            // A single retriever: its own order and its own score.
+            Mode::Dense | Mode::Keyword => {
+                let dense_list = mode == Mode::Dense;
+                let list = if dense_list { &dense } else { &keyword };
+                list.iter()
+                    .take(top_k)
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let ranked = Some((i as u32 + 1, r.score));
+                        Fused {
+                            id: r.id,
+                            score: r.score as f64,
+                            dense: if dense_list { ranked } else { None },
+                            keyword: if dense_list { None } else { ranked },
+                        }
+                    })
+                    .collect()
             }
-            hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
-        }
+        };
         Ok(hits)
     }
 }

@@ -32,7 +32,6 @@ pub type KeywordError = tantivy::TantivyError;
 
 /// One collection's keyword index.
 pub struct KeywordIndex {
-    index: Index,
     reader: IndexReader,
     writer: IndexWriter,
     chunk_id: Field,
@@ -73,7 +72,6 @@ impl KeywordIndex {
             .try_into()?;
         let writer = index.writer_with_num_threads(1, WRITER_MEMORY)?;
         Ok(Self {
-            index,
             reader,
             writer,
             chunk_id,
@@ -189,11 +187,6 @@ impl KeywordIndex {
                 Ok(Ranked { id, score })
             })
             .collect()
-    }
-
-    /// The underlying tantivy index (for checkpoints).
-    pub fn index(&self) -> &Index {
-        &self.index
     }
 }
 

@@ -62,7 +62,8 @@ pub enum UpsertStatus {
 pub struct UpsertOutcome {
     /// One status per input document, in input order.
     pub statuses: Vec<UpsertStatus>,
-    /// Chunk ids written.
+    /// Chunk ids written, in input order, document by document (skipped
+    /// documents contribute none).
     pub added_chunks: Vec<u64>,
     /// Chunk ids removed (old versions).
     pub removed_chunks: Vec<u64>,

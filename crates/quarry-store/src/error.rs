@@ -75,21 +75,6 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True for errors caused by the caller's input or by the state it asked
-    /// about, false for the server's own failures.
-    pub fn is_user_error(&self) -> bool {
-        matches!(
-            self,
-            Self::CollectionExists(_)
-                | Self::CollectionNotFound(_)
-                | Self::DocumentNotFound { .. }
-                | Self::RecordNotFound(_)
-                | Self::Invalid(_)
-        )
-    }
-}
-
-impl StoreError {
     /// True when the disk refused an operation (full, read-only, gone): the
     /// server's state, not a bug.
     pub fn is_io(&self) -> bool {
