@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use quarry_embed::QueueConfig;
-use quarry_engine::EmbedLimits;
+use quarry_engine::{EmbedLimits, IndexConfig};
 use quarry_models::{ModelCache, ModelSource};
 use serde::Deserialize;
 
@@ -93,6 +93,17 @@ pub struct ServeArgs {
     /// [default: 32768]
     #[arg(long, env = "QUARRY_MAX_EMBED_TEXT_BYTES")]
     pub max_embed_text_bytes: Option<usize>,
+
+    /// Seconds between saves of changed HNSW graphs (1-86400). Changes in
+    /// between are safe in the store's op log and replayed on start; a
+    /// shorter interval means a shorter replay after a crash. [default: 60]
+    #[arg(long, env = "QUARRY_INDEX_CHECKPOINT_SECS")]
+    pub index_checkpoint_secs: Option<usize>,
+
+    /// Rebuild a collection's HNSW graph (in the background) once deleted
+    /// or replaced chunks pass this percentage of it (1-90). [default: 20]
+    #[arg(long, env = "QUARRY_HNSW_REBUILD_PERCENT")]
+    pub hnsw_rebuild_percent: Option<usize>,
 }
 
 /// The contents of a `--config` file.
@@ -111,6 +122,8 @@ struct FileConfig {
     embed_batch_tokens: Option<usize>,
     max_embed_texts: Option<usize>,
     max_embed_text_bytes: Option<usize>,
+    index_checkpoint_secs: Option<usize>,
+    hnsw_rebuild_percent: Option<usize>,
 }
 
 /// The effective configuration of a server.
@@ -132,6 +145,8 @@ pub struct ServeConfig {
     pub embed_queue: QueueConfig,
     /// Limits on Embed requests.
     pub embed_limits: EmbedLimits,
+    /// Index checkpoints and rebuilds.
+    pub index: IndexConfig,
 }
 
 /// A configuration that cannot be used.
@@ -257,6 +272,21 @@ impl ServeArgs {
                 1..=16 * 1024 * 1024,
             )?,
         };
+        let index = IndexConfig {
+            checkpoint_interval: Duration::from_secs(in_range(
+                "--index-checkpoint-secs",
+                self.index_checkpoint_secs.or(file.index_checkpoint_secs),
+                IndexConfig::default().checkpoint_interval.as_secs() as usize,
+                1..=86_400,
+            )? as u64),
+            rebuild_share: in_range(
+                "--hnsw-rebuild-percent",
+                self.hnsw_rebuild_percent.or(file.hnsw_rebuild_percent),
+                (IndexConfig::default().rebuild_share * 100.0).round() as usize,
+                1..=90,
+            )? as f64
+                / 100.0,
+        };
         Ok(ServeConfig {
             listen,
             data_dir,
@@ -266,6 +296,7 @@ impl ServeArgs {
             embed_model,
             embed_queue,
             embed_limits,
+            index,
         })
     }
 }

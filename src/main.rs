@@ -61,7 +61,9 @@ fn init_logging(format: LogFormat) {
     // RUST_LOG overrides; by default Quarry logs at info and its
     // dependencies at warn.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,quarry=info,quarry_engine=info,quarry_store=info")
+        tracing_subscriber::EnvFilter::new(
+            "warn,quarry=info,quarry_engine=info,quarry_store=info,quarry_index=info",
+        )
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -20,6 +20,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         embed_limits: config.embed_limits,
         document_limits: Default::default(),
         search_limits: Default::default(),
+        index: config.index,
     };
     let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await?

@@ -220,6 +220,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             embed_limits: Default::default(),
             document_limits: Default::default(),
             search_limits: Default::default(),
+            index: Default::default(),
         })
     })
     .await??;

@@ -29,13 +29,14 @@ impl Engine {
     pub async fn create_collection(&self, req: CreateCollection) -> Result<CollectionInfo> {
         self.blocking(move |inner| {
             let stored = inner.store.create_collection(&req.name, req.settings)?;
-            let index = quarry_index::CollectionIndex::new(
-                stored.settings,
-                0,
-                crate::indexes::REBUILD_SHARE,
-            )
-            .map_err(crate::indexes::index_error)?;
-            inner.indexes.insert(stored.id, index)?;
+            // No op of the new collection can follow before its index
+            // exists, so the store's last sequence number covers it.
+            let seq = inner.store.last_seq()?;
+            if let Err(e) = inner.indexes.create(&stored, seq) {
+                // Without indexes the collection is unusable: undo it.
+                let _ = inner.store.drop_collection(&req.name);
+                return Err(e);
+            }
             tracing::info!(collection = %req.name, "collection created");
             Ok(stored.info())
         })

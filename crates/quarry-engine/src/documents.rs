@@ -315,10 +315,10 @@ impl Engine {
             .blocking(move |inner| {
                 let store = &inner.store;
                 let coll = store.collection(&collection)?;
-                let index = inner.indexes.get(coll.id)?;
+                let shared = inner.indexes.get(coll.id)?;
                 // Held across the write and the apply, so that the index
                 // sees writes to this collection in the store's order.
-                let mut index = indexes::write(&index)?;
+                let mut index = indexes::write(&shared)?;
                 let outcome = store.upsert_documents(&collection, &new_docs)?;
                 // The index gets what was just written, from memory: the
                 // store hands out chunk ids in input order, document by
@@ -349,7 +349,14 @@ impl Engine {
                         chunks,
                     });
                 }
-                index.upsert(changed).map_err(indexes::index_error)?;
+                if outcome.last_seq > 0 {
+                    index
+                        .upsert(changed, outcome.last_seq)
+                        .map_err(indexes::index_error)?;
+                }
+                drop(index);
+                // Replaced documents leave tombstones too.
+                indexes::maybe_rebuild(&shared);
                 Ok(outcome)
             })
             .await?;
@@ -390,8 +397,8 @@ impl Engine {
         self.blocking(move |inner| {
             let store = &inner.store;
             let coll = store.collection(&collection)?;
-            let index = inner.indexes.get(coll.id)?;
-            let mut index = indexes::write(&index)?;
+            let shared = inner.indexes.get(coll.id)?;
+            let mut index = indexes::write(&shared)?;
             let ids = match selector {
                 DeleteSelector::Ids(ids) => ids,
                 DeleteSelector::Filter(filter) => {
@@ -405,11 +412,17 @@ impl Engine {
                     ids
                 }
             };
-            let (deleted, chunks) = store.delete_documents(&collection, &ids)?;
-            index.remove(&deleted).map_err(indexes::index_error)?;
+            let outcome = store.delete_documents(&collection, &ids)?;
+            if outcome.last_seq > 0 {
+                index
+                    .remove(&outcome.deleted, outcome.last_seq)
+                    .map_err(indexes::index_error)?;
+            }
+            drop(index);
+            indexes::maybe_rebuild(&shared);
             Ok(DeleteSummary {
-                documents: deleted.len() as u64,
-                chunks: chunks.len() as u64,
+                documents: outcome.deleted.len() as u64,
+                chunks: outcome.removed_chunks.len() as u64,
             })
         })
         .await

@@ -1,20 +1,45 @@
-//! The engine's search indexes, one [`CollectionIndex`] per collection,
-//! derived from the store. In this build they live in memory and are built
-//! from the store when the server starts (vectors come from the store:
-//! nothing is re-embedded); checkpoints on disk come next.
+//! The engine's search indexes: one [`CollectionIndex`] per collection, kept
+//! on disk in `DATA_DIR/indexes/<collection id>/` and derived from the store.
+//!
+//! - Opening recovers each collection ([`quarry_index::recovery`]): load the
+//!   checkpoints, replay newer op-log entries, rebuild from stored vectors
+//!   what is missing or damaged (logged), never re-embedding.
+//! - A checkpointer thread saves changed dense graphs every
+//!   [`IndexConfig::checkpoint_interval`] (and [`Indexes::checkpoint_all`] runs
+//!   once more on shutdown), then truncates the op log below what every
+//!   index holds.
+//! - A graph whose deleted share passes [`IndexConfig::rebuild_share`] is
+//!   rebuilt on its own thread from a snapshot while searches and writes go
+//!   on against the old graph, then swapped in.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use quarry_index::{CollectionIndex, IndexedChunk, IndexedDocument};
-use quarry_store::{Store, StoredCollection, StoredDocument};
+use quarry_index::{Change, CollectionIndex, Recovered, Truth, TruthChunk, TruthDocument};
+use quarry_store::{OpKind, Store, StoreError, StoredCollection};
 
 use crate::{EngineError, Result};
 
-/// Rebuild a collection's HNSW graph when deleted chunks pass this share.
-pub const REBUILD_SHARE: f64 = 0.2;
-/// Documents per index batch while building.
-const BUILD_BATCH: usize = 1000;
+/// How the indexes persist and maintain themselves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IndexConfig {
+    /// How often changed dense graphs are saved.
+    pub checkpoint_interval: Duration,
+    /// Rebuild a graph when deleted chunks pass this share of it.
+    pub rebuild_share: f64,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: Duration::from_secs(60),
+            rebuild_share: 0.2,
+        }
+    }
+}
 
 pub(crate) type Shared = Arc<RwLock<CollectionIndex>>;
 
@@ -23,63 +48,188 @@ pub(crate) fn index_error(e: quarry_index::IndexError) -> EngineError {
     EngineError::Internal(format!("index: {e}"))
 }
 
-/// Every collection's index.
-#[derive(Default)]
-pub(crate) struct Indexes {
-    map: RwLock<HashMap<u64, Shared>>,
-}
-
-/// Reads a stored document with its chunks and vectors, as the index takes it.
-pub(crate) fn load_document(
-    store: &Store,
-    collection_id: u64,
-    doc: StoredDocument,
-) -> Result<IndexedDocument> {
-    let mut chunks = Vec::with_capacity(doc.chunk_ids.len());
-    for id in &doc.chunk_ids {
-        let chunk = store.chunk(collection_id, *id)?.ok_or_else(|| {
-            EngineError::Internal(format!("chunk {id} of {} is missing", doc.document.id))
-        })?;
-        let vector = store
-            .vector(collection_id, *id)?
-            .ok_or_else(|| EngineError::Internal(format!("vector of chunk {id} is missing")))?;
-        chunks.push(IndexedChunk {
-            id: *id,
-            text: chunk.text,
-            vector,
-        });
-    }
-    Ok(IndexedDocument {
-        id: doc.document.id,
-        title: doc.document.title,
-        metadata: doc.document.metadata,
-        chunks,
-    })
-}
-
 fn lock_poisoned() -> EngineError {
     EngineError::Internal("an index lock was poisoned by a panic".into())
 }
 
+/// Every collection's index.
+pub(crate) struct Indexes {
+    map: RwLock<HashMap<u64, Shared>>,
+    dir: PathBuf,
+    config: IndexConfig,
+    /// One checkpoint pass at a time (the timer's and shutdown's).
+    checkpointing: Mutex<()>,
+}
+
+/// The store, as recovery reads it for one collection.
+struct StoreTruth<'a> {
+    store: &'a Store,
+    collection_id: u64,
+    /// Titles by document id, filled by `documents` (chunks carry only
+    /// their document's id).
+    titles: RefCell<HashMap<String, String>>,
+}
+
+impl Truth for StoreTruth<'_> {
+    type Error = StoreError;
+
+    fn documents(&self) -> std::result::Result<Vec<TruthDocument>, StoreError> {
+        let mut titles = self.titles.borrow_mut();
+        self.store
+            .documents(self.collection_id)
+            .map(|d| {
+                let d = d?;
+                titles.insert(d.document.id.clone(), d.document.title);
+                Ok(TruthDocument {
+                    id: d.document.id,
+                    metadata: d.document.metadata,
+                    chunk_ids: d.chunk_ids,
+                })
+            })
+            .collect()
+    }
+
+    fn changes_after(&self, seq: u64) -> std::result::Result<Vec<Change>, StoreError> {
+        let mut changes = Vec::new();
+        for op in self.store.ops_after(seq) {
+            let op = op?;
+            if op.collection_id != self.collection_id {
+                continue;
+            }
+            let (added, removed) = match op.kind {
+                OpKind::UpsertDocument { added, removed, .. } => (added, removed),
+                OpKind::DeleteDocument { removed, .. } => (Vec::new(), removed),
+                OpKind::CreateCollection { .. } | OpKind::DropCollection { .. } => continue,
+            };
+            changes.push(Change {
+                seq: op.seq,
+                added,
+                removed,
+            });
+        }
+        Ok(changes)
+    }
+
+    fn chunk(&self, id: u64) -> std::result::Result<Option<TruthChunk>, StoreError> {
+        let Some(chunk) = self.store.chunk(self.collection_id, id)? else {
+            return Ok(None);
+        };
+        let Some(vector) = self.store.vector(self.collection_id, id)? else {
+            return Err(StoreError::Corrupt(format!("chunk {id} has no vector")));
+        };
+        let title = match self.titles.borrow().get(&chunk.document_id) {
+            Some(t) => t.clone(),
+            None => self
+                .store
+                .document_in(self.collection_id, &chunk.document_id)?
+                .map(|d| d.document.title)
+                .unwrap_or_default(),
+        };
+        Ok(Some(TruthChunk {
+            title,
+            text: chunk.text,
+            vector,
+        }))
+    }
+
+    fn last_seq(&self) -> std::result::Result<u64, StoreError> {
+        self.store.last_seq()
+    }
+}
+
+fn describe(r: &Recovered) -> String {
+    match r {
+        Recovered::Loaded { seq, replayed } => {
+            format!("checkpoint at op {seq}, {replayed} ops replayed")
+        }
+        Recovered::Rebuilt { reason } => format!("rebuilt from the store ({reason})"),
+    }
+}
+
 impl Indexes {
-    /// Builds every collection's index from the store.
-    pub(crate) fn build(store: &Store) -> Result<Self> {
-        let indexes = Self::default();
-        for coll in store.list_collections()? {
-            let started = std::time::Instant::now();
-            let index = build_one(store, &coll)?;
+    /// Opens every collection's indexes under `dir`, recovering them from
+    /// the store, and removes the directories of collections that no longer
+    /// exist.
+    pub(crate) fn open(store: &Store, dir: PathBuf, config: IndexConfig) -> Result<Self> {
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            EngineError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        let indexes = Self {
+            map: RwLock::new(HashMap::new()),
+            dir,
+            config,
+            checkpointing: Mutex::new(()),
+        };
+        let collections = store.list_collections()?;
+        for coll in &collections {
+            let started = Instant::now();
+            let truth = StoreTruth {
+                store,
+                collection_id: coll.id,
+                titles: RefCell::new(HashMap::new()),
+            };
+            let (index, report) = CollectionIndex::recover(
+                &indexes.collection_dir(coll.id),
+                coll.settings,
+                config.rebuild_share,
+                &truth,
+            )
+            .map_err(index_error)?;
+            let ms = started.elapsed().as_millis() as u64;
+            for (name, part) in [("dense", &report.dense), ("keyword", &report.keyword)] {
+                if matches!(part, Recovered::Rebuilt { .. }) {
+                    tracing::warn!(collection = %coll.name, index = name, "{}", describe(part));
+                }
+            }
             tracing::info!(
                 collection = %coll.name,
-                chunks = coll.chunk_count,
-                ms = started.elapsed().as_millis() as u64,
-                "built the collection's indexes from the store"
+                chunks = index.len(),
+                ms,
+                dense = %describe(&report.dense),
+                keyword = %describe(&report.keyword),
+                "collection indexes ready"
             );
             indexes.insert(coll.id, index)?;
         }
+        indexes.remove_orphans(&collections);
         Ok(indexes)
     }
 
-    pub(crate) fn insert(&self, collection_id: u64, index: CollectionIndex) -> Result<()> {
+    fn collection_dir(&self, collection_id: u64) -> PathBuf {
+        self.dir.join(collection_id.to_string())
+    }
+
+    /// Index directories of collections that are gone (a crash between the
+    /// store's drop and the directory's removal) only hold disk space.
+    fn remove_orphans(&self, collections: &[StoredCollection]) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let live = name
+                .parse::<u64>()
+                .is_ok_and(|id| collections.iter().any(|c| c.id == id));
+            if !live {
+                tracing::info!(path = %entry.path().display(), "removing the indexes of a deleted collection");
+                remove_dir(&entry.path());
+            }
+        }
+    }
+
+    /// Creates the (empty) indexes of a collection created at op `seq`.
+    pub(crate) fn create(&self, coll: &StoredCollection, seq: u64) -> Result<()> {
+        let index = CollectionIndex::create(
+            Some(&self.collection_dir(coll.id)),
+            coll.settings,
+            self.config.rebuild_share,
+            seq,
+        )
+        .map_err(index_error)?;
+        self.insert(coll.id, index)
+    }
+
+    fn insert(&self, collection_id: u64, index: CollectionIndex) -> Result<()> {
         self.map
             .write()
             .map_err(|_| lock_poisoned())?
@@ -87,11 +237,18 @@ impl Indexes {
         Ok(())
     }
 
+    /// Forgets a dropped collection's indexes and removes their files.
     pub(crate) fn remove(&self, collection_id: u64) -> Result<()> {
-        self.map
+        let removed = self
+            .map
             .write()
             .map_err(|_| lock_poisoned())?
             .remove(&collection_id);
+        if let Some(index) = removed {
+            // Wait for a checkpoint or a rebuild in progress to let go.
+            drop(write(&index)?);
+        }
+        remove_dir(&self.collection_dir(collection_id));
         Ok(())
     }
 
@@ -105,25 +262,114 @@ impl Indexes {
                 EngineError::Internal(format!("collection {collection_id} has no index"))
             })
     }
+
+    /// Saves every changed dense graph, then drops the op-log entries that
+    /// every index now holds.
+    pub(crate) fn checkpoint_all(&self, store: &Store) -> Result<()> {
+        let _one = self.checkpointing.lock().map_err(|_| lock_poisoned())?;
+        // Entries after this may belong to writes still being applied.
+        let mut through = store.last_seq()?;
+        let all: Vec<(u64, Shared)> = self
+            .map
+            .read()
+            .map_err(|_| lock_poisoned())?
+            .iter()
+            .map(|(id, index)| (*id, Arc::clone(index)))
+            .collect();
+        for (id, index) in all {
+            let index = read(&index)?;
+            // Writers hold the index exclusively from their store write to
+            // their index update, so under this read lock every op of the
+            // collection up to `seq` is in the index.
+            let seq = store.last_seq()?;
+            let started = Instant::now();
+            if index.checkpoint(seq).map_err(index_error)? {
+                tracing::debug!(
+                    collection_id = id,
+                    seq,
+                    chunks = index.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "dense index checkpoint saved"
+                );
+            }
+            if let Some(seq) = index.durable_through() {
+                through = through.min(seq);
+            }
+        }
+        let dropped = store.truncate_ops_through(through)?;
+        if dropped > 0 {
+            tracing::debug!(through, dropped, "op log truncated");
+        }
+        Ok(())
+    }
 }
 
-/// Builds one collection's index from the store.
-pub(crate) fn build_one(store: &Store, coll: &StoredCollection) -> Result<CollectionIndex> {
-    let mut index = CollectionIndex::new(coll.settings, coll.chunk_count as usize, REBUILD_SHARE)
-        .map_err(index_error)?;
-    let mut batch = Vec::with_capacity(BUILD_BATCH);
-    for doc in store.documents(coll.id) {
-        batch.push(load_document(store, coll.id, doc?)?);
-        if batch.len() == BUILD_BATCH {
-            index
-                .upsert(std::mem::take(&mut batch))
-                .map_err(index_error)?;
+fn remove_dir(path: &Path) {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove index files"),
+    }
+}
+
+/// Starts a graph rebuild on its own thread if the collection's deleted
+/// share calls for one; the caller must not hold the index's lock.
+pub(crate) fn maybe_rebuild(index: &Shared) {
+    let Ok(guard) = index.read() else {
+        return;
+    };
+    let Some(job) = guard.begin_rebuild() else {
+        return;
+    };
+    let share = guard.tombstone_share();
+    drop(guard);
+    let target = Arc::clone(index);
+    let spawned = std::thread::Builder::new()
+        .name("quarry-rebuild".into())
+        .spawn(move || {
+            let index = target;
+            let started = Instant::now();
+            let live = job.len();
+            let fresh = job.run();
+            let Ok(mut guard) = index.write() else {
+                tracing::error!("an index lock was poisoned; rebuild dropped");
+                return;
+            };
+            guard.finish_rebuild(fresh);
+            drop(guard);
+            tracing::info!(
+                chunks = live,
+                deleted_share = share,
+                ms = started.elapsed().as_millis() as u64,
+                "HNSW graph rebuilt without its deleted chunks"
+            );
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start a graph rebuild");
+        if let Ok(guard) = index.read() {
+            guard.abandon_rebuild();
         }
     }
-    if !batch.is_empty() {
-        index.upsert(batch).map_err(index_error)?;
-    }
-    Ok(index)
+}
+
+/// Runs [`Indexes::checkpoint_all`] every `interval` until the engine is
+/// dropped.
+pub(crate) fn spawn_checkpointer(
+    inner: std::sync::Weak<crate::Inner>,
+    interval: Duration,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("quarry-checkpoint".into())
+        .spawn(move || loop {
+            std::thread::sleep(interval);
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            if let Err(e) = inner.indexes.checkpoint_all(&inner.store) {
+                tracing::error!(error = %e, "index checkpoint failed; the op log keeps the changes");
+            }
+        })
+        .map(|_| ())
 }
 
 /// Write access to an index, mapping a poisoned lock.

@@ -1,5 +1,5 @@
 //! The pipeline that the server and the command line drive: it owns the
-//! store, the embedder (and, as they land, the indexes and the generator)
+//! store, the embedder and the indexes (and, as it lands, the generator)
 //! and exposes each capability as one async call.
 //!
 //! Blocking work never runs on the async runtime's workers: sled I/O with
@@ -28,7 +28,8 @@ pub use documents::{
 };
 pub use embed::{EmbedLimits, Embeddings};
 pub use error::EngineError;
-pub use quarry_index::{Fusion, Mode};
+pub use indexes::IndexConfig;
+pub use quarry_index::{Fusion, Mode, DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K};
 pub use quarry_store::StoredDocument;
 pub use search::{SearchHit, SearchLimits, SearchRequest};
 
@@ -52,6 +53,8 @@ pub struct EngineConfig {
     pub document_limits: DocumentLimits,
     /// Limits on searches.
     pub search_limits: SearchLimits,
+    /// Index checkpoints and graph rebuilds.
+    pub index: IndexConfig,
 }
 
 /// The engine. Clone it freely: clones share everything.
@@ -60,7 +63,7 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     store: Store,
     indexes: indexes::Indexes,
     embedder: EmbedQueue,
@@ -98,8 +101,9 @@ impl Engine {
         );
         // After the model: a server that cannot embed fails before spending
         // time on index builds.
-        let indexes = indexes::Indexes::build(&store)?;
-        Ok(Self {
+        let indexes =
+            indexes::Indexes::open(&store, config.data_dir.join("indexes"), config.index)?;
+        let engine = Self {
             inner: Arc::new(Inner {
                 store,
                 indexes,
@@ -109,12 +113,21 @@ impl Engine {
                 document_limits: config.document_limits,
                 search_limits: config.search_limits,
             }),
-        })
+        };
+        indexes::spawn_checkpointer(
+            Arc::downgrade(&engine.inner),
+            config.index.checkpoint_interval,
+        )
+        .map_err(|e| EngineError::Internal(format!("cannot start the checkpointer: {e}")))?;
+        Ok(engine)
     }
 
-    /// Writes everything to disk; called on shutdown.
+    /// Writes everything to disk: the store, and a checkpoint of every
+    /// changed index so that the next start replays nothing. Called on
+    /// shutdown; blocking.
     pub fn flush(&self) -> Result<()> {
-        Ok(self.inner.store.flush()?)
+        self.inner.store.flush()?;
+        self.inner.indexes.checkpoint_all(&self.inner.store)
     }
 
     /// Runs `f` against the store and indexes on the blocking pool.

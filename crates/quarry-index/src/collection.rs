@@ -1,13 +1,16 @@
 //! One collection's search state: the dense and keyword indexes plus the
-//! chunk-to-document and document-to-metadata maps that filters and hit
-//! hydration need. Fed by the engine from the store (the source of truth).
+//! document-to-metadata-and-chunks map that filters need, with the
+//! bookkeeping of their checkpoints. Fed by the engine from the store (the
+//! source of truth); recovered from disk by [`crate::recovery`].
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use quarry_core::{CollectionSettings, Filter, Metadata};
 
-use crate::{fuse, DenseIndex, Fused, Fusion, KeywordIndex, Ranked};
+use crate::{checkpoint, fuse, DenseIndex, Fused, Fusion, IndexError, KeywordIndex, Ranked};
 
 /// Which retrievers a search uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,40 +66,121 @@ pub struct SearchQuery<'a> {
     pub depth: usize,
 }
 
-struct DocEntry {
-    metadata: Metadata,
-    chunks: Vec<u64>,
+pub(crate) struct DocEntry {
+    pub(crate) metadata: Metadata,
+    pub(crate) chunks: Vec<u64>,
 }
 
 /// The search state of one collection.
+///
+/// Durability: the keyword index commits (with the op-log sequence number)
+/// on every change; the dense graph is saved by [`Self::checkpoint`], which
+/// the engine calls periodically and on shutdown, and until then the op log
+/// covers it ([`Self::durable_through`]).
 pub struct CollectionIndex {
-    dense: DenseIndex,
-    keyword: KeywordIndex,
-    docs: HashMap<String, DocEntry>,
+    pub(crate) dense: DenseIndex,
+    pub(crate) keyword: KeywordIndex,
+    pub(crate) docs: HashMap<String, DocEntry>,
+    /// Where the checkpoints live; `None` keeps everything in memory.
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) settings: CollectionSettings,
     /// Rebuild the graph when tombstones pass this share.
-    rebuild_share: f64,
+    pub(crate) rebuild_share: f64,
+    /// The sequence number of the dense checkpoint on disk.
+    pub(crate) dense_saved: AtomicU64,
+    /// Whether the graph changed since that checkpoint.
+    pub(crate) dense_dirty: AtomicBool,
+    /// Whether a graph rebuild is under way.
+    rebuilding: AtomicBool,
 }
 
-/// Index errors.
-pub type IndexError = tantivy::TantivyError;
+/// A graph rebuild: a copy of the live vectors, built into a new graph
+/// while the old one keeps serving.
+pub struct RebuildJob {
+    settings: CollectionSettings,
+    vectors: Vec<(u64, Vec<f32>)>,
+}
 
-impl CollectionIndex {
-    /// An empty index.
-    pub fn new(
-        settings: CollectionSettings,
-        capacity: usize,
-        rebuild_share: f64,
-    ) -> Result<Self, IndexError> {
-        Ok(Self {
-            dense: DenseIndex::new(settings, capacity),
-            keyword: KeywordIndex::in_memory()?,
-            docs: HashMap::new(),
-            rebuild_share,
-        })
+impl RebuildJob {
+    /// Chunks in the new graph.
+    pub fn len(&self) -> usize {
+        self.vectors.len()
     }
 
-    /// Adds or replaces documents, then commits.
-    pub fn upsert(&mut self, docs: Vec<IndexedDocument>) -> Result<(), IndexError> {
+    /// Whether the new graph is empty.
+    pub fn is_empty(&self) -> bool {
+        self.vectors.is_empty()
+    }
+
+    /// Builds the new graph (slow: call it without holding the index).
+    pub fn run(self) -> DenseIndex {
+        DenseIndex::build(self.settings, self.vectors)
+    }
+}
+
+/// The dense checkpoint's directory inside a collection's index directory.
+pub(crate) fn dense_dir(dir: &Path) -> PathBuf {
+    dir.join("dense")
+}
+
+/// The keyword index's directory inside a collection's index directory.
+pub(crate) fn keyword_dir(dir: &Path) -> PathBuf {
+    dir.join("keyword")
+}
+
+impl CollectionIndex {
+    /// A new, empty index for a collection created at op `seq`, with its
+    /// first checkpoints written to `dir` (or in memory when `None`).
+    pub fn create(
+        dir: Option<&Path>,
+        settings: CollectionSettings,
+        rebuild_share: f64,
+        seq: u64,
+    ) -> Result<Self, IndexError> {
+        let dense = DenseIndex::new(settings, 0);
+        let keyword = match dir {
+            Some(dir) => {
+                checkpoint::save(&dense, &dense_dir(dir), seq)?;
+                KeywordIndex::create(&keyword_dir(dir), seq)?
+            }
+            None => KeywordIndex::in_memory()?,
+        };
+        Ok(Self::assemble(
+            dense,
+            keyword,
+            HashMap::new(),
+            dir,
+            settings,
+            rebuild_share,
+            seq,
+        ))
+    }
+
+    pub(crate) fn assemble(
+        dense: DenseIndex,
+        keyword: KeywordIndex,
+        docs: HashMap<String, DocEntry>,
+        dir: Option<&Path>,
+        settings: CollectionSettings,
+        rebuild_share: f64,
+        dense_saved: u64,
+    ) -> Self {
+        Self {
+            dense,
+            keyword,
+            docs,
+            dir: dir.map(Path::to_path_buf),
+            settings,
+            rebuild_share,
+            dense_saved: AtomicU64::new(dense_saved),
+            dense_dirty: AtomicBool::new(false),
+            rebuilding: AtomicBool::new(false),
+        }
+    }
+
+    /// Adds or replaces documents written to the store as ops up to `seq`,
+    /// then commits.
+    pub fn upsert(&mut self, docs: Vec<IndexedDocument>, seq: u64) -> Result<(), IndexError> {
         let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
         self.remove_staged(&ids);
         let mut vectors = Vec::new();
@@ -117,17 +201,16 @@ impl CollectionIndex {
             vectors.extend(doc.chunks.into_iter().map(|c| (c.id, c.vector)));
         }
         self.dense.insert(vectors);
-        self.keyword.commit()?;
-        self.maybe_rebuild();
-        Ok(())
+        self.dense_dirty.store(true, Ordering::Release);
+        self.keyword.commit(seq)
     }
 
-    /// Removes documents, then commits.
-    pub fn remove(&mut self, ids: &[String]) -> Result<(), IndexError> {
+    /// Removes documents deleted from the store as ops up to `seq`, then
+    /// commits.
+    pub fn remove(&mut self, ids: &[String], seq: u64) -> Result<(), IndexError> {
         self.remove_staged(ids);
-        self.keyword.commit()?;
-        self.maybe_rebuild();
-        Ok(())
+        self.dense_dirty.store(true, Ordering::Release);
+        self.keyword.commit(seq)
     }
 
     fn remove_staged(&mut self, ids: &[String]) {
@@ -139,14 +222,84 @@ impl CollectionIndex {
         }
     }
 
-    fn maybe_rebuild(&mut self) {
-        if self.dense.tombstone_share() > self.rebuild_share {
-            tracing::info!(
-                share = self.dense.tombstone_share(),
-                "rebuilding the HNSW graph without deleted chunks"
-            );
-            self.dense.rebuild();
+    /// The dense index.
+    pub fn dense(&self) -> &DenseIndex {
+        &self.dense
+    }
+
+    /// The keyword index.
+    pub fn keyword(&self) -> &KeywordIndex {
+        &self.keyword
+    }
+
+    /// Live chunks.
+    pub fn len(&self) -> usize {
+        self.dense.len()
+    }
+
+    /// Whether no chunk is live.
+    pub fn is_empty(&self) -> bool {
+        self.dense.is_empty()
+    }
+
+    /// Deleted chunks still in the graph, as a share of it.
+    pub fn tombstone_share(&self) -> f64 {
+        self.dense.tombstone_share()
+    }
+
+    /// Starts a graph rebuild when deleted chunks pass the configured share
+    /// and none is under way: returns the job, to run outside any lock. Finish with
+    /// [`Self::finish_rebuild`] or [`Self::abandon_rebuild`].
+    pub fn begin_rebuild(&self) -> Option<RebuildJob> {
+        if self.dense.tombstone_share() <= self.rebuild_share
+            || self.rebuilding.swap(true, Ordering::AcqRel)
+        {
+            return None;
         }
+        Some(RebuildJob {
+            settings: self.settings,
+            vectors: self.dense.snapshot(),
+        })
+    }
+
+    /// Swaps in a graph built from [`Self::begin_rebuild`]'s snapshot,
+    /// bringing it up to date first.
+    pub fn finish_rebuild(&mut self, fresh: DenseIndex) {
+        self.dense.replace_with(fresh);
+        self.dense_dirty.store(true, Ordering::Release);
+        self.rebuilding.store(false, Ordering::Release);
+    }
+
+    /// Gives up a rebuild (it failed); a later change may start another.
+    pub fn abandon_rebuild(&self) {
+        self.rebuilding.store(false, Ordering::Release);
+    }
+
+    /// Saves the dense graph if it changed since its last checkpoint,
+    /// recording `seq`: the caller guarantees every op of this collection
+    /// up to `seq` is applied (it reads the store's last sequence number
+    /// while holding this index, which writers need exclusively). Returns
+    /// whether it saved. Searches go on meanwhile.
+    pub fn checkpoint(&self, seq: u64) -> Result<bool, IndexError> {
+        let Some(dir) = &self.dir else {
+            return Ok(false);
+        };
+        if !self.dense_dirty.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        checkpoint::save(&self.dense, &dense_dir(dir), seq)?;
+        self.dense_saved.store(seq, Ordering::Release);
+        self.dense_dirty.store(false, Ordering::Release);
+        Ok(true)
+    }
+
+    /// The op-log sequence number up to which this collection's ops are no
+    /// longer needed for recovery: `None` when everything applied is in the
+    /// checkpoints (no constraint), else the dense checkpoint's.
+    pub fn durable_through(&self) -> Option<u64> {
+        self.dense_dirty
+            .load(Ordering::Acquire)
+            .then(|| self.dense_saved.load(Ordering::Acquire))
     }
 
     /// The chunks of documents whose metadata matches.

@@ -58,6 +58,83 @@ impl DenseIndex {
         }
     }
 
+    /// A new graph over `items` (parallel insertion).
+    pub fn build(settings: CollectionSettings, items: Vec<(u64, Vec<f32>)>) -> Self {
+        let mut index = Self::new(settings, items.len());
+        index.insert(items);
+        index
+    }
+
+    /// An index from a loaded graph: `vectors` are its live points.
+    pub(crate) fn from_parts(
+        hnsw: Hnsw<'static, f32, DistDot>,
+        vectors: HashMap<u64, Vec<f32>>,
+        tombstones: HashSet<u64>,
+        settings: CollectionSettings,
+    ) -> Self {
+        Self {
+            hnsw,
+            vectors,
+            tombstones,
+            settings,
+        }
+    }
+
+    pub(crate) fn graph(&self) -> &Hnsw<'static, f32, DistDot> {
+        &self.hnsw
+    }
+
+    /// The vectors' dimension (0 while empty).
+    pub fn dimension(&self) -> usize {
+        self.vectors.values().next().map_or(0, Vec::len)
+    }
+
+    /// Chunk ids deleted but still in the graph.
+    pub fn tombstones(&self) -> impl Iterator<Item = u64> + '_ {
+        self.tombstones.iter().copied()
+    }
+
+    /// Live chunk ids.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.vectors.keys().copied()
+    }
+
+    /// Whether a chunk is live.
+    pub fn contains(&self, id: u64) -> bool {
+        self.vectors.contains_key(&id)
+    }
+
+    /// A copy of the live vectors, to build a new graph from while this one
+    /// keeps serving.
+    pub fn snapshot(&self) -> Vec<(u64, Vec<f32>)> {
+        self.vectors
+            .iter()
+            .map(|(id, v)| (*id, v.clone()))
+            .collect()
+    }
+
+    /// Swaps in `fresh`, a graph built from an earlier [`Self::snapshot`],
+    /// after bringing it up to date with what changed here since: chunks
+    /// deleted since become its tombstones, chunks added since are inserted.
+    pub fn replace_with(&mut self, mut fresh: DenseIndex) {
+        let gone: Vec<u64> = fresh
+            .vectors
+            .keys()
+            .filter(|id| !self.vectors.contains_key(id))
+            .copied()
+            .collect();
+        fresh.remove(&gone);
+        let added: Vec<(u64, Vec<f32>)> = self
+            .vectors
+            .iter()
+            .filter(|(id, _)| !fresh.vectors.contains_key(id) && !fresh.tombstones.contains(id))
+            .map(|(id, v)| (*id, v.clone()))
+            .collect();
+        fresh.insert(added);
+        fresh.settings = self.settings;
+        *self = fresh;
+    }
+
     /// Live vectors.
     pub fn len(&self) -> usize {
         self.vectors.len()
@@ -78,9 +155,12 @@ impl DenseIndex {
         }
     }
 
-    /// Adds vectors (ids never reused, so an id is never both live and a
-    /// tombstone).
+    /// Adds vectors. Chunk ids are never reused, so an id already in the
+    /// graph (live or deleted) is skipped: replaying an operation twice
+    /// changes nothing.
     pub fn insert(&mut self, items: Vec<(u64, Vec<f32>)>) {
+        let mut items = items;
+        items.retain(|(id, _)| !self.vectors.contains_key(id) && !self.tombstones.contains(id));
         if items.len() >= PARALLEL_INSERT_MIN {
             let refs: Vec<(&Vec<f32>, usize)> =
                 items.iter().map(|(id, v)| (v, *id as usize)).collect();
@@ -102,12 +182,12 @@ impl DenseIndex {
         }
     }
 
-    /// Rebuilds the graph from the live vectors, dropping tombstones.
+    /// Rebuilds the graph from the live vectors in place, dropping
+    /// tombstones (blocking; servers use [`Self::snapshot`] and
+    /// [`Self::replace_with`] instead).
     pub fn rebuild(&mut self) {
         let items: Vec<(u64, Vec<f32>)> = self.vectors.drain().collect();
-        self.hnsw = new_graph(&self.settings, items.len());
-        self.tombstones.clear();
-        self.insert(items);
+        *self = Self::build(self.settings, items);
     }
 
     /// The `k` nearest live chunks to `query`, restricted to `allowed`
@@ -155,11 +235,11 @@ impl DenseIndex {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Deterministic pseudo-random unit vectors.
-    fn vectors(n: usize, dim: usize, seed: u64) -> Vec<(u64, Vec<f32>)> {
+    pub(crate) fn vectors(n: usize, dim: usize, seed: u64) -> Vec<(u64, Vec<f32>)> {
         let mut state = seed;
         (0..n as u64)
             .map(|id| {
@@ -212,6 +292,38 @@ mod tests {
         assert_eq!(idx.len(), 250);
         let (id, v) = &items[300];
         assert_eq!(idx.search(v, 1, None)[0].id, *id);
+    }
+
+    #[test]
+    fn a_graph_rebuilt_aside_catches_up_with_changes_made_meanwhile() {
+        let (mut idx, items) = index(600);
+        let first: Vec<u64> = items.iter().take(200).map(|(id, _)| *id).collect();
+        idx.remove(&first);
+        let fresh = DenseIndex::build(idx.settings, idx.snapshot());
+        // While the new graph was being built, the old one kept changing.
+        idx.remove(&[300, 301]);
+        let more = vectors(10, 32, 99)
+            .into_iter()
+            .map(|(id, v)| (id + 10_000, v))
+            .collect::<Vec<_>>();
+        idx.insert(more.clone());
+        idx.replace_with(fresh);
+        assert_eq!(idx.len(), 600 - 200 - 2 + 10);
+        assert_eq!(idx.tombstones().collect::<Vec<_>>().len(), 2);
+        assert_eq!(idx.search(&more[3].1, 1, None)[0].id, more[3].0);
+        for h in idx.search(&items[299].1, 20, None) {
+            assert!(h.id != 300 && h.id != 301 && h.id > 200);
+        }
+    }
+
+    #[test]
+    fn inserting_an_id_twice_keeps_one_point() {
+        let (mut idx, items) = index(100);
+        idx.insert(items[..10].to_vec());
+        idx.remove(&[1]);
+        idx.insert(items[..1].to_vec());
+        assert_eq!(idx.len(), 99);
+        assert_eq!(idx.graph().get_nb_point(), 100);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! `k` hits when enough chunks match.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Arc;
 
 use tantivy::collector::{FilterCollector, TopDocs};
@@ -22,18 +23,17 @@ use tantivy::tokenizer::{
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, Term};
 
 use crate::fusion::Ranked;
+use crate::IndexError;
 
 const ANALYZER: &str = "quarry_en";
 /// Indexing memory per writer; tantivy requires at least 15 MB per thread.
 const WRITER_MEMORY: usize = 50_000_000;
 
-/// Keyword index errors are tantivy's.
-pub type KeywordError = tantivy::TantivyError;
-
 /// One collection's keyword index.
 pub struct KeywordIndex {
     reader: IndexReader,
-    writer: IndexWriter,
+    /// Always `Some` but in `drop`, which takes it to wait for merges.
+    writer: Option<IndexWriter>,
     chunk_id: Field,
     title: Field,
     text: Field,
@@ -49,22 +49,92 @@ fn english() -> TextAnalyzer {
         .build()
 }
 
+/// The schema's fields.
+struct Fields {
+    chunk_id: Field,
+    title: Field,
+    text: Field,
+}
+
+fn schema() -> Schema {
+    let mut schema = Schema::builder();
+    schema.add_u64_field(
+        "chunk_id",
+        NumericOptions::default().set_indexed().set_fast(),
+    );
+    let text_options = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    schema.add_text_field("title", text_options.clone());
+    schema.add_text_field("text", text_options);
+    schema.build()
+}
+
+fn fields(schema: &Schema) -> Result<Fields, String> {
+    let field = |name: &str| {
+        schema
+            .get_field(name)
+            .map_err(|_| format!("the schema has no field {name:?}"))
+    };
+    Ok(Fields {
+        chunk_id: field("chunk_id")?,
+        title: field("title")?,
+        text: field("text")?,
+    })
+}
+
 impl KeywordIndex {
-    /// A new index held in memory.
-    pub fn in_memory() -> Result<Self, KeywordError> {
-        let mut schema = Schema::builder();
-        let chunk_id = schema.add_u64_field(
-            "chunk_id",
-            NumericOptions::default().set_indexed().set_fast(),
-        );
-        let text_options = TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(ANALYZER)
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        );
-        let title = schema.add_text_field("title", text_options.clone());
-        let text = schema.add_text_field("text", text_options);
-        let index = Index::create_in_ram(schema.build());
+    /// A new index held in memory (tests and throw-away collections).
+    pub fn in_memory() -> Result<Self, IndexError> {
+        let index = Index::create_in_ram(schema());
+        let fields = fields(&index.schema()).expect("our own schema");
+        Self::from_index(index, fields)
+    }
+
+    /// A new, empty index in `dir`, replacing whatever was there, committed
+    /// at `seq`.
+    pub fn create(dir: &Path, seq: u64) -> Result<Self, IndexError> {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(IndexError::io(dir)(e)),
+        }
+        std::fs::create_dir_all(dir).map_err(IndexError::io(dir))?;
+        let index = Index::create_in_dir(dir, schema())?;
+        let fields = fields(&index.schema()).expect("our own schema");
+        let mut this = Self::from_index(index, fields)?;
+        this.commit(seq)?;
+        Ok(this)
+    }
+
+    /// Opens the index in `dir` with the sequence number of its last commit:
+    /// `Ok(None)` when there is none, [`IndexError::Damaged`] when it
+    /// cannot be used.
+    pub fn open(dir: &Path) -> Result<Option<(Self, u64)>, IndexError> {
+        if !dir.join("meta.json").exists() {
+            return Ok(None);
+        }
+        let damaged = |reason: String| IndexError::damaged(dir, reason);
+        let index = Index::open_in_dir(dir).map_err(|e| damaged(e.to_string()))?;
+        let fields = fields(&index.schema()).map_err(damaged)?;
+        let payload = index
+            .load_metas()
+            .map_err(|e| damaged(e.to_string()))?
+            .payload;
+        let seq = payload
+            .as_deref()
+            .and_then(|p| p.parse::<u64>().ok())
+            .ok_or_else(|| {
+                damaged(format!(
+                    "commit payload {payload:?} is not a sequence number"
+                ))
+            })?;
+        Ok(Some((Self::from_index(index, fields)?, seq)))
+    }
+
+    fn from_index(index: Index, fields: Fields) -> Result<Self, IndexError> {
         index.tokenizers().register(ANALYZER, english());
         let reader = index
             .reader_builder()
@@ -73,18 +143,22 @@ impl KeywordIndex {
         let writer = index.writer_with_num_threads(1, WRITER_MEMORY)?;
         Ok(Self {
             reader,
-            writer,
-            chunk_id,
-            title,
-            text,
+            writer: Some(writer),
+            chunk_id: fields.chunk_id,
+            title: fields.title,
+            text: fields.text,
             analyzer: english(),
         })
     }
 
+    fn writer(&self) -> &IndexWriter {
+        self.writer.as_ref().expect("the writer lives until drop")
+    }
+
     /// Stages chunks for indexing (visible after [`KeywordIndex::commit`]).
-    pub fn add(&mut self, chunks: &[(u64, &str, &str)]) -> Result<(), KeywordError> {
+    pub fn add(&mut self, chunks: &[(u64, &str, &str)]) -> Result<(), IndexError> {
         for (id, title, text) in chunks {
-            self.writer.add_document(doc!(
+            self.writer().add_document(doc!(
                 self.chunk_id => *id,
                 self.title => *title,
                 self.text => *text,
@@ -96,15 +170,39 @@ impl KeywordIndex {
     /// Stages deletion of chunks.
     pub fn remove(&mut self, ids: &[u64]) {
         for id in ids {
-            self.writer
+            self.writer()
                 .delete_term(Term::from_field_u64(self.chunk_id, *id));
         }
     }
 
-    /// Commits staged changes and makes them visible to searches at once.
-    pub fn commit(&mut self) -> Result<(), KeywordError> {
-        self.writer.commit()?;
-        self.reader.reload()
+    /// Commits staged changes, recording `seq` (the last op-log sequence
+    /// number they contain) in the commit, and makes them visible to
+    /// searches at once. On disk the commit is durable when this returns.
+    pub fn commit(&mut self, seq: u64) -> Result<(), IndexError> {
+        let writer = self.writer.as_mut().expect("the writer lives until drop");
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&seq.to_string());
+        prepared.commit()?;
+        Ok(self.reader.reload()?)
+    }
+
+    /// Every chunk id in the committed index (to check it against the
+    /// store after recovery).
+    pub fn ids(&self) -> Result<HashSet<u64>, IndexError> {
+        let searcher = self.reader.searcher();
+        let mut ids = HashSet::with_capacity(searcher.num_docs() as usize);
+        for segment in searcher.segment_readers() {
+            let column = segment.fast_fields().u64("chunk_id")?;
+            let alive = segment.alive_bitset();
+            for doc in 0..segment.max_doc() {
+                if alive.is_none_or(|a| a.is_alive(doc)) {
+                    if let Some(id) = column.first(doc) {
+                        ids.insert(id);
+                    }
+                }
+            }
+        }
+        Ok(ids)
     }
 
     /// Chunks in the committed index.
@@ -155,7 +253,7 @@ impl KeywordIndex {
         query: &str,
         k: usize,
         allowed: Option<Arc<HashSet<u64>>>,
-    ) -> Result<Vec<Ranked>, KeywordError> {
+    ) -> Result<Vec<Ranked>, IndexError> {
         if k == 0 {
             return Ok(Vec::new());
         }
@@ -186,7 +284,21 @@ impl KeywordIndex {
                 })?;
                 Ok(Ranked { id, score })
             })
-            .collect()
+            .collect::<Result<_, tantivy::TantivyError>>()
+            .map_err(IndexError::from)
+    }
+}
+
+impl Drop for KeywordIndex {
+    /// Waits for background merges, so that no tantivy thread still writes
+    /// into the directory once the index is gone (a dropped collection's
+    /// directory is removed next).
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            if let Err(e) = writer.wait_merging_threads() {
+                tracing::warn!(error = %e, "a keyword index merge failed while closing");
+            }
+        }
     }
 }
 
@@ -211,7 +323,7 @@ mod tests {
             idx.search("cat", 10, None).unwrap().is_empty(),
             "not visible before commit"
         );
-        idx.commit().unwrap();
+        idx.commit(1).unwrap();
         assert_eq!(idx.len(), 3);
         // "cat" matches "cats" and "run" matches "running" through stemming.
         assert_eq!(ids(&idx.search("cat run", 10, None).unwrap()), [1]);
@@ -225,8 +337,32 @@ mod tests {
         assert_eq!(ids(&idx.search("qubits AND (", 10, None).unwrap()), [3]);
 
         idx.remove(&[1]);
-        idx.commit().unwrap();
+        idx.commit(2).unwrap();
         assert!(idx.search("cat", 10, None).unwrap().is_empty());
+        assert_eq!(idx.ids().unwrap(), HashSet::from([2, 3]));
+    }
+
+    #[test]
+    fn on_disk_commits_carry_their_sequence_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kw");
+        assert!(KeywordIndex::open(&path).unwrap().is_none());
+        let mut idx = KeywordIndex::create(&path, 5).unwrap();
+        idx.add(&[(7, "t", "persistent words"), (8, "", "other words")])
+            .unwrap();
+        idx.commit(9).unwrap();
+        idx.add(&[(10, "", "never committed")]).unwrap();
+        drop(idx);
+        let (idx, seq) = KeywordIndex::open(&path).unwrap().unwrap();
+        assert_eq!(seq, 9);
+        assert_eq!(idx.ids().unwrap(), HashSet::from([7, 8]));
+        assert_eq!(ids(&idx.search("persistent", 5, None).unwrap()), [7]);
+
+        std::fs::write(path.join("meta.json"), b"{not json").unwrap();
+        assert!(matches!(
+            KeywordIndex::open(&path),
+            Err(IndexError::Damaged { .. })
+        ));
     }
 
     #[test]
@@ -241,7 +377,7 @@ mod tests {
             .map(|(i, t)| (i as u64 + 1, "", t.as_str()))
             .collect();
         idx.add(&chunks).unwrap();
-        idx.commit().unwrap();
+        idx.commit(1).unwrap();
         let allowed: Arc<HashSet<u64>> = Arc::new((1..=1000).filter(|id| id % 100 == 0).collect());
         let hits = idx
             .search("retrieval passage", 10, Some(Arc::clone(&allowed)))

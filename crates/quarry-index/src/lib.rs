@@ -1,21 +1,27 @@
 //! Retrieval indexes derived from the store: an hnsw_rs dense index and a
-//! tantivy BM25 index per collection, their fusion (RRF and convex), metadata
-//! filters applied inside both, tombstones and rebuilds, and checkpoints that
-//! record the last op-log sequence number they contain.
+//! tantivy BM25 index per collection, their fusion (RRF, convex, DBSF),
+//! metadata filters applied inside both, tombstones and rebuilds, and
+//! checkpoints on disk that record the last op-log sequence number they
+//! contain, from which [`recovery`] replays.
 //!
-//! In this build: the dense ([`dense`]) and keyword ([`keyword`]) indexes in
-//! memory and their fusion ([`fusion`]). Persistence with checkpoints and
-//! the engine's search path come next; until then the server answers
-//! `Retrieval.Search` with UNIMPLEMENTED.
+//! Modules: [`dense`] (the graph), [`keyword`] (BM25), [`fusion`],
+//! [`collection`] (one collection's indexes and their bookkeeping),
+//! [`checkpoint`] (the graph on disk), [`recovery`] (opening after a stop or
+//! a crash).
 
+pub mod checkpoint;
 pub mod collection;
 pub mod dense;
+mod error;
 pub mod fusion;
 pub mod keyword;
+pub mod recovery;
 
 pub use collection::{
-    CollectionIndex, IndexError, IndexedChunk, IndexedDocument, Mode, SearchQuery,
+    CollectionIndex, IndexedChunk, IndexedDocument, Mode, RebuildJob, SearchQuery,
 };
 pub use dense::DenseIndex;
-pub use fusion::{fuse, Fused, Fusion, Ranked};
+pub use error::IndexError;
+pub use fusion::{fuse, Fused, Fusion, Ranked, DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K};
 pub use keyword::KeywordIndex;
+pub use recovery::{Change, Recovered, RecoveryReport, Truth, TruthChunk, TruthDocument};

@@ -71,6 +71,17 @@ pub struct UpsertOutcome {
     pub last_seq: u64,
 }
 
+/// The result of a delete.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeleteOutcome {
+    /// Ids of the documents deleted (ids that did not exist are left out).
+    pub deleted: Vec<String>,
+    /// Their chunks, now removed.
+    pub removed_chunks: Vec<u64>,
+    /// The sequence number of the last op written (0 if nothing changed).
+    pub last_seq: u64,
+}
+
 fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e)
 }
@@ -200,13 +211,12 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Deletes documents by id; ids that do not exist are skipped. Returns
-    /// the ids deleted and the chunks removed.
+    /// Deletes documents by id; ids that do not exist are skipped.
     pub fn delete_documents(
         &self,
         collection: &CollectionName,
         ids: &[String],
-    ) -> Result<(Vec<String>, Vec<u64>)> {
+    ) -> Result<DeleteOutcome> {
         let _guard = self.lock();
         let trees = (
             &self.meta,
@@ -219,8 +229,7 @@ impl Store {
         let result =
             trees.transaction(|(meta, collections, documents, chunks, vectors, log)| {
                 let mut coll = load_collection(collections, collection)?;
-                let mut deleted = Vec::new();
-                let mut removed_all = Vec::new();
+                let mut outcome = DeleteOutcome::default();
                 for id in ids {
                     let key = keys::scoped(coll.id, id.as_bytes());
                     let Some(raw) = documents.remove(key)? else {
@@ -230,7 +239,7 @@ impl Store {
                     remove_chunks(chunks, vectors, coll.id, &old.chunk_ids)?;
                     coll.document_count -= 1;
                     coll.chunk_count -= old.chunk_ids.len() as u64;
-                    oplog::append(
+                    outcome.last_seq = oplog::append(
                         meta,
                         log,
                         coll.id,
@@ -239,11 +248,11 @@ impl Store {
                             removed: old.chunk_ids.clone(),
                         },
                     )?;
-                    deleted.push(id.clone());
-                    removed_all.extend(old.chunk_ids);
+                    outcome.deleted.push(id.clone());
+                    outcome.removed_chunks.extend(old.chunk_ids);
                 }
                 collections.insert(collection.as_str(), encode(&coll))?;
-                Ok((deleted, removed_all))
+                Ok(outcome)
             })?;
         self.flush()?;
         Ok(result)
@@ -259,6 +268,14 @@ impl Store {
                 id: id.to_owned(),
             }),
         }
+    }
+
+    /// Reads one document by collection id (`None` when it does not exist).
+    pub fn document_in(&self, collection_id: u64, id: &str) -> Result<Option<StoredDocument>> {
+        self.documents
+            .get(keys::scoped(collection_id, id.as_bytes()))?
+            .map(|raw| decode("document", &raw))
+            .transpose()
     }
 
     /// Every document of a collection, in id byte order.

@@ -34,7 +34,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 pub use collections::StoredCollection;
-pub use documents::{NewChunk, NewDocument, StoredDocument, UpsertOutcome, UpsertStatus};
+pub use documents::{
+    DeleteOutcome, NewChunk, NewDocument, StoredDocument, UpsertOutcome, UpsertStatus,
+};
 pub use error::StoreError;
 pub use oplog::{Op, OpKind};
 

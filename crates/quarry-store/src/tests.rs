@@ -160,11 +160,12 @@ fn oplog_orders_every_change() {
         .unwrap();
     store.upsert_documents(&c, &[doc("d1", "one", 2)]).unwrap();
     store.upsert_documents(&c, &[doc("d1", "uno", 1)]).unwrap();
-    let (deleted, removed) = store
+    let outcome = store
         .delete_documents(&c, &["d1".into(), "missing".into()])
         .unwrap();
-    assert_eq!(deleted, ["d1"]);
-    assert_eq!(removed, [3]);
+    assert_eq!(outcome.deleted, ["d1"]);
+    assert_eq!(outcome.removed_chunks, [3]);
+    assert_eq!(outcome.last_seq, 4);
 
     let ops: Vec<Op> = store.ops_after(0).collect::<Result<_>>().unwrap();
     let seqs: Vec<u64> = ops.iter().map(|o| o.seq).collect();
@@ -393,7 +394,7 @@ proptest! {
                     match model.get_mut(cname(c).as_str()) {
                         None => prop_assert!(r.is_err()),
                         Some(docs) => {
-                            let (deleted, _) = r.unwrap();
+                            let deleted = r.unwrap().deleted;
                             let mut expected = Vec::new();
                             for id in &ids {
                                 if docs.remove(id).is_some() { expected.push(id.clone()); }

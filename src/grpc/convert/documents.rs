@@ -5,7 +5,7 @@
 use quarry_core::{CollectionName, Document, Filter, InvalidArgument, MetaValue};
 use quarry_engine::{
     DeleteSelector, DeleteSummary, Fusion, Mode, SearchHit, SearchRequest, StoredDocument,
-    UpsertSummary,
+    UpsertSummary, DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K,
 };
 
 use crate::proto;
@@ -251,12 +251,6 @@ impl From<DeleteSummary> for proto::DeleteDocumentsResponse {
     }
 }
 
-/// Default reciprocal-rank-fusion constant.
-const DEFAULT_RRF_K: u32 = 60;
-/// Default convex-combination weight of the dense score: the best of the
-/// weights measured on msmarco-5k (docs/retrieval.md).
-const DEFAULT_ALPHA: f32 = 0.7;
-
 impl TryFrom<proto::SearchRequest> for SearchRequest {
     type Error = InvalidArgument;
 
@@ -284,14 +278,13 @@ impl TryFrom<proto::SearchRequest> for SearchRequest {
         };
         let fusion = match proto::FusionMethod::try_from(fusion) {
             Ok(proto::FusionMethod::Rrf) => Fusion::Rrf {
-                k: rrf_k.unwrap_or(DEFAULT_RRF_K) as f32,
+                k: rrf_k.map_or(DEFAULT_RRF_K, |k| k as f32),
                 dense_weight: 1.0,
                 keyword_weight: 1.0,
             },
-            // The default is convex, not RRF: on msmarco-5k plain RRF (k=60)
-            // ranks below dense alone; convex at 0.7 beats both halves.
+            // Unspecified means the default, convex (see Fusion::default).
             Ok(proto::FusionMethod::Unspecified | proto::FusionMethod::Convex) => Fusion::Convex {
-                alpha: alpha.unwrap_or(DEFAULT_ALPHA),
+                alpha: alpha.unwrap_or(DEFAULT_CONVEX_ALPHA),
             },
             Err(_) => {
                 return Err(InvalidArgument::new(

@@ -1,0 +1,295 @@
+//! Opening a collection's indexes after a stop or a crash.
+//!
+//! The store is the truth; the indexes are derived from it. Each index on
+//! disk carries the op-log sequence number it contains (the dense
+//! checkpoint's manifest, the keyword index's commit payload). Recovery
+//! loads both, replays the collection's operations newer than each, then
+//! checks that each index holds exactly the store's chunk ids. An index
+//! that is missing, damaged, newer than the store, or disagrees with it
+//! after the replay is rebuilt from the store's stored text and vectors:
+//! nothing is re-embedded.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use quarry_core::{CollectionSettings, Metadata};
+
+use crate::collection::{dense_dir, keyword_dir, CollectionIndex, DocEntry};
+use crate::{checkpoint, DenseIndex, IndexError, KeywordIndex};
+
+/// A document as the store holds it now.
+#[derive(Debug, Clone)]
+pub struct TruthDocument {
+    /// Document id.
+    pub id: String,
+    /// Its metadata.
+    pub metadata: Metadata,
+    /// Its chunks' ids.
+    pub chunk_ids: Vec<u64>,
+}
+
+/// A chunk as the store holds it now.
+#[derive(Debug, Clone)]
+pub struct TruthChunk {
+    /// Its document's title.
+    pub title: String,
+    /// Its text.
+    pub text: String,
+    /// Its stored embedding.
+    pub vector: Vec<f32>,
+}
+
+/// One operation of the collection's op log, as recovery needs it.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Chunks it added.
+    pub added: Vec<u64>,
+    /// Chunks it removed.
+    pub removed: Vec<u64>,
+}
+
+/// Read access to the store, for one collection.
+pub trait Truth {
+    /// The store's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Every document now.
+    fn documents(&self) -> Result<Vec<TruthDocument>, Self::Error>;
+    /// The collection's operations after `seq`, oldest first.
+    fn changes_after(&self, seq: u64) -> Result<Vec<Change>, Self::Error>;
+    /// One chunk now (`None` when it was removed since).
+    fn chunk(&self, id: u64) -> Result<Option<TruthChunk>, Self::Error>;
+    /// The store's newest sequence number.
+    fn last_seq(&self) -> Result<u64, Self::Error>;
+}
+
+/// How one index came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// Loaded from its checkpoint at `seq`, then `replayed` operations
+    /// applied.
+    Loaded {
+        /// The checkpoint's sequence number.
+        seq: u64,
+        /// Operations replayed on top.
+        replayed: usize,
+    },
+    /// Rebuilt from the store.
+    Rebuilt {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What recovery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The dense index.
+    pub dense: Recovered,
+    /// The keyword index.
+    pub keyword: Recovered,
+}
+
+fn source<E: std::error::Error + Send + Sync + 'static>(e: E) -> IndexError {
+    IndexError::Source(Box::new(e))
+}
+
+fn ids_disagree(what: &str, have: &HashSet<u64>, truth: &HashSet<u64>) -> Option<String> {
+    if have == truth {
+        return None;
+    }
+    let missing = truth.difference(have).count();
+    let extra = have.difference(truth).count();
+    Some(format!(
+        "after replay the {what} index holds {} chunks, the store {}: {missing} missing, {extra} extra",
+        have.len(),
+        truth.len()
+    ))
+}
+
+impl CollectionIndex {
+    /// Opens the indexes in `dir` and brings them up to date with `truth`
+    /// (see the module docs).
+    pub fn recover<T: Truth>(
+        dir: &Path,
+        settings: CollectionSettings,
+        rebuild_share: f64,
+        truth: &T,
+    ) -> Result<(Self, RecoveryReport), IndexError> {
+        let last_seq = truth.last_seq().map_err(source)?;
+        let documents = truth.documents().map_err(source)?;
+        let live: HashSet<u64> = documents
+            .iter()
+            .flat_map(|d| d.chunk_ids.iter().copied())
+            .collect();
+
+        let not_newer = |seq: u64| {
+            (seq > last_seq).then(|| {
+                format!("its checkpoint (op {seq}) is newer than the store (op {last_seq})")
+            })
+        };
+        let mut dense: Result<(DenseIndex, u64), String> =
+            match checkpoint::load(&dense_dir(dir), settings) {
+                Ok(Some((d, seq))) => not_newer(seq).map_or(Ok((d, seq)), Err),
+                Ok(None) => Err("no checkpoint".into()),
+                Err(e) => Err(e.to_string()),
+            };
+        let mut keyword: Result<(KeywordIndex, u64), String> =
+            match KeywordIndex::open(&keyword_dir(dir)) {
+                Ok(Some((k, seq))) => not_newer(seq).map_or(Ok((k, seq)), Err),
+                Ok(None) => Err("no index".into()),
+                Err(e) => Err(e.to_string()),
+            };
+
+        // Replay: chunk ids are never reused, so the net effect of the
+        // operations after a checkpoint is "remove everything they removed,
+        // add whatever they added that the store still has".
+        let since = [
+            dense.as_ref().ok().map(|(_, seq)| *seq),
+            keyword.as_ref().ok().map(|(_, seq)| *seq),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let mut replayed = (0, 0);
+        if let Some(since) = since {
+            let changes = truth.changes_after(since).map_err(source)?;
+            let mut fetched: HashMap<u64, Option<TruthChunk>> = HashMap::new();
+            let mut fetch = |id: u64| -> Result<Option<TruthChunk>, IndexError> {
+                if let Some(c) = fetched.get(&id) {
+                    return Ok(c.clone());
+                }
+                let c = truth.chunk(id).map_err(source)?;
+                fetched.insert(id, c.clone());
+                Ok(c)
+            };
+            if let Ok((d, seq)) = &mut dense {
+                let newer: Vec<&Change> = changes.iter().filter(|c| c.seq > *seq).collect();
+                replayed.0 = newer.len();
+                let removed: Vec<u64> = newer.iter().flat_map(|c| c.removed.clone()).collect();
+                d.remove(&removed);
+                let mut added = Vec::new();
+                for id in newer.iter().flat_map(|c| c.added.iter().copied()) {
+                    if let Some(chunk) = fetch(id)? {
+                        added.push((id, chunk.vector));
+                    }
+                }
+                d.insert(added);
+            }
+            if let Ok((k, seq)) = &mut keyword {
+                let newer: Vec<&Change> = changes.iter().filter(|c| c.seq > *seq).collect();
+                replayed.1 = newer.len();
+                let removed: Vec<u64> = newer.iter().flat_map(|c| c.removed.clone()).collect();
+                k.remove(&removed);
+                for id in newer.iter().flat_map(|c| c.added.iter().copied()) {
+                    if let Some(chunk) = fetch(id)? {
+                        k.add(&[(id, chunk.title.as_str(), chunk.text.as_str())])?;
+                    }
+                }
+                k.commit(last_seq)?;
+            }
+        }
+
+        // Check: each index holds exactly the store's chunks.
+        if let Ok((d, _)) = &dense {
+            let have: HashSet<u64> = d.ids().collect();
+            if let Some(reason) = ids_disagree("dense", &have, &live) {
+                dense = Err(reason);
+            }
+        }
+        if let Ok((k, _)) = &keyword {
+            if let Some(reason) = ids_disagree("keyword", &k.ids()?, &live) {
+                keyword = Err(reason);
+            }
+        }
+
+        // Rebuild what could not be recovered, in one pass over the store.
+        let report = RecoveryReport {
+            dense: match &dense {
+                Ok((_, seq)) => Recovered::Loaded {
+                    seq: *seq,
+                    replayed: replayed.0,
+                },
+                Err(reason) => Recovered::Rebuilt {
+                    reason: reason.clone(),
+                },
+            },
+            keyword: match &keyword {
+                Ok((_, seq)) => Recovered::Loaded {
+                    seq: *seq,
+                    replayed: replayed.1,
+                },
+                Err(reason) => Recovered::Rebuilt {
+                    reason: reason.clone(),
+                },
+            },
+        };
+        let mut fresh_keyword = match keyword {
+            Ok(_) => None,
+            Err(_) => Some(KeywordIndex::create(&keyword_dir(dir), 0)?),
+        };
+        let mut fresh_vectors = dense.is_err().then(|| Vec::with_capacity(live.len()));
+        if fresh_keyword.is_some() || fresh_vectors.is_some() {
+            for doc in &documents {
+                for &id in &doc.chunk_ids {
+                    let chunk = truth.chunk(id).map_err(source)?.ok_or_else(|| {
+                        IndexError::Source(
+                            format!("chunk {id} of document {:?} is missing", doc.id).into(),
+                        )
+                    })?;
+                    if let Some(k) = &mut fresh_keyword {
+                        k.add(&[(id, chunk.title.as_str(), chunk.text.as_str())])?;
+                    }
+                    if let Some(v) = &mut fresh_vectors {
+                        v.push((id, chunk.vector));
+                    }
+                }
+            }
+        }
+        let keyword = match (keyword, fresh_keyword) {
+            (Ok((k, _)), None) => k,
+            (_, Some(mut k)) => {
+                k.commit(last_seq)?;
+                k
+            }
+            (Err(_), None) => unreachable!("a failed keyword index is rebuilt"),
+        };
+        let (dense, dense_saved, dirty) = match (dense, fresh_vectors) {
+            (Ok((d, seq)), None) => (d, seq, replayed.0 > 0),
+            (_, Some(items)) => {
+                // Saved at once: a rebuild is the slow path, and a crash
+                // before the next periodic checkpoint must not repeat it.
+                let d = DenseIndex::build(settings, items);
+                checkpoint::save(&d, &dense_dir(dir), last_seq)?;
+                (d, last_seq, false)
+            }
+            (Err(_), None) => unreachable!("a failed dense index is rebuilt"),
+        };
+
+        let docs = documents
+            .into_iter()
+            .map(|d| {
+                (
+                    d.id,
+                    DocEntry {
+                        metadata: d.metadata,
+                        chunks: d.chunk_ids,
+                    },
+                )
+            })
+            .collect();
+        let index = Self::assemble(
+            dense,
+            keyword,
+            docs,
+            Some(dir),
+            settings,
+            rebuild_share,
+            dense_saved,
+        );
+        index.dense_dirty.store(dirty, Ordering::Release);
+        Ok((index, report))
+    }
+}
