@@ -1,6 +1,8 @@
 //! The dense retriever: an hnsw_rs graph over L2-normalised vectors (dot
-//! product = cosine similarity), with tombstones for deletes (hnsw_rs has
-//! none) and exact search when a filter is selective.
+//! product = cosine similarity), searched through a flat copy
+//! ([`crate::flat`]) plus an exact pass over the points inserted since the
+//! copy, with tombstones for deletes (hnsw_rs has none) and exact search
+//! when a filter is selective.
 //!
 //! hnsw_rs's filter only drops candidates while it walks the graph, so a
 //! filter that matches few chunks could return fewer than `k` hits even
@@ -13,6 +15,10 @@ use std::collections::{HashMap, HashSet};
 use hnsw_rs::prelude::{DistDot, Hnsw};
 use quarry_core::CollectionSettings;
 
+#[cfg(test)]
+use crate::distance::dot_portable;
+use crate::distance::Metric;
+use crate::flat::FlatGraph;
 use crate::fusion::Ranked;
 
 /// Allowed sets at most this large are searched exactly.
@@ -23,9 +29,19 @@ const MAX_LAYERS: usize = 16;
 /// Batches at least this large are inserted in parallel.
 const PARALLEL_INSERT_MIN: usize = 64;
 
+/// Points inserted since the flat copy was made that trigger a new copy:
+/// at least this many, and at least 1/[`REFREEZE_FRACTION`] of the graph.
+const REFREEZE_MIN: usize = 1024;
+const REFREEZE_FRACTION: usize = 20;
+
 /// One collection's dense index.
 pub struct DenseIndex {
+    /// Built by hnsw_rs (insertion and checkpoints)...
     hnsw: Hnsw<'static, f32, DistDot>,
+    /// ...searched through a flat copy of it ([`FlatGraph`])...
+    flat: Option<FlatGraph>,
+    /// ...plus, exactly, the points inserted since the copy was made.
+    recent: Vec<u64>,
     /// Live vectors by chunk id: exact search and rebuilds read them.
     vectors: HashMap<u64, Vec<f32>>,
     /// Chunk ids still in the graph but deleted.
@@ -43,8 +59,9 @@ fn new_graph(settings: &CollectionSettings, capacity: usize) -> Hnsw<'static, f3
     )
 }
 
+#[cfg(test)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    dot_portable(a, b)
 }
 
 impl DenseIndex {
@@ -52,6 +69,8 @@ impl DenseIndex {
     pub fn new(settings: CollectionSettings, capacity: usize) -> Self {
         Self {
             hnsw: new_graph(&settings, capacity),
+            flat: None,
+            recent: Vec::new(),
             vectors: HashMap::with_capacity(capacity),
             tombstones: HashSet::new(),
             settings,
@@ -62,6 +81,7 @@ impl DenseIndex {
     pub fn build(settings: CollectionSettings, items: Vec<(u64, Vec<f32>)>) -> Self {
         let mut index = Self::new(settings, items.len());
         index.insert(items);
+        index.freeze();
         index
     }
 
@@ -72,12 +92,22 @@ impl DenseIndex {
         tombstones: HashSet<u64>,
         settings: CollectionSettings,
     ) -> Self {
-        Self {
+        let mut index = Self {
             hnsw,
+            flat: None,
+            recent: Vec::new(),
             vectors,
             tombstones,
             settings,
-        }
+        };
+        index.freeze();
+        index
+    }
+
+    /// Makes a new flat copy of the graph for searching.
+    fn freeze(&mut self) {
+        self.flat = FlatGraph::freeze(&self.hnsw, Metric::Dot);
+        self.recent.clear();
     }
 
     pub(crate) fn graph(&self) -> &Hnsw<'static, f32, DistDot> {
@@ -132,6 +162,7 @@ impl DenseIndex {
             .collect();
         fresh.insert(added);
         fresh.settings = self.settings;
+        fresh.freeze();
         *self = fresh;
     }
 
@@ -170,7 +201,12 @@ impl DenseIndex {
                 self.hnsw.insert((v.as_slice(), *id as usize));
             }
         }
+        self.recent.extend(items.iter().map(|(id, _)| *id));
         self.vectors.extend(items);
+        let graph = self.vectors.len() + self.tombstones.len();
+        if self.recent.len() >= REFREEZE_MIN.max(graph / REFREEZE_FRACTION) {
+            self.freeze();
+        }
     }
 
     /// Marks chunks deleted.
@@ -202,29 +238,35 @@ impl DenseIndex {
             }
         }
         let ef = (self.settings.hnsw_ef_search as usize).max(k);
-        let keep = |id: &usize| {
-            let id = *id as u64;
-            !self.tombstones.contains(&id) && allowed.is_none_or(|a| a.contains(&id))
-        };
-        let hits = if allowed.is_none() && self.tombstones.is_empty() {
-            self.hnsw.search(query, k, ef)
-        } else {
-            self.hnsw.search_filter(query, k, ef, Some(&keep))
-        };
-        hits.into_iter()
-            .map(|n| Ranked {
-                id: n.d_id as u64,
-                score: 1.0 - n.distance,
+        let keep =
+            |id: u64| !self.tombstones.contains(&id) && allowed.is_none_or(|a| a.contains(&id));
+        let mut hits: Vec<Ranked> = self
+            .flat
+            .as_ref()
+            .map(|flat| flat.search(query, k, ef, keep))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, distance)| Ranked {
+                id,
+                score: 1.0 - distance,
             })
-            .collect()
+            .collect();
+        if !self.recent.is_empty() {
+            // Points newer than the flat copy, exactly; none is in it.
+            hits.extend(self.exact(query, k, self.recent.iter().copied().filter(|id| keep(*id))));
+            hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+            hits.truncate(k);
+        }
+        hits
     }
 
     fn exact(&self, query: &[f32], k: usize, ids: impl Iterator<Item = u64>) -> Vec<Ranked> {
+        let distance = Metric::Dot.kernel();
         let mut scored: Vec<Ranked> = ids
             .filter_map(|id| {
                 self.vectors.get(&id).map(|v| Ranked {
                     id,
-                    score: dot(query, v),
+                    score: 1.0 - distance(query, v),
                 })
             })
             .collect();
@@ -314,6 +356,37 @@ pub(crate) mod tests {
         for h in idx.search(&items[299].1, 20, None) {
             assert!(h.id != 300 && h.id != 301 && h.id > 200);
         }
+    }
+
+    #[test]
+    fn points_are_found_before_and_after_the_flat_copy_is_remade() {
+        let items = vectors(2600, 32, 5);
+        let mut idx = DenseIndex::new(CollectionSettings::default(), 0);
+        for batch in items.chunks(100) {
+            idx.insert(batch.to_vec());
+            let (id, v) = batch.last().unwrap();
+            assert_eq!(idx.search(v, 1, None)[0].id, *id);
+        }
+        // Remade once 1024 points are new (after 1100 and 2200 points); the
+        // rest are searched exactly.
+        assert_eq!(idx.flat.as_ref().map(FlatGraph::len), Some(2200));
+        assert_eq!(idx.recent.len(), 400);
+        let gone: Vec<u64> = items[2000..2100].iter().map(|(id, _)| *id).collect();
+        idx.remove(&gone);
+        for (id, v) in items.iter().step_by(50) {
+            let hits = idx.search(v, 3, None);
+            if gone.contains(id) {
+                assert!(hits.iter().all(|h| h.id != *id));
+            } else {
+                assert_eq!(hits[0].id, *id);
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_build_searches_empty() {
+        let idx = DenseIndex::build(CollectionSettings::default(), Vec::new());
+        assert!(idx.search(&[1.0; 32], 5, None).is_empty());
     }
 
     #[test]

@@ -6,13 +6,15 @@
 //!
 //! Modules: [`dense`] (the graph), [`keyword`] (BM25), [`fusion`],
 //! [`collection`] (one collection's indexes and their bookkeeping),
-//! [`checkpoint`] (the graph on disk), [`recovery`] (opening after a stop or
+//! [`flat`] (the graph's search copy), [`checkpoint`] (the graph on disk), [`recovery`] (opening after a stop or
 //! a crash).
 
 pub mod checkpoint;
 pub mod collection;
 pub mod dense;
+pub mod distance;
 mod error;
+pub mod flat;
 pub mod fusion;
 pub mod keyword;
 pub mod recovery;
@@ -21,7 +23,9 @@ pub use collection::{
     CollectionIndex, IndexedChunk, IndexedDocument, Mode, RebuildJob, SearchQuery,
 };
 pub use dense::DenseIndex;
+pub use distance::Metric;
 pub use error::IndexError;
+pub use flat::FlatGraph;
 pub use fusion::{fuse, Fused, Fusion, Ranked, DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K};
 pub use keyword::KeywordIndex;
 pub use recovery::{Change, Recovered, RecoveryReport, Truth, TruthChunk, TruthDocument};
