@@ -86,7 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => runtime.block_on(cli::search::run(args)),
         Command::Eval(args) => runtime.block_on(cli::eval::run(args)),
         Command::Models(cmd) => cli::models::run(cmd),
-        Command::Bench(cmd) => cli::bench::run(cmd),
+        Command::Bench(cmd) => cli::bench::run(cmd, &runtime),
     }
 }
 

@@ -1,19 +1,14 @@
-//! `quarry bench ...`: benchmarks of Quarry's own components, in process,
-//! on real data. Figures for docs/performance.md come from here.
+//! `quarry bench embed`: embedding throughput over a corpus and
+//! single-query latency, in process.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use quarry_embed::{EmbedQueue, QueueConfig, SentenceEmbedder, MODEL_FILES};
 use quarry_models::{ModelCache, ModelSource, DEFAULT_EMBED_MODEL};
 use serde_json::json;
 
-/// Benchmarks.
-#[derive(Debug, clap::Subcommand)]
-pub enum BenchCommand {
-    /// Embedding throughput over a corpus and single-query latency.
-    Embed(EmbedBench),
-}
+use super::{percentile, read_texts};
 
 /// Flags of `quarry bench embed`.
 #[derive(Debug, clap::Args)]
@@ -47,31 +42,7 @@ pub struct EmbedBench {
     pub json: bool,
 }
 
-/// The "text" field of every record of a JSONL file.
-fn read_texts(path: &Path) -> anyhow::Result<Vec<String>> {
-    super::eval::jsonl(path)?
-        .iter()
-        .enumerate()
-        .map(|(n, v)| super::eval::field(v, "text", path, n))
-        .collect()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Runs a benchmark.
-pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Embed(args) => embed(args),
-    }
-}
-
-fn embed(args: EmbedBench) -> anyhow::Result<()> {
+pub fn run(args: EmbedBench) -> anyhow::Result<()> {
     let corpus = read_texts(&args.corpus)?;
     let queries = read_texts(&args.queries)?;
     anyhow::ensure!(
@@ -181,17 +152,4 @@ fn embed(args: EmbedBench) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let v: Vec<f64> = (1..=200).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 100.0);
-        assert_eq!(percentile(&v, 99.0), 198.0);
-        assert_eq!(percentile(&[5.0], 99.0), 5.0);
-    }
 }

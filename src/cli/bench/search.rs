@@ -1,0 +1,398 @@
+//! `quarry bench search`: end-to-end `Retrieval.Search` latency over gRPC
+//! against a real `quarry serve` process on a large collection, and the
+//! time that server takes to come back after a stop.
+//!
+//! The collection is synthesised from a BEIR corpus by repeating its
+//! passages under new ids until it holds `--chunks` chunks (one chunk per
+//! passage). Embedding 100,000 passages would take this machine a quarter
+//! of an hour, so each passage is embedded once and its copies get that
+//! vector with a little noise (per-dimension sigma 0.01, cosine about 0.98
+//! to the original), written straight into the store. The server then
+//! builds its indexes from the store on its first start, exactly as it
+//! recovers from lost index files. Copies carry a metadata key `copy` (0,
+//! 1, ...) that the filtered run selects on.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use quarry_core::{CollectionName, CollectionSettings, Document, MetaValue, Metadata};
+use quarry_embed::{EmbedQueue, QueueConfig, MODEL_FILES};
+use quarry_models::{ModelCache, ModelSource, DEFAULT_EMBED_MODEL};
+use quarry_store::{NewChunk, NewDocument, Store};
+use serde_json::json;
+use tonic::transport::Channel;
+
+use super::percentile;
+use quarry::proto::{self, retrieval_client::RetrievalClient};
+
+const COLLECTION: &str = "bench";
+/// Per-dimension noise of the copies' vectors.
+const NOISE: f32 = 0.01;
+/// Documents per store write while building.
+const WRITE_BATCH: usize = 1000;
+
+/// Flags of `quarry bench search`.
+#[derive(Debug, clap::Args)]
+pub struct SearchBench {
+    /// BEIR folder: its corpus.jsonl is repeated into the collection, its
+    /// queries.jsonl are the searches (cycled).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Chunks in the synthesised collection.
+    #[arg(long, default_value_t = 100_000)]
+    pub chunks: usize,
+    /// Data directory to build the collection in and keep; a directory that
+    /// already holds a collection of that size is reused. [default: a
+    /// temporary directory, removed afterwards]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Timed searches per run.
+    #[arg(long, default_value_t = 1000)]
+    pub requests: usize,
+    /// Untimed searches before each run.
+    #[arg(long, default_value_t = 50)]
+    pub warmup: usize,
+    /// Hits per search.
+    #[arg(long, default_value_t = 10)]
+    pub top_k: u32,
+    /// Embedding model source (for building the collection; the server
+    /// uses its own default or QUARRY_EMBED_MODEL).
+    #[arg(long, env = "QUARRY_EMBED_MODEL", default_value = DEFAULT_EMBED_MODEL)]
+    pub model: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the benchmark.
+pub async fn run(args: SearchBench) -> anyhow::Result<()> {
+    let temp;
+    let dir = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("quarry-bench-search-")
+                .tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let build_dir = dir.clone();
+    let (data, chunks, model) = (args.data.clone(), args.chunks, args.model.clone());
+    let build_secs =
+        tokio::task::spawn_blocking(move || build(&build_dir, &data, chunks, &model)).await??;
+    let queries = super::read_texts(&args.data.join("queries.jsonl"))?;
+    anyhow::ensure!(!queries.is_empty(), "no queries in {}", args.data.display());
+    let log = dir.join("bench-server.log");
+
+    // First start: no index files, so the server builds them from the store.
+    let (server, first_start) = Server::start(&dir, &log).await?;
+    let channel = server.channel().await?;
+    let filter = proto::Filter {
+        clause: Some(proto::filter::Clause::Equals(proto::FieldEquals {
+            key: "copy".into(),
+            value: Some(proto::MetadataValue {
+                kind: Some(proto::metadata_value::Kind::IntValue(1)),
+            }),
+        })),
+    };
+    let copies = args.chunks.div_ceil(5000).max(1);
+    let runs = [
+        ("hybrid", proto::SearchMode::Hybrid, None),
+        ("dense", proto::SearchMode::Dense, None),
+        ("keyword", proto::SearchMode::Keyword, None),
+        (
+            "hybrid, filter copy=1",
+            proto::SearchMode::Hybrid,
+            Some(filter),
+        ),
+    ];
+    let mut results = Vec::new();
+    for (name, mode, filter) in runs {
+        let mut client = RetrievalClient::new(channel.clone());
+        let request = |q: &str| proto::SearchRequest {
+            collection: COLLECTION.into(),
+            query: q.into(),
+            top_k: args.top_k,
+            mode: mode as i32,
+            filter: filter.clone(),
+            ..Default::default()
+        };
+        for q in queries.iter().cycle().take(args.warmup) {
+            client.search(request(q)).await?;
+        }
+        let mut ms = Vec::with_capacity(args.requests);
+        for q in queries.iter().cycle().take(args.requests) {
+            let t = Instant::now();
+            let hits = client.search(request(q)).await?.into_inner().hits;
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(
+                hits.len() == args.top_k as usize,
+                "{name}: {} hits, not {}",
+                hits.len(),
+                args.top_k
+            );
+        }
+        ms.sort_by(f64::total_cmp);
+        results.push(json!({
+            "run": name,
+            "requests": ms.len(),
+            "p50_ms": percentile(&ms, 50.0),
+            "p90_ms": percentile(&ms, 90.0),
+            "p99_ms": percentile(&ms, 99.0),
+            "max_ms": ms.last().copied().unwrap_or(f64::NAN),
+        }));
+    }
+    server.stop()?;
+
+    // Restart: from the checkpoints the clean stop saved.
+    let started = Instant::now();
+    let (server, restart) = Server::start(&dir, &log).await?;
+    let channel = server.channel().await?;
+    RetrievalClient::new(channel)
+        .search(proto::SearchRequest {
+            collection: COLLECTION.into(),
+            query: queries[0].clone(),
+            top_k: args.top_k,
+            ..Default::default()
+        })
+        .await?;
+    let first_answer = started.elapsed();
+    server.stop()?;
+
+    let report = json!({
+        "chunks": args.chunks,
+        "copies_of_each_passage": copies,
+        "build_store_seconds": build_secs,
+        "first_start_seconds": first_start.as_secs_f64(),
+        "restart_seconds": restart.as_secs_f64(),
+        "restart_to_first_answer_seconds": first_answer.as_secs_f64(),
+        "top_k": args.top_k,
+        "runs": results,
+        "server_log": log.display().to_string(),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "collection: {} chunks ({} copies of each passage)",
+            args.chunks, copies
+        );
+        println!(
+            "first start (indexes built from the store): {:.2} s",
+            first_start.as_secs_f64()
+        );
+        println!(
+            "restart after a clean stop: listening in {:.2} s, first answer in {:.2} s",
+            restart.as_secs_f64(),
+            first_answer.as_secs_f64()
+        );
+        println!(
+            "{:<24} {:>8} {:>9} {:>9} {:>9} {:>9}",
+            "Search over gRPC", "requests", "p50 ms", "p90 ms", "p99 ms", "max ms"
+        );
+        for r in &results {
+            println!(
+                "{:<24} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                r["run"].as_str().unwrap_or_default(),
+                r["requests"].as_u64().unwrap_or_default(),
+                r["p50_ms"].as_f64().unwrap_or_default(),
+                r["p90_ms"].as_f64().unwrap_or_default(),
+                r["p99_ms"].as_f64().unwrap_or_default(),
+                r["max_ms"].as_f64().unwrap_or_default()
+            );
+        }
+        println!("server log: {}", log.display());
+    }
+    Ok(())
+}
+
+/// Deterministic noise in [-1, 1).
+fn noise(state: &mut u64) -> f32 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+}
+
+/// A copy's vector: the original plus noise, renormalised. Uniform noise
+/// in [-1, 1) has standard deviation 1/sqrt(3).
+fn perturbed(v: &[f32], seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let scale = NOISE * 3f32.sqrt();
+    let mut out: Vec<f32> = v.iter().map(|x| x + scale * noise(&mut state)).collect();
+    let norm = out.iter().map(|x| x * x).sum::<f32>().sqrt();
+    out.iter_mut().for_each(|x| *x /= norm);
+    out
+}
+
+/// Builds the collection in `dir`'s store unless it is there; returns the
+/// seconds spent.
+fn build(dir: &Path, data: &Path, chunks: usize, model: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let store = Store::open(dir.join("store"))?;
+    let name = CollectionName::parse(COLLECTION)?;
+    if let Ok(existing) = store.collection(&name) {
+        anyhow::ensure!(
+            existing.chunk_count as usize == chunks,
+            "{} already holds a {COLLECTION:?} collection of {} chunks; pass another --data-dir",
+            dir.display(),
+            existing.chunk_count
+        );
+        eprintln!("reusing the collection in {}", dir.display());
+        return Ok(0.0);
+    }
+    let corpus_path = data.join("corpus.jsonl");
+    let mut passages = Vec::new();
+    for (n, v) in super::super::eval::jsonl(&corpus_path)?.iter().enumerate() {
+        let field = |f| super::super::eval::field(v, f, &corpus_path, n);
+        let title = v.get("title").and_then(|t| t.as_str()).unwrap_or_default();
+        passages.push((field("_id")?, title.to_owned(), field("text")?));
+    }
+    anyhow::ensure!(!passages.is_empty(), "{} is empty", corpus_path.display());
+
+    let source: ModelSource = model.parse()?;
+    let model_dir = ModelCache::from_env().fetch(&source, &MODEL_FILES)?;
+    let queue = EmbedQueue::start(&model_dir, QueueConfig::default())?;
+    let texts: Vec<String> = passages
+        .iter()
+        .map(|(_, title, text)| {
+            if title.trim().is_empty() {
+                text.clone()
+            } else {
+                format!("{title}\n{text}")
+            }
+        })
+        .collect();
+    let mut vectors = Vec::with_capacity(texts.len());
+    for batch in texts.chunks(256) {
+        vectors.extend(queue.embed_blocking(batch.to_vec())?);
+        eprint!("\rembedded {}/{} passages", vectors.len(), texts.len());
+    }
+    eprintln!();
+    drop(queue);
+
+    store.create_collection(&name, CollectionSettings::default())?;
+    for start in (0..chunks).step_by(WRITE_BATCH) {
+        let docs: Vec<NewDocument> = (start..chunks.min(start + WRITE_BATCH))
+            .map(|i| {
+                let p = i % passages.len();
+                let copy = i / passages.len();
+                let (id, title, text) = &passages[p];
+                let document = Document {
+                    id: format!("{id}-{copy}"),
+                    title: title.clone(),
+                    text: text.clone(),
+                    metadata: Metadata::from([("copy".to_owned(), MetaValue::Int(copy as i64))]),
+                };
+                let vector = if copy == 0 {
+                    vectors[p].clone()
+                } else {
+                    perturbed(&vectors[p], i as u64)
+                };
+                NewDocument {
+                    content_hash: quarry_engine::content_hash(&document),
+                    chunks: vec![NewChunk {
+                        text: text.clone(),
+                        vector,
+                    }],
+                    document,
+                }
+            })
+            .collect();
+        store.upsert_documents(&name, &docs)?;
+        eprint!("\rwrote {}/{chunks} chunks", start + docs.len());
+    }
+    eprintln!();
+    store.flush()?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// A `quarry serve` child process.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    /// Starts a server on `dir`, logging to `log`; returns it with the time
+    /// from spawn to listening.
+    async fn start(dir: &Path, log: &Path) -> anyhow::Result<(Self, Duration)> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let started = Instant::now();
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("RUST_LOG", "warn,quarry_engine=info,quarry=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()?;
+        let stdout = child.stdout.take().expect("piped");
+        let addr = tokio::task::spawn_blocking(move || {
+            BufReader::new(stdout).lines().find_map(|line| {
+                line.ok()?
+                    .strip_prefix("listening on ")
+                    .map(|a| a.trim().to_owned())
+            })
+        })
+        .await?;
+        let elapsed = started.elapsed();
+        match addr {
+            Some(addr) => Ok((Self { child, addr }, elapsed)),
+            None => {
+                let status = child.wait()?;
+                anyhow::bail!("the server exited with {status} before listening; see its log")
+            }
+        }
+    }
+
+    async fn channel(&self) -> anyhow::Result<Channel> {
+        Ok(Channel::from_shared(format!("http://{}", self.addr))?
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .await?)
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    fn stop(mut self) -> anyhow::Result<()> {
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        anyhow::ensure!(rc == 0, "cannot signal the server");
+        let status = self.child.wait()?;
+        anyhow::ensure!(status.success(), "the server exited with {status}");
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_stay_close_to_their_original() {
+        let mut state = 7;
+        let mut v: Vec<f32> = (0..384).map(|_| noise(&mut state)).collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+        let c = perturbed(&v, 12345);
+        let norm: f32 = c.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let cos: f32 = v.iter().zip(&c).map(|(a, b)| a * b).sum();
+        assert!((norm - 1.0).abs() < 1e-5);
+        assert!((0.95..0.995).contains(&cos), "cosine {cos}");
+        assert_ne!(perturbed(&v, 1), perturbed(&v, 2));
+    }
+}
