@@ -351,12 +351,12 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             judged.len()
         );
         println!(
-            "{:<8} {:>8} {:>11} {:>8} {:>9}",
+            "{:<20} {:>8} {:>11} {:>8} {:>9}",
             "mode", "nDCG@10", "Recall@100", "MRR@10", "ms/query"
         );
         for (label, r) in &results {
             println!(
-                "{:<8} {:>8.4} {:>11.4} {:>8.4} {:>9.1}",
+                "{:<20} {:>8.4} {:>11.4} {:>8.4} {:>9.1}",
                 label,
                 r["ndcg@10"].as_f64().unwrap_or_default(),
                 r["recall@100"].as_f64().unwrap_or_default(),
