@@ -2,13 +2,14 @@
 //! tokenizer built from the model's own metadata, chat templates, sampling,
 //! UTF-8-safe streaming and a model thread behind a bounded queue.
 //!
-//! In this build: the GGUF vocabulary ([`gguf_vocab`]) and chat templates
-//! ([`template`]); the decoder, sampling, streaming and the model thread
-//! come next, and until then the server answers `Rag.Ask` with
-//! UNIMPLEMENTED.
+//! In this build: the GGUF vocabulary ([`gguf_vocab`]), chat templates
+//! ([`template`]) and a llama decoder with greedy decoding ([`llama`]);
+//! sampling, streaming, the model thread and the fast prefill come next,
+//! and until then the server answers `Rag.Ask` with UNIMPLEMENTED.
 
 mod error;
 pub mod gguf_vocab;
+pub mod llama;
 pub mod template;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use candle_core::quantized::gguf_file;
 
 pub use error::GenerateError;
 pub use gguf_vocab::{vocab_from_gguf, Vocab};
+pub use llama::{KvCache, LlamaModel};
 pub use template::{ChatTemplate, Message};
 
 /// What a generator model folder must hold: one GGUF file.

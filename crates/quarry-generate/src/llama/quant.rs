@@ -1,0 +1,282 @@
+//! GGML block formats and the dot products of the decoder, with the
+//! numerics of llama.cpp's CPU backend: activations are quantized per block
+//! of 32 before a quantized weight multiplies them (Q8_1 for Q4_1 weights,
+//! Q8_0 for Q8_0 weights), scales round through f16, and quantization
+//! rounds half to even as ggml's SIMD path does. Matching those steps is
+//! what keeps greedy decoding on the same tokens as llama.cpp.
+//!
+//! Kernels: AVX2 (integer multiply-adds of 32 lanes), chosen at run time,
+//! and a portable fallback.
+
+use half::f16;
+
+/// Elements per block.
+pub const QK: usize = 32;
+
+/// Weight formats the decoder reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightType {
+    /// 4-bit with a scale and a minimum per block: 20 bytes per 32.
+    Q4_1,
+    /// 8-bit with a scale per block: 34 bytes per 32.
+    Q8_0,
+}
+
+impl WeightType {
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            WeightType::Q4_1 => 20,
+            WeightType::Q8_0 => 34,
+        }
+    }
+}
+
+/// One block of quantized activations: scale, scale times the sum of the
+/// quants (used by Q4_1's minimum), and 32 quants.
+#[derive(Debug, Clone, Copy)]
+pub struct Q8Block {
+    pub d: f32,
+    pub s: f32,
+    pub qs: [i8; QK],
+}
+
+fn f16_round(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
+}
+
+/// Quantizes `x` (a multiple of 32 long) as ggml's quantize_row_q8_1 (and,
+/// ignoring `s`, quantize_row_q8_0) does on x86.
+pub fn quantize_row(x: &[f32], out: &mut Vec<Q8Block>) {
+    out.clear();
+    for block in x.chunks_exact(QK) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let mut qs = [0i8; QK];
+        let mut sum = 0i32;
+        for (q, v) in qs.iter_mut().zip(block) {
+            let r = (v * id).round_ties_even() as i32;
+            *q = r as i8;
+            sum += r;
+        }
+        out.push(Q8Block {
+            d: f16_round(d),
+            s: f16_round(d * sum as f32),
+            qs,
+        });
+    }
+}
+
+fn read_f16(b: &[u8]) -> f32 {
+    f16::from_le_bytes([b[0], b[1]]).to_f32()
+}
+
+/// Dequantizes one row (for the embedding lookup).
+pub fn dequantize_row(kind: WeightType, row: &[u8], out: &mut [f32]) {
+    let bb = kind.block_bytes();
+    for (block, dst) in row.chunks_exact(bb).zip(out.chunks_exact_mut(QK)) {
+        match kind {
+            WeightType::Q4_1 => {
+                let (d, m) = (read_f16(&block[0..2]), read_f16(&block[2..4]));
+                for j in 0..16 {
+                    let q = block[4 + j];
+                    dst[j] = (q & 0x0F) as f32 * d + m;
+                    dst[j + 16] = (q >> 4) as f32 * d + m;
+                }
+            }
+            WeightType::Q8_0 => {
+                let d = read_f16(&block[0..2]);
+                for j in 0..QK {
+                    dst[j] = block[2 + j] as i8 as f32 * d;
+                }
+            }
+        }
+    }
+}
+
+/// A row-times-activations kernel.
+pub type DotKernel = fn(&[u8], &[Q8Block]) -> f32;
+
+/// The fastest kernel this CPU runs for `kind`.
+pub fn dot_kernel(kind: WeightType) -> DotKernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return match kind {
+                WeightType::Q4_1 => x86::dot_q4_1,
+                WeightType::Q8_0 => x86::dot_q8_0,
+            };
+        }
+    }
+    match kind {
+        WeightType::Q4_1 => dot_q4_1_portable,
+        WeightType::Q8_0 => dot_q8_0_portable,
+    }
+}
+
+fn dot_q4_1_portable(row: &[u8], act: &[Q8Block]) -> f32 {
+    let mut sum = 0f32;
+    for (block, a) in row.chunks_exact(20).zip(act) {
+        let (d, m) = (read_f16(&block[0..2]), read_f16(&block[2..4]));
+        let mut isum = 0i32;
+        for j in 0..16 {
+            let q = block[4 + j];
+            isum += (q & 0x0F) as i32 * a.qs[j] as i32 + (q >> 4) as i32 * a.qs[j + 16] as i32;
+        }
+        sum += d * a.d * isum as f32 + m * a.s;
+    }
+    sum
+}
+
+fn dot_q8_0_portable(row: &[u8], act: &[Q8Block]) -> f32 {
+    let mut sum = 0f32;
+    for (block, a) in row.chunks_exact(34).zip(act) {
+        let d = read_f16(&block[0..2]);
+        let isum: i32 = block[2..34]
+            .iter()
+            .zip(&a.qs)
+            .map(|(w, x)| *w as i8 as i32 * *x as i32)
+            .sum();
+        sum += d * a.d * isum as f32;
+    }
+    sum
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{read_f16, Q8Block};
+
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn q4_1(row: &[u8], act: &[Q8Block]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut mins = 0f32;
+        let low = _mm256_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        for (block, a) in row.chunks_exact(20).zip(act) {
+            let (d, m) = (read_f16(&block[0..2]), read_f16(&block[2..4]));
+            // SAFETY: `block` has 20 bytes, so bytes 4..20 are 16 readable
+            // bytes; `a.qs` is 32 bytes.
+            let (w, x) = unsafe {
+                let packed = _mm_loadu_si128(block.as_ptr().add(4).cast());
+                let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+                (
+                    _mm256_and_si256(both, low),
+                    _mm256_loadu_si256(a.qs.as_ptr().cast()),
+                )
+            };
+            let pairs = _mm256_maddubs_epi16(w, x);
+            let quads = _mm256_madd_epi16(pairs, ones);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(quads), acc);
+            mins += m * a.s;
+        }
+        hsum(acc) + mins
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn q8_0(row: &[u8], act: &[Q8Block]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let ones = _mm256_set1_epi16(1);
+        for (block, a) in row.chunks_exact(34).zip(act) {
+            let d = read_f16(&block[0..2]);
+            // SAFETY: `block` has 34 bytes, so bytes 2..34 are 32 readable
+            // bytes; `a.qs` is 32 bytes.
+            let (w, x) = unsafe {
+                (
+                    _mm256_loadu_si256(block.as_ptr().add(2).cast()),
+                    _mm256_loadu_si256(a.qs.as_ptr().cast()),
+                )
+            };
+            // maddubs wants unsigned first: move w's sign onto x.
+            let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+            let quads = _mm256_madd_epi16(pairs, ones);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(quads), acc);
+        }
+        hsum(acc)
+    }
+
+    pub(super) fn dot_q4_1(row: &[u8], act: &[Q8Block]) -> f32 {
+        // SAFETY: handed out by `dot_kernel` only after checking AVX2+FMA.
+        unsafe { q4_1(row, act) }
+    }
+
+    pub(super) fn dot_q8_0(row: &[u8], act: &[Q8Block]) -> f32 {
+        // SAFETY: as in `dot_q4_1`.
+        unsafe { q8_0(row, act) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic Q4_1 and Q8_0 row of `n` elements.
+    fn rows(n: usize) -> (Vec<u8>, Vec<u8>) {
+        let mut q4 = Vec::new();
+        let mut q8 = Vec::new();
+        for b in 0..n / QK {
+            q4.extend(f16::from_f32(0.01 * (b + 1) as f32).to_le_bytes());
+            q4.extend(f16::from_f32(-0.05).to_le_bytes());
+            q4.extend((0..16).map(|j| ((j * 7 + b) % 256) as u8));
+            q8.extend(f16::from_f32(0.02).to_le_bytes());
+            q8.extend((0..QK).map(|j| ((j as i32 * 37 + b as i32 * 11) % 255 - 127) as i8 as u8));
+        }
+        (q4, q8)
+    }
+
+    #[test]
+    fn kernels_equal_dequantized_dot_products() {
+        let n = 576;
+        let (q4, q8) = rows(n);
+        let x: Vec<f32> = (0..n).map(|i| ((i * 13) % 17) as f32 / 8.0 - 1.0).collect();
+        let mut act = Vec::new();
+        quantize_row(&x, &mut act);
+        // The activations as the kernels see them.
+        let xq: Vec<f32> = act
+            .iter()
+            .flat_map(|b| b.qs.iter().map(move |q| *q as f32 * b.d))
+            .collect();
+        for (kind, row) in [(WeightType::Q4_1, &q4), (WeightType::Q8_0, &q8)] {
+            let mut w = vec![0f32; n];
+            dequantize_row(kind, row, &mut w);
+            let want: f32 = w.iter().zip(&xq).map(|(a, b)| a * b).sum();
+            let fast = dot_kernel(kind)(row, &act);
+            let portable = match kind {
+                WeightType::Q4_1 => dot_q4_1_portable(row, &act),
+                WeightType::Q8_0 => dot_q8_0_portable(row, &act),
+            };
+            // Q4_1's minimum uses s = d * sum(q) rounded through f16.
+            let tol = 2e-2 * (1.0 + want.abs());
+            assert!((fast - want).abs() < tol, "{kind:?}: {fast} vs {want}");
+            assert!(
+                (portable - fast).abs() < 1e-3 * (1.0 + want.abs()),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn quantization_rounds_half_to_even_and_keeps_zero_blocks() {
+        let mut x = vec![0f32; 64];
+        x[0] = 127.0;
+        x[1] = 2.5;
+        x[2] = -3.5;
+        let mut out = Vec::new();
+        quantize_row(&x, &mut out);
+        assert_eq!(out[0].d, 1.0);
+        assert_eq!(&out[0].qs[..3], &[127, 2, -4]);
+        assert_eq!(out[1].d, 0.0);
+        assert!(out[1].qs.iter().all(|q| *q == 0));
+    }
+}
