@@ -6,11 +6,14 @@
 //!   on a large synthesised collection, and its restart time.
 //! - [`ann`]: the HNSW index alone: recall@10 against exact search and
 //!   queries per second at several ef_search values.
+//! - [`generate`]: the decoder alone: prefill, time to first token and
+//!   decode speed on a RAG-sized prompt.
 
 use std::path::Path;
 
 pub mod ann;
 pub mod embed;
+pub mod generate;
 pub mod search;
 
 /// Benchmarks.
@@ -22,6 +25,8 @@ pub enum BenchCommand {
     Search(search::SearchBench),
     /// HNSW recall@10 and queries/s at several ef_search values.
     Ann(ann::AnnBench),
+    /// Decoder prefill and decode speed on a RAG-sized prompt.
+    Generate(generate::GenerateBench),
 }
 
 /// Runs a benchmark.
@@ -30,6 +35,7 @@ pub fn run(cmd: BenchCommand, runtime: &tokio::runtime::Runtime) -> anyhow::Resu
         BenchCommand::Embed(args) => embed::run(args),
         BenchCommand::Search(args) => runtime.block_on(search::run(args)),
         BenchCommand::Ann(args) => ann::run(args),
+        BenchCommand::Generate(args) => generate::run(args),
     }
 }
 

@@ -17,6 +17,7 @@
 //! Matrix-vector products split their rows across the rayon pool. This is
 //! the correctness baseline; batched prefill and the speed work come next.
 
+mod attention;
 pub mod quant;
 
 use std::collections::HashMap;
@@ -28,10 +29,13 @@ use half::f16;
 use rayon::prelude::*;
 
 use crate::GenerateError;
-use quant::{dequantize_row, dot_kernel, quantize_row, DotKernel, Q8Block, WeightType, QK};
+use quant::{
+    dequantize_row, dot4_kernel, dot_kernel, quantize_row, Dot4Kernel, DotKernel, Q8Block,
+    WeightType, QK,
+};
 
-/// Rows per parallel task of a matrix-vector product.
-const ROWS_PER_TASK: usize = 64;
+/// Fewest weight rows in one parallel work item.
+const MIN_ROWS_PER_TASK: usize = 16;
 
 /// Shape and hyper-parameters from the GGUF metadata.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,31 +70,89 @@ impl Config {
     }
 }
 
-/// A quantized matrix, row-major, one row per output.
+/// A quantized matrix, row-major, one row per output, packed (see
+/// [`quant::pack`]).
 struct Matrix {
     kind: WeightType,
     rows: usize,
-    row_bytes: usize,
-    data: Vec<u8>,
+    blocks_per_row: usize,
+    scales: Vec<f32>,
+    quants: Vec<u8>,
     dot: DotKernel,
+    dot4: Dot4Kernel,
 }
 
 impl Matrix {
-    fn row(&self, r: usize) -> &[u8] {
-        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    fn row(&self, r: usize) -> (&[f32], &[u8]) {
+        let (s, q) = (
+            self.blocks_per_row * self.kind.scales_per_block(),
+            self.blocks_per_row * self.kind.quant_bytes(),
+        );
+        (
+            &self.scales[r * s..(r + 1) * s],
+            &self.quants[r * q..(r + 1) * q],
+        )
     }
 
-    /// out = self · act.
-    fn matvec(&self, act: &[Q8Block], out: &mut [f32]) {
-        out.par_chunks_mut(ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(task, chunk)| {
-                let first = task * ROWS_PER_TASK;
-                for (i, o) in chunk.iter_mut().enumerate() {
-                    *o = (self.dot)(self.row(first + i), act);
-                }
-            });
+    /// The product with each activation row: `[acts.len() x rows]`.
+    fn matmul(&self, acts: &[Vec<Q8Block>]) -> Vec<f32> {
+        matmul_group(&[self], acts).pop().unwrap_or_default()
     }
+}
+
+/// The products of several matrices with the same activation rows, in one
+/// parallel call: each call wakes the thread pool, which in decoding (one
+/// activation row, small matrices) costs as much as the arithmetic. Work
+/// items are row ranges across all the matrices; each weight row meets
+/// every activation row while it is in cache, which is what makes a
+/// batched prompt cheaper per token than decoding. Results are
+/// `[acts.len() x rows]` per matrix.
+fn matmul_group(mats: &[&Matrix], acts: &[Vec<Q8Block>]) -> Vec<Vec<f32>> {
+    let n = acts.len();
+    let total: usize = mats.iter().map(|m| m.rows).sum();
+    let tasks = rayon::current_num_threads() * if n == 1 { 1 } else { 4 };
+    let chunk = total.div_ceil(tasks).max(MIN_ROWS_PER_TASK);
+    let items: Vec<(usize, usize, usize)> = mats
+        .iter()
+        .enumerate()
+        .flat_map(|(mi, m)| {
+            (0..m.rows)
+                .step_by(chunk)
+                .map(move |start| (mi, start, (start + chunk).min(m.rows)))
+        })
+        .collect();
+    let blocks: Vec<Vec<f32>> = items
+        .par_iter()
+        .map(|&(mi, start, end)| {
+            let m = mats[mi];
+            let mut out = Vec::with_capacity((end - start) * n);
+            for r in start..end {
+                let (scales, quants) = m.row(r);
+                let mut groups = acts.chunks_exact(4);
+                for g in groups.by_ref() {
+                    out.extend((m.dot4)(scales, quants, [&g[0], &g[1], &g[2], &g[3]]));
+                }
+                out.extend(
+                    groups
+                        .remainder()
+                        .iter()
+                        .map(|act| (m.dot)(scales, quants, act)),
+                );
+            }
+            out
+        })
+        .collect();
+    let mut results: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; n * m.rows]).collect();
+    for (&(mi, start, end), block) in items.iter().zip(&blocks) {
+        let rows = mats[mi].rows;
+        let out = &mut results[mi];
+        for (i, r) in (start..end).enumerate() {
+            for j in 0..n {
+                out[j * rows + r] = block[i * n + j];
+            }
+        }
+    }
+    results
 }
 
 struct Layer {
@@ -115,12 +177,14 @@ pub struct LlamaModel {
     layers: Vec<Layer>,
 }
 
-/// The attention state of one sequence.
+/// The attention state of one sequence. Keys and values are rounded to
+/// f16, as llama.cpp's cache holds them, but kept as f32 so that the
+/// attention loops convert nothing.
 pub struct KvCache {
     /// Per layer: keys, position-major (`len * kv_dim`).
-    k: Vec<Vec<f16>>,
+    k: Vec<Vec<f32>>,
     /// Per layer: values, position-major.
-    v: Vec<Vec<f16>>,
+    v: Vec<Vec<f32>>,
     len: usize,
 }
 
@@ -207,12 +271,15 @@ impl Tensors {
                 "matrix {name} is {dims:?}, expected [{rows}, {cols}]"
             )));
         }
+        let (scales, quants) = quant::pack(kind, bytes);
         Ok(Matrix {
             kind,
             rows,
-            row_bytes: cols / QK * kind.block_bytes(),
-            data: bytes.to_vec(),
+            blocks_per_row: cols / QK,
+            scales,
+            quants,
             dot: dot_kernel(kind),
+            dot4: dot4_kernel(kind),
         })
     }
 }
@@ -243,20 +310,22 @@ fn rope(x: &mut [f32], head_dim: usize, pos: usize, base: f32) {
     }
 }
 
-/// Lanes of the attention sums (an AVX-512 register of f32).
-const LANES: usize = 16;
+fn quantized(row: &[f32]) -> Vec<Q8Block> {
+    let mut out = Vec::with_capacity(row.len() / QK);
+    quantize_row(row, &mut out);
+    out
+}
 
-/// Sums 16 lanes pairwise, halving each time, as a vector reduction does.
-fn tree_sum(lanes: &[f32; LANES]) -> f32 {
-    let mut v = *lanes;
-    let mut width = LANES / 2;
-    while width > 0 {
-        for i in 0..width {
-            v[i] += v[i + width];
-        }
-        width /= 2;
-    }
-    v[0]
+/// RMS-normalises each row of `x` into `xn` and quantizes it.
+fn normed_acts(x: &[f32], weight: &[f32], eps: f32, xn: &mut [f32]) -> Vec<Vec<Q8Block>> {
+    let dim = weight.len();
+    xn.chunks_exact_mut(dim)
+        .zip(x.chunks_exact(dim))
+        .map(|(out, row)| {
+            rms_norm(row, weight, eps, out);
+            quantized(out)
+        })
+        .collect()
 }
 
 fn silu(x: f32) -> f32 {
@@ -353,124 +422,124 @@ impl LlamaModel {
         &self.config
     }
 
-    /// An empty cache for one sequence.
-    pub fn new_cache(&self) -> KvCache {
+    /// An empty cache for one sequence, with room for `tokens` tokens
+    /// (it grows past that if needed).
+    pub fn new_cache(&self, tokens: usize) -> KvCache {
+        let room = tokens.min(self.config.context_length) * self.config.kv_dim();
         KvCache {
-            k: vec![Vec::new(); self.config.n_layer],
-            v: vec![Vec::new(); self.config.n_layer],
+            k: (0..self.config.n_layer)
+                .map(|_| Vec::with_capacity(room))
+                .collect(),
+            v: (0..self.config.n_layer)
+                .map(|_| Vec::with_capacity(room))
+                .collect(),
             len: 0,
         }
     }
 
-    /// Runs one token at the cache's next position; returns the next-token
-    /// logits when `logits` is set (prompt tokens before the last skip the
-    /// output matrix, the largest of all).
+    /// Runs `tokens` (a whole prompt in one batch, or one token) at the
+    /// cache's next positions; returns the next-token logits after the last
+    /// one when `logits` is set.
     pub fn forward(
         &self,
-        token: u32,
+        tokens: &[u32],
         cache: &mut KvCache,
         logits: bool,
     ) -> Result<Option<Vec<f32>>, GenerateError> {
         let c = &self.config;
-        if token as usize >= c.vocab_size {
+        if let Some(bad) = tokens.iter().find(|t| **t as usize >= c.vocab_size) {
             return Err(GenerateError::Model(format!(
-                "token {token} is outside the vocabulary ({})",
+                "token {bad} is outside the vocabulary ({})",
                 c.vocab_size
             )));
         }
-        if cache.len >= c.context_length {
+        if cache.len + tokens.len() > c.context_length {
             return Err(GenerateError::Model(format!(
-                "the context window of {} tokens is full",
+                "{} cached + {} new tokens exceed the context window of {}",
+                cache.len,
+                tokens.len(),
                 c.context_length
             )));
         }
-        let (hd, kv_dim, pos) = (c.head_dim(), c.kv_dim(), cache.len);
-        let group = c.n_head / c.n_head_kv;
-        let mut x = vec![0f32; c.n_embd];
-        dequantize_row(
-            self.embedding.kind,
-            self.embedding.row(token as usize),
-            &mut x,
-        );
-        let mut xn = vec![0f32; c.n_embd];
-        let mut act = Vec::new();
-        let (mut q, mut k, mut v) = (vec![0f32; c.n_embd], vec![0f32; kv_dim], vec![0f32; kv_dim]);
-        let mut attn = vec![0f32; c.n_embd];
-        let mut proj = vec![0f32; c.n_embd];
-        let (mut g, mut u) = (vec![0f32; c.n_ff], vec![0f32; c.n_ff]);
-        let mut scores = Vec::with_capacity(pos + 1);
-        let scale = 1.0 / (hd as f32).sqrt();
+        let n = tokens.len();
+        if n == 0 {
+            return Ok(None);
+        }
+        let (dim, kv_dim, start) = (c.n_embd, c.kv_dim(), cache.len);
+        let mut x = vec![0f32; n * dim];
+        for (row, t) in x.chunks_exact_mut(dim).zip(tokens) {
+            let (scales, quants) = self.embedding.row(*t as usize);
+            dequantize_row(self.embedding.kind, scales, quants, row);
+        }
+        let mut xn = vec![0f32; n * dim];
         for (l, layer) in self.layers.iter().enumerate() {
-            rms_norm(&x, &layer.attn_norm, c.eps, &mut xn);
-            quantize_row(&xn, &mut act);
-            layer.wq.matvec(&act, &mut q);
-            layer.wk.matvec(&act, &mut k);
-            layer.wv.matvec(&act, &mut v);
-            rope(&mut q, hd, pos, c.rope_base);
-            rope(&mut k, hd, pos, c.rope_base);
-            cache.k[l].extend(k.iter().map(|x| f16::from_f32(*x)));
-            cache.v[l].extend(v.iter().map(|x| f16::from_f32(*x)));
-            let (keys, values) = (&cache.k[l], &cache.v[l]);
-            let n = pos + 1;
-            for h in 0..c.n_head {
-                let kvh = h / group;
-                let qh: Vec<f32> = q[h * hd..(h + 1) * hd].iter().map(|x| f16r(*x)).collect();
-                scores.clear();
-                for j in 0..n {
-                    let kj = &keys[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd];
-                    let mut lanes = [0f32; LANES];
-                    for (qc, kc) in qh.chunks(LANES).zip(kj.chunks(LANES)) {
-                        for l in 0..qc.len() {
-                            lanes[l] = qc[l].mul_add(kc[l].to_f32(), lanes[l]);
-                        }
-                    }
-                    scores.push(tree_sum(&lanes) * scale);
-                }
-                let max = scores.iter().fold(f32::NEG_INFINITY, |m, s| m.max(*s));
-                let mut sum = 0f64;
-                for s in scores.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s as f64;
-                }
-                let inv = (1.0 / sum) as f32;
-                let out = &mut attn[h * hd..(h + 1) * hd];
-                // Per output dimension, positions accumulate into 16 lanes
-                // (position j into lane j % 16), then the lanes are summed.
-                let mut lanes = vec![[0f32; LANES]; hd];
-                for (j, s) in scores.iter().enumerate() {
-                    let p = f16r(s * inv);
-                    let vj = &values[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd];
-                    for (acc, vv) in lanes.iter_mut().zip(vj) {
-                        acc[j % LANES] = p.mul_add(vv.to_f32(), acc[j % LANES]);
-                    }
-                }
-                for (o, acc) in out.iter_mut().zip(&lanes) {
-                    *o = tree_sum(acc);
-                }
+            let acts = normed_acts(&x, &layer.attn_norm, c.eps, &mut xn);
+            let mut qkv = matmul_group(&[&layer.wq, &layer.wk, &layer.wv], &acts);
+            let (v, mut k, mut q) = (
+                qkv.pop().unwrap_or_default(),
+                qkv.pop().unwrap_or_default(),
+                qkv.pop().unwrap_or_default(),
+            );
+            for t in 0..n {
+                rope(
+                    &mut q[t * dim..(t + 1) * dim],
+                    c.head_dim(),
+                    start + t,
+                    c.rope_base,
+                );
+                rope(
+                    &mut k[t * kv_dim..(t + 1) * kv_dim],
+                    c.head_dim(),
+                    start + t,
+                    c.rope_base,
+                );
             }
-            quantize_row(&attn, &mut act);
-            layer.wo.matvec(&act, &mut proj);
+            cache.k[l].extend(k.iter().map(|x| f16r(*x)));
+            cache.v[l].extend(v.iter().map(|x| f16r(*x)));
+            let mut attn = vec![0f32; n * dim];
+            let (keys, values) = (&cache.k[l], &cache.v[l]);
+            let shape = attention::Shape {
+                n_head: c.n_head,
+                n_head_kv: c.n_head_kv,
+                head_dim: c.head_dim(),
+            };
+            let attend = |(t, out): (usize, &mut [f32])| {
+                attention::attend(
+                    shape,
+                    &q[t * dim..(t + 1) * dim],
+                    keys,
+                    values,
+                    start + t + 1,
+                    out,
+                )
+            };
+            if n == 1 {
+                // Decoding: not worth waking the pool.
+                attend((0, &mut attn));
+            } else {
+                attn.par_chunks_mut(dim).enumerate().for_each(attend);
+            }
+            let acts: Vec<Vec<Q8Block>> = attn.chunks_exact(dim).map(quantized).collect();
+            let proj = layer.wo.matmul(&acts);
             x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
 
-            rms_norm(&x, &layer.ffn_norm, c.eps, &mut xn);
-            quantize_row(&xn, &mut act);
-            layer.gate.matvec(&act, &mut g);
-            layer.up.matvec(&act, &mut u);
+            let acts = normed_acts(&x, &layer.ffn_norm, c.eps, &mut xn);
+            let mut gu = matmul_group(&[&layer.gate, &layer.up], &acts);
+            let (u, mut g) = (gu.pop().unwrap_or_default(), gu.pop().unwrap_or_default());
             g.iter_mut().zip(&u).for_each(|(a, b)| *a = silu(*a) * b);
-            quantize_row(&g, &mut act);
-            layer.down.matvec(&act, &mut proj);
+            let acts: Vec<Vec<Q8Block>> = g.chunks_exact(c.n_ff).map(quantized).collect();
+            let proj = layer.down.matmul(&acts);
             x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
         }
-        cache.len += 1;
+        cache.len += n;
         if !logits {
             return Ok(None);
         }
-        rms_norm(&x, &self.output_norm, c.eps, &mut xn);
-        quantize_row(&xn, &mut act);
+        let last = &x[(n - 1) * dim..];
+        let mut normed = vec![0f32; dim];
+        rms_norm(last, &self.output_norm, c.eps, &mut normed);
         let output = self.output.as_ref().unwrap_or(&self.embedding);
-        let mut out = vec![0f32; output.rows];
-        output.matvec(&act, &mut out);
-        Ok(Some(out))
+        Ok(Some(output.matmul(&[quantized(&normed)])))
     }
 
     /// Greedy decoding: up to `max_new` tokens after `prompt`, stopping
@@ -481,9 +550,9 @@ impl LlamaModel {
         max_new: usize,
         stop: &[u32],
     ) -> Result<Vec<u32>, GenerateError> {
-        let Some((&last, head)) = prompt.split_last() else {
+        if prompt.is_empty() {
             return Err(GenerateError::Model("an empty prompt".into()));
-        };
+        }
         if prompt.len() + max_new > self.config.context_length {
             return Err(GenerateError::Model(format!(
                 "{} prompt tokens + {max_new} new exceed the context window of {}",
@@ -491,15 +560,16 @@ impl LlamaModel {
                 self.config.context_length
             )));
         }
-        let mut cache = self.new_cache();
-        for &t in head {
-            self.forward(t, &mut cache, false)?;
-        }
-        let mut next = last;
+        let mut cache = self.new_cache(prompt.len() + max_new);
+        let mut logits = self.forward(prompt, &mut cache, true)?.unwrap_or_default();
         let mut out = Vec::with_capacity(max_new);
-        for _ in 0..max_new {
-            let logits = self.forward(next, &mut cache, true)?.unwrap_or_default();
-            next = logits
+        for step in 0..max_new {
+            if step > 0 {
+                logits = self
+                    .forward(&out[step - 1..step], &mut cache, true)?
+                    .unwrap_or_default();
+            }
+            let next = logits
                 .iter()
                 .enumerate()
                 .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))

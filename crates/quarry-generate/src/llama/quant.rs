@@ -56,7 +56,11 @@ pub fn quantize_row(x: &[f32], out: &mut Vec<Q8Block>) {
         let mut qs = [0i8; QK];
         let mut sum = 0i32;
         for (q, v) in qs.iter_mut().zip(block) {
-            let r = (v * id).round_ties_even() as i32;
+            // Round half to even without a libm call: adding and removing
+            // 1.5 * 2^23 leaves the nearest integer (|v * id| <= 127) under
+            // the default rounding mode, and vectorises.
+            const MAGIC: f32 = 12_582_912.0;
+            let r = ((v * id + MAGIC) - MAGIC) as i32;
             *q = r as i8;
             sum += r;
         }
@@ -72,31 +76,92 @@ fn read_f16(b: &[u8]) -> f32 {
     f16::from_le_bytes([b[0], b[1]]).to_f32()
 }
 
-/// Dequantizes one row (for the embedding lookup).
-pub fn dequantize_row(kind: WeightType, row: &[u8], out: &mut [f32]) {
-    let bb = kind.block_bytes();
-    for (block, dst) in row.chunks_exact(bb).zip(out.chunks_exact_mut(QK)) {
+impl WeightType {
+    /// Scales per block once packed (d, and m for Q4_1).
+    pub fn scales_per_block(self) -> usize {
+        match self {
+            WeightType::Q4_1 => 2,
+            WeightType::Q8_0 => 1,
+        }
+    }
+
+    /// Quant bytes per block once packed.
+    pub fn quant_bytes(self) -> usize {
+        match self {
+            WeightType::Q4_1 => 16,
+            WeightType::Q8_0 => 32,
+        }
+    }
+}
+
+/// GGML blocks split into f32 scales and the quant bytes, so that kernels
+/// read plain floats (f16 to f32 is exact) instead of converting per block.
+pub fn pack(kind: WeightType, blocks: &[u8]) -> (Vec<f32>, Vec<u8>) {
+    let n = blocks.len() / kind.block_bytes();
+    let mut scales = Vec::with_capacity(n * kind.scales_per_block());
+    let mut quants = Vec::with_capacity(n * kind.quant_bytes());
+    for block in blocks.chunks_exact(kind.block_bytes()) {
         match kind {
             WeightType::Q4_1 => {
-                let (d, m) = (read_f16(&block[0..2]), read_f16(&block[2..4]));
+                scales.push(read_f16(&block[0..2]));
+                scales.push(read_f16(&block[2..4]));
+                quants.extend_from_slice(&block[4..20]);
+            }
+            WeightType::Q8_0 => {
+                scales.push(read_f16(&block[0..2]));
+                quants.extend_from_slice(&block[2..34]);
+            }
+        }
+    }
+    (scales, quants)
+}
+
+/// Dequantizes one packed row (for the embedding lookup).
+pub fn dequantize_row(kind: WeightType, scales: &[f32], quants: &[u8], out: &mut [f32]) {
+    for (b, dst) in out.chunks_exact_mut(QK).enumerate() {
+        match kind {
+            WeightType::Q4_1 => {
+                let (d, m) = (scales[2 * b], scales[2 * b + 1]);
                 for j in 0..16 {
-                    let q = block[4 + j];
+                    let q = quants[16 * b + j];
                     dst[j] = (q & 0x0F) as f32 * d + m;
                     dst[j + 16] = (q >> 4) as f32 * d + m;
                 }
             }
             WeightType::Q8_0 => {
-                let d = read_f16(&block[0..2]);
+                let d = scales[b];
                 for j in 0..QK {
-                    dst[j] = block[2 + j] as i8 as f32 * d;
+                    dst[j] = quants[32 * b + j] as i8 as f32 * d;
                 }
             }
         }
     }
 }
 
-/// A row-times-activations kernel.
-pub type DotKernel = fn(&[u8], &[Q8Block]) -> f32;
+/// A packed-row-times-activations kernel: (scales, quants, activations).
+pub type DotKernel = fn(&[f32], &[u8], &[Q8Block]) -> f32;
+
+/// A packed row times four activation rows: each result has the bits the
+/// one-row kernel gives, but the weights are unpacked once.
+pub type Dot4Kernel = fn(&[f32], &[u8], [&[Q8Block]; 4]) -> [f32; 4];
+
+/// The four-row kernel for `kind`.
+pub fn dot4_kernel(kind: WeightType) -> Dot4Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return match kind {
+                WeightType::Q4_1 => x86::dot4_q4_1,
+                WeightType::Q8_0 => x86::dot4_q8_0,
+            };
+        }
+    }
+    match kind {
+        WeightType::Q4_1 => |s, q, a| a.map(|a| dot_q4_1_portable(s, q, a)),
+        WeightType::Q8_0 => |s, q, a| a.map(|a| dot_q8_0_portable(s, q, a)),
+    }
+}
 
 /// The fastest kernel this CPU runs for `kind`.
 pub fn dot_kernel(kind: WeightType) -> DotKernel {
@@ -116,13 +181,13 @@ pub fn dot_kernel(kind: WeightType) -> DotKernel {
     }
 }
 
-fn dot_q4_1_portable(row: &[u8], act: &[Q8Block]) -> f32 {
+fn dot_q4_1_portable(scales: &[f32], quants: &[u8], act: &[Q8Block]) -> f32 {
     let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(20).zip(act) {
-        let (d, m) = (read_f16(&block[0..2]), read_f16(&block[2..4]));
+    for (b, a) in act.iter().enumerate() {
+        let (d, m) = (scales[2 * b], scales[2 * b + 1]);
         let mut isum = 0i32;
         for j in 0..16 {
-            let q = block[4 + j];
+            let q = quants[16 * b + j];
             isum += (q & 0x0F) as i32 * a.qs[j] as i32 + (q >> 4) as i32 * a.qs[j + 16] as i32;
         }
         sum += d * a.d * isum as f32 + m * a.s;
@@ -130,16 +195,15 @@ fn dot_q4_1_portable(row: &[u8], act: &[Q8Block]) -> f32 {
     sum
 }
 
-fn dot_q8_0_portable(row: &[u8], act: &[Q8Block]) -> f32 {
+fn dot_q8_0_portable(scales: &[f32], quants: &[u8], act: &[Q8Block]) -> f32 {
     let mut sum = 0f32;
-    for (block, a) in row.chunks_exact(34).zip(act) {
-        let d = read_f16(&block[0..2]);
-        let isum: i32 = block[2..34]
+    for (b, a) in act.iter().enumerate() {
+        let isum: i32 = quants[32 * b..32 * b + 32]
             .iter()
             .zip(&a.qs)
             .map(|(w, x)| *w as i8 as i32 * *x as i32)
             .sum();
-        sum += d * a.d * isum as f32;
+        sum += scales[b] * a.d * isum as f32;
     }
     sum
 }
@@ -148,7 +212,7 @@ fn dot_q8_0_portable(row: &[u8], act: &[Q8Block]) -> f32 {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{read_f16, Q8Block};
+    use super::Q8Block;
 
     #[target_feature(enable = "avx2,fma")]
     fn hsum(v: __m256) -> f32 {
@@ -159,17 +223,16 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    fn q4_1(row: &[u8], act: &[Q8Block]) -> f32 {
+    fn q4_1(scales: &[f32], quants: &[u8], act: &[Q8Block]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         let mut mins = 0f32;
         let low = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        for (block, a) in row.chunks_exact(20).zip(act) {
-            let (d, m) = (read_f16(&block[0..2]), read_f16(&block[2..4]));
-            // SAFETY: `block` has 20 bytes, so bytes 4..20 are 16 readable
-            // bytes; `a.qs` is 32 bytes.
+        for ((block, dm), a) in quants.chunks_exact(16).zip(scales.chunks_exact(2)).zip(act) {
+            let (d, m) = (dm[0], dm[1]);
+            // SAFETY: `block` has 16 readable bytes; `a.qs` is 32 bytes.
             let (w, x) = unsafe {
-                let packed = _mm_loadu_si128(block.as_ptr().add(4).cast());
+                let packed = _mm_loadu_si128(block.as_ptr().cast());
                 let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
                 (
                     _mm256_and_si256(both, low),
@@ -185,16 +248,15 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    fn q8_0(row: &[u8], act: &[Q8Block]) -> f32 {
+    fn q8_0(scales: &[f32], quants: &[u8], act: &[Q8Block]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         let ones = _mm256_set1_epi16(1);
-        for (block, a) in row.chunks_exact(34).zip(act) {
-            let d = read_f16(&block[0..2]);
-            // SAFETY: `block` has 34 bytes, so bytes 2..34 are 32 readable
-            // bytes; `a.qs` is 32 bytes.
+        for ((block, d), a) in quants.chunks_exact(32).zip(scales).zip(act) {
+            let d = *d;
+            // SAFETY: `block` has 32 readable bytes; `a.qs` is 32 bytes.
             let (w, x) = unsafe {
                 (
-                    _mm256_loadu_si256(block.as_ptr().add(2).cast()),
+                    _mm256_loadu_si256(block.as_ptr().cast()),
                     _mm256_loadu_si256(a.qs.as_ptr().cast()),
                 )
             };
@@ -206,14 +268,76 @@ mod x86 {
         hsum(acc)
     }
 
-    pub(super) fn dot_q4_1(row: &[u8], act: &[Q8Block]) -> f32 {
-        // SAFETY: handed out by `dot_kernel` only after checking AVX2+FMA.
-        unsafe { q4_1(row, act) }
+    #[target_feature(enable = "avx2,fma")]
+    fn q4_1_x4(scales: &[f32], quants: &[u8], acts: [&[Q8Block]; 4]) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut mins = [0f32; 4];
+        let low = _mm256_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        let blocks = quants.len() / 16;
+        assert!(acts.iter().all(|a| a.len() >= blocks) && scales.len() >= 2 * blocks);
+        for b in 0..blocks {
+            let (d, m) = (scales[2 * b], scales[2 * b + 1]);
+            // SAFETY: block `b` of `quants` has 16 readable bytes.
+            let w = unsafe {
+                let packed = _mm_loadu_si128(quants.as_ptr().add(16 * b).cast());
+                _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low)
+            };
+            for i in 0..4 {
+                let a = &acts[i][b];
+                // SAFETY: `a.qs` is 32 bytes.
+                let x = unsafe { _mm256_loadu_si256(a.qs.as_ptr().cast()) };
+                let quads = _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones);
+                acc[i] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(quads), acc[i]);
+                mins[i] += m * a.s;
+            }
+        }
+        [0, 1, 2, 3].map(|i| hsum(acc[i]) + mins[i])
     }
 
-    pub(super) fn dot_q8_0(row: &[u8], act: &[Q8Block]) -> f32 {
+    #[target_feature(enable = "avx2,fma")]
+    fn q8_0_x4(scales: &[f32], quants: &[u8], acts: [&[Q8Block]; 4]) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let ones = _mm256_set1_epi16(1);
+        let blocks = quants.len() / 32;
+        assert!(acts.iter().all(|a| a.len() >= blocks) && scales.len() >= blocks);
+        for b in 0..blocks {
+            let d = scales[b];
+            // SAFETY: block `b` of `quants` has 32 readable bytes.
+            let w = unsafe { _mm256_loadu_si256(quants.as_ptr().add(32 * b).cast()) };
+            let aw = _mm256_sign_epi8(w, w);
+            for i in 0..4 {
+                let a = &acts[i][b];
+                // SAFETY: `a.qs` is 32 bytes.
+                let x = unsafe { _mm256_loadu_si256(a.qs.as_ptr().cast()) };
+                let quads =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), ones);
+                acc[i] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(quads), acc[i]);
+            }
+        }
+        [0, 1, 2, 3].map(|i| hsum(acc[i]))
+    }
+
+    pub(super) fn dot4_q4_1(scales: &[f32], quants: &[u8], acts: [&[Q8Block]; 4]) -> [f32; 4] {
+        // SAFETY: handed out by `dot4_kernel` only after checking AVX2+FMA.
+        unsafe { q4_1_x4(scales, quants, acts) }
+    }
+
+    pub(super) fn dot4_q8_0(scales: &[f32], quants: &[u8], acts: [&[Q8Block]; 4]) -> [f32; 4] {
+        // SAFETY: as in `dot4_q4_1`.
+        unsafe { q8_0_x4(scales, quants, acts) }
+    }
+
+    pub(super) fn dot_q4_1(scales: &[f32], quants: &[u8], act: &[Q8Block]) -> f32 {
+        // SAFETY: handed out by `dot_kernel` only after checking AVX2+FMA.
+        unsafe { q4_1(scales, quants, act) }
+    }
+
+    pub(super) fn dot_q8_0(scales: &[f32], quants: &[u8], act: &[Q8Block]) -> f32 {
         // SAFETY: as in `dot_q4_1`.
-        unsafe { q8_0(row, act) }
+        unsafe { q8_0(scales, quants, act) }
     }
 }
 
@@ -248,13 +372,14 @@ mod tests {
             .flat_map(|b| b.qs.iter().map(move |q| *q as f32 * b.d))
             .collect();
         for (kind, row) in [(WeightType::Q4_1, &q4), (WeightType::Q8_0, &q8)] {
+            let (scales, quants) = pack(kind, row);
             let mut w = vec![0f32; n];
-            dequantize_row(kind, row, &mut w);
+            dequantize_row(kind, &scales, &quants, &mut w);
             let want: f32 = w.iter().zip(&xq).map(|(a, b)| a * b).sum();
-            let fast = dot_kernel(kind)(row, &act);
+            let fast = dot_kernel(kind)(&scales, &quants, &act);
             let portable = match kind {
-                WeightType::Q4_1 => dot_q4_1_portable(row, &act),
-                WeightType::Q8_0 => dot_q8_0_portable(row, &act),
+                WeightType::Q4_1 => dot_q4_1_portable(&scales, &quants, &act),
+                WeightType::Q8_0 => dot_q8_0_portable(&scales, &quants, &act),
             };
             // Q4_1's minimum uses s = d * sum(q) rounded through f16.
             let tol = 2e-2 * (1.0 + want.abs());

@@ -1,0 +1,254 @@
+//! One token's attention over the cache, every head, with llama.cpp's
+//! summation order: query and attention weights rounded to f16, dot
+//! products and weighted sums accumulated in 16 lanes (position `j` of the
+//! weighted sum in lane `j % 16`) with fused multiply-adds and reduced
+//! pairwise, softmax sums in f64.
+//!
+//! The AVX2+FMA version vectorises over the head dimension and gives the
+//! same bits as the portable one (both round each multiply-add once).
+
+use half::f16;
+
+/// Lanes of the sums (an AVX-512 register of f32 in ggml's kernels).
+const LANES: usize = 16;
+
+/// Shapes the kernel needs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Shape {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+}
+
+fn f16r(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
+}
+
+/// a * b + c rounded once (the product of two f32 is exact in f64).
+fn fma(a: f32, b: f32, c: f32) -> f32 {
+    (a as f64 * b as f64 + c as f64) as f32
+}
+
+/// Adds the upper half of `v` onto the lower half until one value is left.
+fn tree_sum(v: &mut [f32; LANES]) -> f32 {
+    let mut width = LANES / 2;
+    while width > 0 {
+        for i in 0..width {
+            v[i] += v[i + width];
+        }
+        width /= 2;
+    }
+    v[0]
+}
+
+/// Softmax of `scores` in place (f64 sum), then rounded to f16 as ggml
+/// converts them for the product with f16 values.
+fn softmax_f16(scores: &mut [f32]) {
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, s| m.max(*s));
+    let mut sum = 0f64;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for s in scores.iter_mut() {
+        *s = f16r(*s * inv);
+    }
+}
+
+/// Attention of query `q` (all heads) over the first `n` cached positions
+/// of `keys` and `values` (position-major, `n_head_kv * head_dim` each),
+/// written to `out`.
+pub(super) fn attend(
+    shape: Shape,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    n: usize,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if shape.head_dim.is_multiple_of(LANES)
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            unsafe { x86::attend(shape, q, keys, values, n, out) };
+            return;
+        }
+    }
+    attend_portable(shape, q, keys, values, n, out);
+}
+
+fn attend_portable(
+    shape: Shape,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    n: usize,
+    out: &mut [f32],
+) {
+    let Shape {
+        n_head,
+        n_head_kv,
+        head_dim: hd,
+    } = shape;
+    let kv_dim = n_head_kv * hd;
+    let group = n_head / n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut scores = vec![0f32; n];
+    let mut lanes = vec![[0f32; LANES]; hd];
+    for h in 0..n_head {
+        let kvh = h / group;
+        let qh: Vec<f32> = q[h * hd..(h + 1) * hd].iter().map(|x| f16r(*x)).collect();
+        for (j, score) in scores.iter_mut().enumerate() {
+            let kj = &keys[j * kv_dim + kvh * hd..][..hd];
+            let mut acc = [0f32; LANES];
+            for (qc, kc) in qh.chunks(LANES).zip(kj.chunks(LANES)) {
+                for l in 0..qc.len() {
+                    acc[l] = fma(qc[l], kc[l], acc[l]);
+                }
+            }
+            *score = tree_sum(&mut acc) * scale;
+        }
+        softmax_f16(&mut scores);
+        lanes.iter_mut().for_each(|l| *l = [0f32; LANES]);
+        for (j, p) in scores.iter().enumerate() {
+            let vj = &values[j * kv_dim + kvh * hd..][..hd];
+            for (acc, v) in lanes.iter_mut().zip(vj) {
+                acc[j % LANES] = fma(*p, *v, acc[j % LANES]);
+            }
+        }
+        for (o, acc) in out[h * hd..(h + 1) * hd].iter_mut().zip(lanes.iter_mut()) {
+            *o = tree_sum(acc);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{f16r, softmax_f16, Shape, LANES};
+
+    /// The 16-lane pairwise reduction of two 8-lane halves.
+    #[target_feature(enable = "avx2,fma")]
+    fn tree16(lo: __m256, hi: __m256) -> f32 {
+        let s8 = _mm256_add_ps(lo, hi);
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+        _mm_cvtss_f32(s1)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn attend(
+        shape: Shape,
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) {
+        let Shape {
+            n_head,
+            n_head_kv,
+            head_dim: hd,
+        } = shape;
+        let kv_dim = n_head_kv * hd;
+        let group = n_head / n_head_kv;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut scores = vec![0f32; n];
+        // Lane class L (positions j with j % 16 == L) keeps a running
+        // weighted sum over the head dimension.
+        let mut classes = vec![0f32; LANES * hd];
+        let mut qh = vec![0f32; hd];
+        assert!(keys.len() >= n * kv_dim && values.len() >= n * kv_dim);
+        assert!(q.len() >= n_head * hd && out.len() >= n_head * hd);
+        for h in 0..n_head {
+            let kvh = h / group;
+            for (d, x) in qh.iter_mut().zip(&q[h * hd..(h + 1) * hd]) {
+                *d = f16r(*x);
+            }
+            for (j, score) in scores.iter_mut().enumerate() {
+                let kj = &keys[j * kv_dim + kvh * hd..][..hd];
+                // SAFETY: `qh` and `kj` hold `hd` floats, a multiple of 16
+                // (checked by the caller), so every load is in bounds.
+                let (lo, hi) = unsafe {
+                    let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                    for c in (0..hd).step_by(LANES) {
+                        lo = _mm256_fmadd_ps(
+                            _mm256_loadu_ps(qh.as_ptr().add(c)),
+                            _mm256_loadu_ps(kj.as_ptr().add(c)),
+                            lo,
+                        );
+                        hi = _mm256_fmadd_ps(
+                            _mm256_loadu_ps(qh.as_ptr().add(c + 8)),
+                            _mm256_loadu_ps(kj.as_ptr().add(c + 8)),
+                            hi,
+                        );
+                    }
+                    (lo, hi)
+                };
+                *score = tree16(lo, hi) * scale;
+            }
+            softmax_f16(&mut scores);
+            classes.fill(0.0);
+            for (j, p) in scores.iter().enumerate() {
+                let vj = &values[j * kv_dim + kvh * hd..][..hd];
+                let acc = &mut classes[(j % LANES) * hd..][..hd];
+                let pv = _mm256_set1_ps(*p);
+                // SAFETY: `vj` and `acc` hold `hd` floats, a multiple of 8.
+                unsafe {
+                    for d in (0..hd).step_by(8) {
+                        let a = _mm256_loadu_ps(acc.as_ptr().add(d));
+                        let v = _mm256_loadu_ps(vj.as_ptr().add(d));
+                        _mm256_storeu_ps(acc.as_mut_ptr().add(d), _mm256_fmadd_ps(pv, v, a));
+                    }
+                }
+            }
+            // Pairwise over the 16 classes, vectorised over the dimension.
+            let mut width = LANES / 2;
+            while width > 0 {
+                for i in 0..width {
+                    let (dst, src) = classes.split_at_mut((i + width) * hd);
+                    for (a, b) in dst[i * hd..(i + 1) * hd].iter_mut().zip(&src[..hd]) {
+                        *a += *b;
+                    }
+                }
+                width /= 2;
+            }
+            out[h * hd..(h + 1) * hd].copy_from_slice(&classes[..hd]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vector_kernel_gives_the_portable_bits() {
+        let shape = Shape {
+            n_head: 6,
+            n_head_kv: 2,
+            head_dim: 32,
+        };
+        let kv_dim = 64;
+        for n in [1, 2, 17, 40] {
+            let val = |i: usize, m: usize| ((i * m) % 97) as f32 / 50.0 - 1.0;
+            let q: Vec<f32> = (0..6 * 32).map(|i| val(i, 7)).collect();
+            let keys: Vec<f32> = (0..n * kv_dim).map(|i| f16r(val(i, 13))).collect();
+            let values: Vec<f32> = (0..n * kv_dim).map(|i| f16r(val(i, 31))).collect();
+            let (mut a, mut b) = (vec![0f32; 6 * 32], vec![0f32; 6 * 32]);
+            attend(shape, &q, &keys, &values, n, &mut a);
+            attend_portable(shape, &q, &keys, &values, n, &mut b);
+            assert_eq!(a, b, "n = {n}");
+            if n == 1 {
+                // One position: the output is its value (weight 1).
+                assert_eq!(&a[..32], &values[..32]);
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! `quarry bench generate`: the decoder alone on a RAG-sized prompt: prefill
+//! tokens/s, time to first token, and decode tokens/s, in process.
+//!
+//! The prompt is the model's chat template around five passages of a BEIR
+//! corpus and one of its questions (about 800 tokens with msmarco-5k).
+//! `--export` writes the prompt's token ids so that scripts/bench_generate.sh
+//! can time llama.cpp on exactly the same tokens in the same run.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use quarry_generate::{
+    find_gguf, read_gguf_metadata, vocab_from_gguf, ChatTemplate, LlamaModel, Message,
+};
+use quarry_models::{ModelCache, ModelSource, DEFAULT_GENERATE_MODEL};
+use serde_json::json;
+
+/// Flags of `quarry bench generate`.
+#[derive(Debug, clap::Args)]
+pub struct GenerateBench {
+    /// BEIR folder: the first --passages passages of corpus.jsonl and the
+    /// first query of queries.jsonl make the prompt.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Passages in the prompt.
+    #[arg(long, default_value_t = 5)]
+    pub passages: usize,
+    /// Tokens to decode after the prompt (end-of-turn is not honoured, so
+    /// that every run decodes the same count).
+    #[arg(long, default_value_t = 128)]
+    pub decode: usize,
+    /// Runs; the best counts.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Generation model source.
+    #[arg(long, env = "QUARRY_GENERATE_MODEL", default_value = DEFAULT_GENERATE_MODEL)]
+    pub model: String,
+    /// Write the prompt's token ids (JSON) here.
+    #[arg(long)]
+    pub export: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the benchmark.
+pub fn run(args: GenerateBench) -> anyhow::Result<()> {
+    let source: ModelSource = args.model.parse()?;
+    let dir = ModelCache::from_env().fetch(&source, &quarry_generate::GGUF_FILES)?;
+    let path = find_gguf(&dir)?;
+    let vocab = vocab_from_gguf(&read_gguf_metadata(&path)?)?;
+    let model = LlamaModel::load(&path)?;
+
+    let corpus = super::read_texts(&args.data.join("corpus.jsonl"))?;
+    let queries = super::read_texts(&args.data.join("queries.jsonl"))?;
+    anyhow::ensure!(
+        !queries.is_empty() && corpus.len() >= args.passages,
+        "{} needs {} passages and a query",
+        args.data.display(),
+        args.passages
+    );
+    let context: String = corpus[..args.passages]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("[{}] {p}\n", i + 1))
+        .collect();
+    let user = format!(
+        "Answer the question from the passages below and cite them by number.\n\n{context}\nQuestion: {}",
+        queries[0]
+    );
+    let template = vocab
+        .chat_template
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("{} has no chat template", path.display()))?;
+    let bos = vocab.bos.as_ref().map_or("", |(_, t)| t.as_str());
+    let eos = vocab.eos.as_ref().map_or("", |(_, t)| t.as_str());
+    let prompt =
+        ChatTemplate::new(template, bos, eos)?.render(&[Message::new("user", user)], true)?;
+    let ids: Vec<u32> = vocab
+        .tokenizer
+        .encode(prompt.as_str(), false)
+        .map_err(|e| anyhow::anyhow!("tokenizing the prompt: {e}"))?
+        .get_ids()
+        .to_vec();
+    if let Some(out) = &args.export {
+        std::fs::write(
+            out,
+            json!({ "prompt_ids": ids, "decode": args.decode }).to_string(),
+        )?;
+    }
+
+    let (mut best_prefill, mut best_decode, mut best_ttft) =
+        (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+    let mut text = String::new();
+    for _ in 0..args.runs.max(1) {
+        let mut cache = model.new_cache(ids.len() + args.decode);
+        let started = Instant::now();
+        let logits = model.forward(&ids, &mut cache, true)?.unwrap_or_default();
+        let mut next = argmax(&logits);
+        let prefill = started.elapsed().as_secs_f64();
+        best_prefill = best_prefill.min(prefill);
+        best_ttft = best_ttft.min(prefill);
+        let mut out = vec![next];
+        let started = Instant::now();
+        for _ in 1..args.decode {
+            let logits = model
+                .forward(&[next], &mut cache, true)?
+                .unwrap_or_default();
+            next = argmax(&logits);
+            out.push(next);
+        }
+        best_decode = best_decode.min(started.elapsed().as_secs_f64());
+        text = vocab.tokenizer.decode(&out, false).unwrap_or_default();
+    }
+    let decode_steps = args.decode.saturating_sub(1).max(1);
+    let report = json!({
+        "implementation": "quarry",
+        "model": path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "threads": rayon::current_num_threads(),
+        "prompt_tokens": ids.len(),
+        "prefill_seconds": best_prefill,
+        "prefill_tokens_per_second": ids.len() as f64 / best_prefill,
+        "time_to_first_token_seconds": best_ttft,
+        "decode_tokens": decode_steps,
+        "decode_tokens_per_second": decode_steps as f64 / best_decode,
+        "sample": text.chars().take(200).collect::<String>(),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "quarry on {}: {} prompt tokens, {} threads",
+            report["model"].as_str().unwrap_or_default(),
+            ids.len(),
+            rayon::current_num_threads()
+        );
+        println!(
+            "prefill {:.1} tokens/s, time to first token {:.3} s, decode {:.1} tokens/s (best of {})",
+            ids.len() as f64 / best_prefill,
+            best_ttft,
+            decode_steps as f64 / best_decode,
+            args.runs.max(1)
+        );
+    }
+    Ok(())
+}
+
+fn argmax(logits: &[f32]) -> u32 {
+    logits
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+        .map_or(0, |(i, _)| i as u32)
+}
