@@ -14,11 +14,13 @@
 //! What remains is ggml's own vectorised exp (softmax, SiLU), not copied
 //! here: see tests/greedy.rs.
 //!
-//! Matrix-vector products split their rows across the rayon pool. This is
+//! Matrix products and prompt attention split across a spinning thread
+//! team ([`team`]). This is
 //! the correctness baseline; batched prefill and the speed work come next.
 
 mod attention;
 pub mod quant;
+mod team;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,13 +28,13 @@ use std::path::Path;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::GgmlDType;
 use half::f16;
-use rayon::prelude::*;
 
 use crate::GenerateError;
 use quant::{
     dequantize_row, dot4_kernel, dot_kernel, quantize_row, Dot4Kernel, DotKernel, Q8Block,
     WeightType, QK,
 };
+use team::{SharedMut, Team};
 
 /// Fewest weight rows in one parallel work item.
 const MIN_ROWS_PER_TASK: usize = 16;
@@ -109,8 +111,9 @@ impl Matrix {
 /// `[acts.len() x rows]` per matrix.
 fn matmul_group(mats: &[&Matrix], acts: &[Vec<Q8Block>]) -> Vec<Vec<f32>> {
     let n = acts.len();
+    let team = Team::global();
     let total: usize = mats.iter().map(|m| m.rows).sum();
-    let tasks = rayon::current_num_threads() * if n == 1 { 1 } else { 4 };
+    let tasks = team.size() * if n == 1 { 1 } else { 4 };
     let chunk = total.div_ceil(tasks).max(MIN_ROWS_PER_TASK);
     let items: Vec<(usize, usize, usize)> = mats
         .iter()
@@ -121,38 +124,53 @@ fn matmul_group(mats: &[&Matrix], acts: &[Vec<Q8Block>]) -> Vec<Vec<f32>> {
                 .map(move |start| (mi, start, (start + chunk).min(m.rows)))
         })
         .collect();
-    let blocks: Vec<Vec<f32>> = items
-        .par_iter()
-        .map(|&(mi, start, end)| {
+    // Row-major by weight row: item (mi, start, end) owns rows start..end
+    // of matrix mi, a range no other item touches.
+    let mut by_row: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; m.rows * n]).collect();
+    let outs: Vec<SharedMut> = by_row
+        .iter_mut()
+        .map(|b| SharedMut(b.as_mut_ptr()))
+        .collect();
+    team.run(&|member, size| {
+        for &(mi, start, end) in items.iter().skip(member).step_by(size) {
             let m = mats[mi];
-            let mut out = Vec::with_capacity((end - start) * n);
+            // SAFETY: rows start..end of matrix mi belong to this item only,
+            // and `by_row` outlives the section.
+            let out = unsafe {
+                std::slice::from_raw_parts_mut(outs[mi].ptr().add(start * n), (end - start) * n)
+            };
+            let mut out = out.iter_mut();
             for r in start..end {
                 let (scales, quants) = m.row(r);
                 let mut groups = acts.chunks_exact(4);
                 for g in groups.by_ref() {
-                    out.extend((m.dot4)(scales, quants, [&g[0], &g[1], &g[2], &g[3]]));
+                    let four = (m.dot4)(scales, quants, [&g[0], &g[1], &g[2], &g[3]]);
+                    for v in four {
+                        *out.next().expect("sized to rows x acts") = v;
+                    }
                 }
-                out.extend(
-                    groups
-                        .remainder()
-                        .iter()
-                        .map(|act| (m.dot)(scales, quants, act)),
-                );
+                for act in groups.remainder() {
+                    *out.next().expect("sized to rows x acts") = (m.dot)(scales, quants, act);
+                }
+            }
+        }
+    });
+    if n == 1 {
+        return by_row;
+    }
+    by_row
+        .iter()
+        .zip(mats)
+        .map(|(rows_major, m)| {
+            let mut out = vec![0f32; n * m.rows];
+            for (r, row) in rows_major.chunks_exact(n).enumerate() {
+                for (j, v) in row.iter().enumerate() {
+                    out[j * m.rows + r] = *v;
+                }
             }
             out
         })
-        .collect();
-    let mut results: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; n * m.rows]).collect();
-    for (&(mi, start, end), block) in items.iter().zip(&blocks) {
-        let rows = mats[mi].rows;
-        let out = &mut results[mi];
-        for (i, r) in (start..end).enumerate() {
-            for j in 0..n {
-                out[j * rows + r] = block[i * n + j];
-            }
-        }
-    }
-    results
+        .collect()
 }
 
 struct Layer {
@@ -514,10 +532,19 @@ impl LlamaModel {
                 )
             };
             if n == 1 {
-                // Decoding: not worth waking the pool.
+                // Decoding: one token, not worth a section.
                 attend((0, &mut attn));
             } else {
-                attn.par_chunks_mut(dim).enumerate().for_each(attend);
+                let out = SharedMut(attn.as_mut_ptr());
+                Team::global().run(&|member, size| {
+                    for t in (member..n).step_by(size) {
+                        // SAFETY: token t's row belongs to this member only,
+                        // and `attn` outlives the section.
+                        let row =
+                            unsafe { std::slice::from_raw_parts_mut(out.ptr().add(t * dim), dim) };
+                        attend((t, row));
+                    }
+                });
             }
             let acts: Vec<Vec<Q8Block>> = attn.chunks_exact(dim).map(quantized).collect();
             let proj = layer.wo.matmul(&acts);
