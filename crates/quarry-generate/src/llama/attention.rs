@@ -56,16 +56,30 @@ fn softmax_f16(scores: &mut [f32]) {
     }
 }
 
-/// Attention of query `q` (all heads) over the first `n` cached positions
-/// of `keys` and `values` (position-major, `n_head_kv * head_dim` each),
-/// written to `out`.
+/// Which heads a call computes: `first`, `first + step`, ...
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Heads {
+    pub first: usize,
+    pub step: usize,
+}
+
+impl Heads {
+    /// Every head.
+    pub(super) const ALL: Heads = Heads { first: 0, step: 1 };
+}
+
+/// Attention of query `q` over the first `n` cached positions of `keys`
+/// and `values` (position-major, `n_head_kv * head_dim` each), for the
+/// given heads, written to their parts of `out` (the whole row's pointer:
+/// calls for other heads may write the other parts concurrently).
 pub(super) fn attend(
     shape: Shape,
+    heads: Heads,
     q: &[f32],
     keys: &[f32],
     values: &[f32],
     n: usize,
-    out: &mut [f32],
+    out: *mut f32,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -73,21 +87,33 @@ pub(super) fn attend(
             && std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
         {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            unsafe { x86::attend(shape, q, keys, values, n, out) };
+            // SAFETY: the CPU has AVX2 and FMA (checked above); `out` is
+            // the caller's row, of which these heads' parts are ours.
+            unsafe { x86::attend(shape, heads, q, keys, values, n, out) };
             return;
         }
     }
-    attend_portable(shape, q, keys, values, n, out);
+    attend_portable(shape, heads, q, keys, values, n, out);
+}
+
+/// The part of `out` that head `h` owns.
+///
+/// # Safety
+/// `out` points at a row of `n_head * head_dim` floats that outlives the
+/// returned slice, and no one else writes head `h`'s part meanwhile.
+unsafe fn head_out<'a>(out: *mut f32, h: usize, hd: usize) -> &'a mut [f32] {
+    // SAFETY: per the contract above.
+    unsafe { std::slice::from_raw_parts_mut(out.add(h * hd), hd) }
 }
 
 fn attend_portable(
     shape: Shape,
+    heads: Heads,
     q: &[f32],
     keys: &[f32],
     values: &[f32],
     n: usize,
-    out: &mut [f32],
+    out: *mut f32,
 ) {
     let Shape {
         n_head,
@@ -99,7 +125,7 @@ fn attend_portable(
     let scale = 1.0 / (hd as f32).sqrt();
     let mut scores = vec![0f32; n];
     let mut lanes = vec![[0f32; LANES]; hd];
-    for h in 0..n_head {
+    for h in (heads.first..n_head).step_by(heads.step) {
         let kvh = h / group;
         let qh: Vec<f32> = q[h * hd..(h + 1) * hd].iter().map(|x| f16r(*x)).collect();
         for (j, score) in scores.iter_mut().enumerate() {
@@ -120,7 +146,9 @@ fn attend_portable(
                 acc[j % LANES] = fma(*p, *v, acc[j % LANES]);
             }
         }
-        for (o, acc) in out[h * hd..(h + 1) * hd].iter_mut().zip(lanes.iter_mut()) {
+        // SAFETY: `attend`'s caller owns head h's part of the row.
+        let out = unsafe { head_out(out, h, hd) };
+        for (o, acc) in out.iter_mut().zip(lanes.iter_mut()) {
             *o = tree_sum(acc);
         }
     }
@@ -130,7 +158,7 @@ fn attend_portable(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{f16r, softmax_f16, Shape, LANES};
+    use super::{f16r, head_out, softmax_f16, Heads, Shape, LANES};
 
     /// The 16-lane pairwise reduction of two 8-lane halves.
     #[target_feature(enable = "avx2,fma")]
@@ -142,14 +170,17 @@ mod x86 {
         _mm_cvtss_f32(s1)
     }
 
+    /// # Safety
+    /// As `super::attend`'s `out`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn attend(
+    pub(super) unsafe fn attend(
         shape: Shape,
+        heads: Heads,
         q: &[f32],
         keys: &[f32],
         values: &[f32],
         n: usize,
-        out: &mut [f32],
+        out: *mut f32,
     ) {
         let Shape {
             n_head,
@@ -165,8 +196,8 @@ mod x86 {
         let mut classes = vec![0f32; LANES * hd];
         let mut qh = vec![0f32; hd];
         assert!(keys.len() >= n * kv_dim && values.len() >= n * kv_dim);
-        assert!(q.len() >= n_head * hd && out.len() >= n_head * hd);
-        for h in 0..n_head {
+        assert!(q.len() >= n_head * hd);
+        for h in (heads.first..n_head).step_by(heads.step) {
             let kvh = h / group;
             for (d, x) in qh.iter_mut().zip(&q[h * hd..(h + 1) * hd]) {
                 *d = f16r(*x);
@@ -219,7 +250,8 @@ mod x86 {
                 }
                 width /= 2;
             }
-            out[h * hd..(h + 1) * hd].copy_from_slice(&classes[..hd]);
+            // SAFETY: the caller owns head h's part of the row.
+            unsafe { head_out(out, h, hd) }.copy_from_slice(&classes[..hd]);
         }
     }
 }
@@ -242,8 +274,15 @@ mod tests {
             let keys: Vec<f32> = (0..n * kv_dim).map(|i| f16r(val(i, 13))).collect();
             let values: Vec<f32> = (0..n * kv_dim).map(|i| f16r(val(i, 31))).collect();
             let (mut a, mut b) = (vec![0f32; 6 * 32], vec![0f32; 6 * 32]);
-            attend(shape, &q, &keys, &values, n, &mut a);
-            attend_portable(shape, &q, &keys, &values, n, &mut b);
+            attend(shape, Heads::ALL, &q, &keys, &values, n, a.as_mut_ptr());
+            attend_portable(shape, Heads::ALL, &q, &keys, &values, n, b.as_mut_ptr());
+            // Heads split in two calls give the same row.
+            let mut c = vec![0f32; 6 * 32];
+            for first in 0..2 {
+                let heads = Heads { first, step: 2 };
+                attend(shape, heads, &q, &keys, &values, n, c.as_mut_ptr());
+            }
+            assert_eq!(a, c, "n = {n}");
             assert_eq!(a, b, "n = {n}");
             if n == 1 {
                 // One position: the output is its value (weight 1).

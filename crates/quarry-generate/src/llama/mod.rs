@@ -31,8 +31,8 @@ use half::f16;
 
 use crate::GenerateError;
 use quant::{
-    dequantize_row, dot4_kernel, dot_kernel, quantize_row, Dot4Kernel, DotKernel, Q8Block,
-    WeightType, QK,
+    dequantize_row, dot4_kernel, dot8_kernel, dot_kernel, quantize_row, Dot4Kernel, Dot8Kernel,
+    DotKernel, Q8Block, WeightType, QK,
 };
 use team::{SharedMut, Team};
 
@@ -82,6 +82,7 @@ struct Matrix {
     quants: Vec<u8>,
     dot: DotKernel,
     dot4: Dot4Kernel,
+    dot8: Option<Dot8Kernel>,
 }
 
 impl Matrix {
@@ -142,7 +143,18 @@ fn matmul_group(mats: &[&Matrix], acts: &[Vec<Q8Block>]) -> Vec<Vec<f32>> {
             let mut out = out.iter_mut();
             for r in start..end {
                 let (scales, quants) = m.row(r);
-                let mut groups = acts.chunks_exact(4);
+                let mut rest = acts;
+                if let Some(dot8) = m.dot8 {
+                    let mut eights = acts.chunks_exact(8);
+                    for g in eights.by_ref() {
+                        let v = dot8(scales, quants, std::array::from_fn(|i| g[i].as_slice()));
+                        for v in v {
+                            *out.next().expect("sized to rows x acts") = v;
+                        }
+                    }
+                    rest = eights.remainder();
+                }
+                let mut groups = rest.chunks_exact(4);
                 for g in groups.by_ref() {
                     let four = (m.dot4)(scales, quants, [&g[0], &g[1], &g[2], &g[3]]);
                     for v in four {
@@ -298,6 +310,7 @@ impl Tensors {
             quants,
             dot: dot_kernel(kind),
             dot4: dot4_kernel(kind),
+            dot8: dot8_kernel(kind),
         })
     }
 }
@@ -521,31 +534,35 @@ impl LlamaModel {
                 n_head_kv: c.n_head_kv,
                 head_dim: c.head_dim(),
             };
-            let attend = |(t, out): (usize, &mut [f32])| {
-                attention::attend(
-                    shape,
-                    &q[t * dim..(t + 1) * dim],
-                    keys,
-                    values,
-                    start + t + 1,
-                    out,
-                )
-            };
-            if n == 1 {
-                // Decoding: one token, not worth a section.
-                attend((0, &mut attn));
-            } else {
-                let out = SharedMut(attn.as_mut_ptr());
-                Team::global().run(&|member, size| {
-                    for t in (member..n).step_by(size) {
-                        // SAFETY: token t's row belongs to this member only,
-                        // and `attn` outlives the section.
-                        let row =
-                            unsafe { std::slice::from_raw_parts_mut(out.ptr().add(t * dim), dim) };
-                        attend((t, row));
-                    }
-                });
-            }
+            let out = SharedMut(attn.as_mut_ptr());
+            Team::global().run(&|member, size| {
+                // One token (decoding): the members split the heads; a
+                // prompt: they split the tokens.
+                let (tokens, heads) = if n == 1 {
+                    (
+                        0..1,
+                        attention::Heads {
+                            first: member,
+                            step: size,
+                        },
+                    )
+                } else {
+                    (member..n, attention::Heads::ALL)
+                };
+                for t in tokens.step_by(if n == 1 { 1 } else { size }) {
+                    attention::attend(
+                        shape,
+                        heads,
+                        &q[t * dim..(t + 1) * dim],
+                        keys,
+                        values,
+                        start + t + 1,
+                        // SAFETY: `attn` outlives the section, and each
+                        // member writes only its tokens' rows or its heads.
+                        unsafe { out.ptr().add(t * dim) },
+                    );
+                }
+            });
             let acts: Vec<Vec<Q8Block>> = attn.chunks_exact(dim).map(quantized).collect();
             let proj = layer.wo.matmul(&acts);
             x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
