@@ -24,6 +24,21 @@ fn f16r(x: f32) -> f32 {
     f16::from_f32(x).to_f32()
 }
 
+/// Rounds every value to the nearest f16 (ties to even), kept as f32: 8 at
+/// a time with F16C where the CPU has it.
+pub(super) fn round_f16(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx")
+        {
+            // SAFETY: the CPU has F16C and AVX (checked above).
+            unsafe { x86::round_f16(xs) };
+            return;
+        }
+    }
+    xs.iter_mut().for_each(|x| *x = f16r(*x));
+}
+
 /// a * b + c rounded once (the product of two f32 is exact in f64).
 fn fma(a: f32, b: f32, c: f32) -> f32 {
     (a as f64 * b as f64 + c as f64) as f32
@@ -52,8 +67,9 @@ fn softmax_f16(scores: &mut [f32]) {
     }
     let inv = (1.0 / sum) as f32;
     for s in scores.iter_mut() {
-        *s = f16r(*s * inv);
+        *s *= inv;
     }
+    round_f16(scores);
 }
 
 /// Which heads a call computes: `first`, `first + step`, ...
@@ -127,7 +143,8 @@ fn attend_portable(
     let mut lanes = vec![[0f32; LANES]; hd];
     for h in (heads.first..n_head).step_by(heads.step) {
         let kvh = h / group;
-        let qh: Vec<f32> = q[h * hd..(h + 1) * hd].iter().map(|x| f16r(*x)).collect();
+        let mut qh = q[h * hd..(h + 1) * hd].to_vec();
+        round_f16(&mut qh);
         for (j, score) in scores.iter_mut().enumerate() {
             let kj = &keys[j * kv_dim + kvh * hd..][..hd];
             let mut acc = [0f32; LANES];
@@ -159,6 +176,24 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{f16r, head_out, softmax_f16, Heads, Shape, LANES};
+
+    /// # Safety
+    /// The CPU must have F16C and AVX.
+    #[target_feature(enable = "avx,f16c")]
+    pub(super) unsafe fn round_f16(xs: &mut [f32]) {
+        let mut chunks = xs.chunks_exact_mut(8);
+        for c in chunks.by_ref() {
+            // SAFETY: `c` holds 8 floats.
+            unsafe {
+                let v = _mm256_loadu_ps(c.as_ptr());
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+                _mm256_storeu_ps(c.as_mut_ptr(), _mm256_cvtph_ps(h));
+            }
+        }
+        for x in chunks.into_remainder() {
+            *x = f16r(*x);
+        }
+    }
 
     /// The 16-lane pairwise reduction of two 8-lane halves.
     #[target_feature(enable = "avx2,fma")]
@@ -199,9 +234,8 @@ mod x86 {
         assert!(q.len() >= n_head * hd);
         for h in (heads.first..n_head).step_by(heads.step) {
             let kvh = h / group;
-            for (d, x) in qh.iter_mut().zip(&q[h * hd..(h + 1) * hd]) {
-                *d = f16r(*x);
-            }
+            qh.copy_from_slice(&q[h * hd..(h + 1) * hd]);
+            super::round_f16(&mut qh);
             for (j, score) in scores.iter_mut().enumerate() {
                 let kj = &keys[j * kv_dim + kvh * hd..][..hd];
                 // SAFETY: `qh` and `kj` hold `hd` floats, a multiple of 16
@@ -259,6 +293,17 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vector_f16_rounding_equals_scalar() {
+        let mut xs: Vec<f32> = (0..1000)
+            .map(|i| (i as f32 - 500.0) * 0.001_234_5 + 1e-7)
+            .collect();
+        xs.extend([65504.0, 70000.0, -1e-8, 0.0, 1.000_244_1, 1.000_732_4]);
+        let want: Vec<f32> = xs.iter().map(|x| f16r(*x)).collect();
+        round_f16(&mut xs);
+        assert_eq!(xs, want);
+    }
 
     #[test]
     fn the_vector_kernel_gives_the_portable_bits() {

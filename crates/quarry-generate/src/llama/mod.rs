@@ -27,7 +27,6 @@ use std::path::Path;
 
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::GgmlDType;
-use half::f16;
 
 use crate::GenerateError;
 use quant::{
@@ -363,10 +362,6 @@ fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-fn f16r(x: f32) -> f32 {
-    f16::from_f32(x).to_f32()
-}
-
 impl LlamaModel {
     /// Loads a llama-architecture GGUF file.
     pub fn load(path: &Path) -> Result<Self, GenerateError> {
@@ -525,8 +520,11 @@ impl LlamaModel {
                     c.rope_base,
                 );
             }
-            cache.k[l].extend(k.iter().map(|x| f16r(*x)));
-            cache.v[l].extend(v.iter().map(|x| f16r(*x)));
+            for (stored, new) in [(&mut cache.k[l], &k), (&mut cache.v[l], &v)] {
+                let from = stored.len();
+                stored.extend_from_slice(new);
+                attention::round_f16(&mut stored[from..]);
+            }
             let mut attn = vec![0f32; n * dim];
             let (keys, values) = (&cache.k[l], &cache.v[l]);
             let shape = attention::Shape {
