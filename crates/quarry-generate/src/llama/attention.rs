@@ -196,6 +196,62 @@ mod x86 {
     }
 
     /// The 16-lane pairwise reduction of two 8-lane halves.
+    /// The 16-lane partial sums of q·k, as two 8-lane halves.
+    ///
+    /// # Safety
+    /// `q` and `k` hold the same multiple of 16 floats.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot16(q: &[f32], k: &[f32]) -> (__m256, __m256) {
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for c in (0..q.len()).step_by(LANES) {
+            // SAFETY: c + 16 <= len for both (see the contract).
+            unsafe {
+                lo = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(q.as_ptr().add(c)),
+                    _mm256_loadu_ps(k.as_ptr().add(c)),
+                    lo,
+                );
+                hi = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(q.as_ptr().add(c + 8)),
+                    _mm256_loadu_ps(k.as_ptr().add(c + 8)),
+                    hi,
+                );
+            }
+        }
+        (lo, hi)
+    }
+
+    /// Rows to columns: `out[i][p] = rows[p][i]`.
+    #[target_feature(enable = "avx2,fma")]
+    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
+    }
+
     #[target_feature(enable = "avx2,fma")]
     fn tree16(lo: __m256, hi: __m256) -> f32 {
         let s8 = _mm256_add_ps(lo, hi);
@@ -236,26 +292,29 @@ mod x86 {
             let kvh = h / group;
             qh.copy_from_slice(&q[h * hd..(h + 1) * hd]);
             super::round_f16(&mut qh);
-            for (j, score) in scores.iter_mut().enumerate() {
-                let kj = &keys[j * kv_dim + kvh * hd..][..hd];
-                // SAFETY: `qh` and `kj` hold `hd` floats, a multiple of 16
-                // (checked by the caller), so every load is in bounds.
-                let (lo, hi) = unsafe {
-                    let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-                    for c in (0..hd).step_by(LANES) {
-                        lo = _mm256_fmadd_ps(
-                            _mm256_loadu_ps(qh.as_ptr().add(c)),
-                            _mm256_loadu_ps(kj.as_ptr().add(c)),
-                            lo,
-                        );
-                        hi = _mm256_fmadd_ps(
-                            _mm256_loadu_ps(qh.as_ptr().add(c + 8)),
-                            _mm256_loadu_ps(kj.as_ptr().add(c + 8)),
-                            hi,
-                        );
-                    }
-                    (lo, hi)
-                };
+            // Eight positions at a time: their 16-lane sums are transposed
+            // so that the pairwise reduction runs on all eight at once
+            // (the same additions per position as `tree16`).
+            let mut j = 0;
+            while j + 8 <= n {
+                let mut s8 = [_mm256_setzero_ps(); 8];
+                for (p, s) in s8.iter_mut().enumerate() {
+                    // SAFETY: as below.
+                    let (lo, hi) =
+                        unsafe { dot16(&qh, &keys[(j + p) * kv_dim + kvh * hd..][..hd]) };
+                    *s = _mm256_add_ps(lo, hi);
+                }
+                let t = transpose8(s8);
+                let s4 = [0, 1, 2, 3].map(|i| _mm256_add_ps(t[i], t[i + 4]));
+                let s2 = [_mm256_add_ps(s4[0], s4[2]), _mm256_add_ps(s4[1], s4[3])];
+                let s1 = _mm256_mul_ps(_mm256_add_ps(s2[0], s2[1]), _mm256_set1_ps(scale));
+                // SAFETY: positions j..j+8 are below n = scores.len().
+                unsafe { _mm256_storeu_ps(scores.as_mut_ptr().add(j), s1) };
+                j += 8;
+            }
+            for (j, score) in scores.iter_mut().enumerate().skip(j) {
+                // SAFETY: as below.
+                let (lo, hi) = unsafe { dot16(&qh, &keys[j * kv_dim + kvh * hd..][..hd]) };
                 *score = tree16(lo, hi) * scale;
             }
             softmax_f16(&mut scores);
@@ -313,7 +372,7 @@ mod tests {
             head_dim: 32,
         };
         let kv_dim = 64;
-        for n in [1, 2, 17, 40] {
+        for n in [1, 2, 8, 17, 40, 67] {
             let val = |i: usize, m: usize| ((i * m) % 97) as f32 / 50.0 - 1.0;
             let q: Vec<f32> = (0..6 * 32).map(|i| val(i, 7)).collect();
             let keys: Vec<f32> = (0..n * kv_dim).map(|i| f16r(val(i, 13))).collect();
