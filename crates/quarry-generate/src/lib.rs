@@ -3,13 +3,16 @@
 //! UTF-8-safe streaming and a model thread behind a bounded queue.
 //!
 //! In this build: the GGUF vocabulary ([`gguf_vocab`]), chat templates
-//! ([`template`]) and a llama decoder with greedy decoding ([`llama`]);
-//! sampling, streaming, the model thread and the fast prefill come next,
-//! and until then the server answers `Rag.Ask` with UNIMPLEMENTED.
+//! ([`template`]), a llama decoder ([`llama`]), sampling ([`sampling`]) and
+//! UTF-8-safe streaming with stop sequences ([`stream`]); the model thread
+//! and its queue come next, and until then the server answers `Rag.Ask`
+//! with UNIMPLEMENTED.
 
 mod error;
 pub mod gguf_vocab;
 pub mod llama;
+pub mod sampling;
+pub mod stream;
 pub mod template;
 
 use std::collections::HashMap;
@@ -20,6 +23,8 @@ use candle_core::quantized::gguf_file;
 pub use error::GenerateError;
 pub use gguf_vocab::{vocab_from_gguf, Vocab};
 pub use llama::{KvCache, LlamaModel};
+pub use sampling::{argmax, Sampler, SamplingParams};
+pub use stream::{Delta, TextStream};
 pub use template::{ChatTemplate, Message};
 
 /// What a generator model folder must hold: one GGUF file.
