@@ -13,6 +13,15 @@ pub enum GenerateError {
     /// Tokenizing or detokenizing failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A request is invalid (names the field and the limit).
+    #[error(transparent)]
+    InvalidArgument(#[from] quarry_core::InvalidArgument),
+    /// The queue is full; the caller should retry later.
+    #[error("the generation queue is full ({capacity} requests waiting); retry later")]
+    QueueFull {
+        /// Requests that may wait.
+        capacity: usize,
+    },
     /// Reading the model file failed.
     #[error("{path}: {source}")]
     Io {

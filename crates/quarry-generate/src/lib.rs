@@ -4,13 +4,14 @@
 //!
 //! In this build: the GGUF vocabulary ([`gguf_vocab`]), chat templates
 //! ([`template`]), a llama decoder ([`llama`]), sampling ([`sampling`]) and
-//! UTF-8-safe streaming with stop sequences ([`stream`]); the model thread
-//! and its queue come next, and until then the server answers `Rag.Ask`
-//! with UNIMPLEMENTED.
+//! UTF-8-safe streaming with stop sequences ([`stream`]), and the model
+//! thread behind a bounded queue ([`queue`]). The server's `Rag.Ask` is
+//! wired to it with the next issue; until then it answers UNIMPLEMENTED.
 
 mod error;
 pub mod gguf_vocab;
 pub mod llama;
+pub mod queue;
 pub mod sampling;
 pub mod stream;
 pub mod template;
@@ -23,6 +24,7 @@ use candle_core::quantized::gguf_file;
 pub use error::GenerateError;
 pub use gguf_vocab::{vocab_from_gguf, Vocab};
 pub use llama::{KvCache, LlamaModel};
+pub use queue::{Event, Finish, FinishReason, GenerateQueue};
 pub use sampling::{argmax, Sampler, SamplingParams};
 pub use stream::{Delta, TextStream};
 pub use template::{ChatTemplate, Message};
