@@ -48,6 +48,27 @@ fn f16_round(x: f32) -> f32 {
 /// Quantizes `x` (a multiple of 32 long) as ggml's quantize_row_q8_1 (and,
 /// ignoring `s`, quantize_row_q8_0) does on x86.
 pub fn quantize_row(x: &[f32], out: &mut Vec<Q8Block>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            out.clear();
+            for block in x.chunks_exact(QK) {
+                // SAFETY: the CPU has AVX2 (checked above); `block` is 32
+                // floats.
+                let (d, sum, qs) = unsafe { x86::quantize_block(block) };
+                out.push(Q8Block {
+                    d: f16_round(d),
+                    s: f16_round(d * sum as f32),
+                    qs,
+                });
+            }
+            return;
+        }
+    }
+    quantize_row_portable(x, out);
+}
+
+fn quantize_row_portable(x: &[f32], out: &mut Vec<Q8Block>) {
     out.clear();
     for block in x.chunks_exact(QK) {
         let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -240,6 +261,58 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::Q8Block;
+
+    /// One block of ggml's x86 quantize_row_q8_1 arithmetic: the scale
+    /// (`amax / 127`), the sum of the quants and the quants, rounded half
+    /// to even: the same values as the portable loop.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `block` holds 32 floats.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn quantize_block(block: &[f32]) -> (f32, i32, [i8; 32]) {
+        assert!(block.len() >= 32);
+        let p = block.as_ptr();
+        // SAFETY: 32 floats are readable (asserted).
+        let v = unsafe {
+            [
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            ]
+        };
+        let sign = _mm256_set1_ps(-0.0);
+        let abs = v.map(|x| _mm256_andnot_ps(sign, x));
+        let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+        let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps(m2, m2, 1)));
+        let d = amax / 127.0;
+        let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+        let q = v.map(|x| {
+            _mm256_cvtps_epi32(_mm256_round_ps::<
+                { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+            >(_mm256_mul_ps(x, id)))
+        });
+        let total = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let t4 = _mm_add_epi32(
+            _mm256_castsi256_si128(total),
+            _mm256_extracti128_si256(total, 1),
+        );
+        let t2 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0b01_00_11_10));
+        let t1 = _mm_add_epi32(t2, _mm_shuffle_epi32(t2, 0b10_11_00_01));
+        let sum = _mm_cvtsi128_si32(t1);
+        // Pack to bytes; the packs interleave 128-bit lanes, the permute
+        // puts the 32 values back in order.
+        let w = _mm256_packs_epi32(q[0], q[1]);
+        let z = _mm256_packs_epi32(q[2], q[3]);
+        let bytes = _mm256_packs_epi16(w, z);
+        let ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        let mut qs = [0i8; 32];
+        // SAFETY: `qs` is 32 bytes.
+        unsafe { _mm256_storeu_si256(qs.as_mut_ptr().cast(), ordered) };
+        (d, sum, qs)
+    }
 
     #[target_feature(enable = "avx2,fma")]
     fn hsum(v: __m256) -> f32 {
@@ -486,6 +559,29 @@ mod tests {
                 (portable - fast).abs() < 1e-3 * (1.0 + want.abs()),
                 "{kind:?}"
             );
+        }
+    }
+
+    #[test]
+    fn vector_quantization_equals_the_portable_loop() {
+        let x: Vec<f32> = (0..32 * 40)
+            .map(|i| {
+                let v = ((i * 7919) % 1013) as f32 / 97.0 - 5.0;
+                if i % 97 == 0 {
+                    0.5 * (i % 5) as f32
+                } else {
+                    v
+                }
+            })
+            .chain([0.0; 32])
+            .chain((0..32).map(|i| i as f32 - 15.5))
+            .collect();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        quantize_row(&x, &mut a);
+        quantize_row_portable(&x, &mut b);
+        assert_eq!(a.len(), b.len());
+        for (p, q) in a.iter().zip(&b) {
+            assert_eq!((p.d, p.s, p.qs), (q.d, q.s, q.qs));
         }
     }
 
