@@ -95,26 +95,33 @@ impl Matrix {
             &self.quants[r * q..(r + 1) * q],
         )
     }
-
-    /// The product with each activation row: `[acts.len() x rows]`.
-    fn matmul(&self, acts: &[Vec<Q8Block>]) -> Vec<f32> {
-        matmul_group(&[self], acts).pop().unwrap_or_default()
-    }
 }
 
 /// The products of several matrices with the same activation rows, in one
-/// parallel call: each call wakes the thread pool, which in decoding (one
+/// parallel section: each section wakes the team, which in decoding (one
 /// activation row, small matrices) costs as much as the arithmetic. Work
 /// items are row ranges across all the matrices; each weight row meets
 /// every activation row while it is in cache, which is what makes a
-/// batched prompt cheaper per token than decoding. Results are
-/// `[acts.len() x rows]` per matrix.
-fn matmul_group(mats: &[&Matrix], acts: &[Vec<Q8Block>]) -> Vec<Vec<f32>> {
+/// batched prompt cheaper per token than decoding. `outs[i]` receives
+/// matrix i's `[acts.len() x rows]`; `scratch` is reused between calls (a
+/// prompt's buffers are megabytes, and fresh ones cost page faults).
+fn matmul_group(
+    mats: &[&Matrix],
+    acts: &[Vec<Q8Block>],
+    outs: &mut [&mut Vec<f32>],
+    scratch: &mut Vec<f32>,
+) {
     let n = acts.len();
     let team = Team::global();
     let total: usize = mats.iter().map(|m| m.rows).sum();
     let tasks = team.size() * if n == 1 { 1 } else { 4 };
     let chunk = total.div_ceil(tasks).max(MIN_ROWS_PER_TASK);
+    let mut offsets = Vec::with_capacity(mats.len());
+    let mut offset = 0;
+    for m in mats {
+        offsets.push(offset);
+        offset += m.rows * n;
+    }
     let items: Vec<(usize, usize, usize)> = mats
         .iter()
         .enumerate()
@@ -126,18 +133,19 @@ fn matmul_group(mats: &[&Matrix], acts: &[Vec<Q8Block>]) -> Vec<Vec<f32>> {
         .collect();
     // Row-major by weight row: item (mi, start, end) owns rows start..end
     // of matrix mi, a range no other item touches.
-    let mut by_row: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; m.rows * n]).collect();
-    let outs: Vec<SharedMut> = by_row
-        .iter_mut()
-        .map(|b| SharedMut(b.as_mut_ptr()))
-        .collect();
+    scratch.clear();
+    scratch.resize(offset, 0.0);
+    let by_row = SharedMut(scratch.as_mut_ptr());
     team.run(&|member, size| {
         for &(mi, start, end) in items.iter().skip(member).step_by(size) {
             let m = mats[mi];
             // SAFETY: rows start..end of matrix mi belong to this item only,
-            // and `by_row` outlives the section.
+            // and `scratch` outlives the section.
             let out = unsafe {
-                std::slice::from_raw_parts_mut(outs[mi].ptr().add(start * n), (end - start) * n)
+                std::slice::from_raw_parts_mut(
+                    by_row.ptr().add(offsets[mi] + start * n),
+                    (end - start) * n,
+                )
             };
             let mut out = out.iter_mut();
             for r in start..end {
@@ -166,22 +174,20 @@ fn matmul_group(mats: &[&Matrix], acts: &[Vec<Q8Block>]) -> Vec<Vec<f32>> {
             }
         }
     });
-    if n == 1 {
-        return by_row;
-    }
-    by_row
-        .iter()
-        .zip(mats)
-        .map(|(rows_major, m)| {
-            let mut out = vec![0f32; n * m.rows];
-            for (r, row) in rows_major.chunks_exact(n).enumerate() {
-                for (j, v) in row.iter().enumerate() {
-                    out[j * m.rows + r] = *v;
-                }
+    for ((out, m), off) in outs.iter_mut().zip(mats).zip(&offsets) {
+        let rows_major = &scratch[*off..*off + m.rows * n];
+        out.clear();
+        out.resize(n * m.rows, 0.0);
+        if n == 1 {
+            out.copy_from_slice(rows_major);
+            continue;
+        }
+        for (r, row) in rows_major.chunks_exact(n).enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                out[j * m.rows + r] = *v;
             }
-            out
-        })
-        .collect()
+        }
+    }
 }
 
 struct Layer {
@@ -498,13 +504,17 @@ impl LlamaModel {
             dequantize_row(self.embedding.kind, scales, quants, row);
         }
         let mut xn = vec![0f32; n * dim];
+        let mut scratch = Vec::new();
+        let (mut q, mut k, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut proj, mut g, mut u) = (Vec::new(), Vec::new(), Vec::new());
+        let mut attn = vec![0f32; n * dim];
         for (l, layer) in self.layers.iter().enumerate() {
             let acts = normed_acts(&x, &layer.attn_norm, c.eps, &mut xn);
-            let mut qkv = matmul_group(&[&layer.wq, &layer.wk, &layer.wv], &acts);
-            let (v, mut k, mut q) = (
-                qkv.pop().unwrap_or_default(),
-                qkv.pop().unwrap_or_default(),
-                qkv.pop().unwrap_or_default(),
+            matmul_group(
+                &[&layer.wq, &layer.wk, &layer.wv],
+                &acts,
+                &mut [&mut q, &mut k, &mut v],
+                &mut scratch,
             );
             for t in 0..n {
                 rope(
@@ -525,7 +535,6 @@ impl LlamaModel {
                 stored.extend_from_slice(new);
                 attention::round_f16(&mut stored[from..]);
             }
-            let mut attn = vec![0f32; n * dim];
             let (keys, values) = (&cache.k[l], &cache.v[l]);
             let shape = attention::Shape {
                 n_head: c.n_head,
@@ -562,15 +571,19 @@ impl LlamaModel {
                 }
             });
             let acts: Vec<Vec<Q8Block>> = attn.chunks_exact(dim).map(quantized).collect();
-            let proj = layer.wo.matmul(&acts);
+            matmul_group(&[&layer.wo], &acts, &mut [&mut proj], &mut scratch);
             x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
 
             let acts = normed_acts(&x, &layer.ffn_norm, c.eps, &mut xn);
-            let mut gu = matmul_group(&[&layer.gate, &layer.up], &acts);
-            let (u, mut g) = (gu.pop().unwrap_or_default(), gu.pop().unwrap_or_default());
+            matmul_group(
+                &[&layer.gate, &layer.up],
+                &acts,
+                &mut [&mut g, &mut u],
+                &mut scratch,
+            );
             g.iter_mut().zip(&u).for_each(|(a, b)| *a = silu(*a) * b);
             let acts: Vec<Vec<Q8Block>> = g.chunks_exact(c.n_ff).map(quantized).collect();
-            let proj = layer.down.matmul(&acts);
+            matmul_group(&[&layer.down], &acts, &mut [&mut proj], &mut scratch);
             x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
         }
         cache.len += n;
@@ -581,7 +594,14 @@ impl LlamaModel {
         let mut normed = vec![0f32; dim];
         rms_norm(last, &self.output_norm, c.eps, &mut normed);
         let output = self.output.as_ref().unwrap_or(&self.embedding);
-        Ok(Some(output.matmul(&[quantized(&normed)])))
+        let mut logits = Vec::new();
+        matmul_group(
+            &[output],
+            &[quantized(&normed)],
+            &mut [&mut logits],
+            &mut scratch,
+        );
+        Ok(Some(logits))
     }
 
     /// Greedy decoding: up to `max_new` tokens after `prompt`, stopping
