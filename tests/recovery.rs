@@ -194,3 +194,57 @@ async fn indexes_recover_from_a_crash_a_clean_stop_and_damage() {
     assert!(server.logs().contains("rebuilt from the store"));
     assert!(server.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_most_documents_rebuilds_the_graph_while_search_answers() {
+    let dir = data_dir();
+    let mut server = TestServer::start(dir.path());
+    let channel = server.channel().await;
+    CollectionsClient::new(channel.clone())
+        .create_collection(proto::CreateCollectionRequest {
+            name: "kb".into(),
+            settings: None,
+        })
+        .await
+        .unwrap();
+    let texts: Vec<(String, String)> = (0..40)
+        .map(|i| {
+            (
+                format!("d{i}"),
+                format!("Passage number {i} about topic {}.", i % 7),
+            )
+        })
+        .collect();
+    let docs: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    upsert(&channel, &docs).await;
+    DocumentsClient::new(channel.clone())
+        .delete_documents(proto::DeleteDocumentsRequest {
+            collection: "kb".into(),
+            ids: (0..30).map(|i| format!("d{i}")).collect(),
+            filter: None,
+        })
+        .await
+        .unwrap();
+    // Searches answer throughout, and never with a deleted document.
+    let mut rebuilt = false;
+    for _ in 0..100 {
+        let hits = top(&channel, "passage about topic", proto::SearchMode::Dense).await;
+        assert_eq!(hits.len(), 10, "{hits:?}");
+        assert!(
+            hits.iter().all(|h| h[1..].parse::<u32>().unwrap() >= 30),
+            "{hits:?}"
+        );
+        if server.logs().contains("HNSW graph rebuilt") {
+            rebuilt = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(rebuilt, "no rebuild logged:\n{}", server.logs());
+    let hits = top(&channel, "passage about topic", proto::SearchMode::Dense).await;
+    assert_eq!(hits.len(), 10);
+    assert!(server.stop().success());
+}

@@ -330,7 +330,19 @@ pub(crate) fn maybe_rebuild(index: &Shared) {
             let index = target;
             let started = Instant::now();
             let live = job.len();
-            let fresh = job.run();
+            // A panic in the build must not leave the collection marked as
+            // rebuilding forever: give the rebuild up, a later change may
+            // start another.
+            let fresh = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run())) {
+                Ok(fresh) => fresh,
+                Err(_) => {
+                    tracing::error!("the HNSW rebuild panicked; the current graph stays");
+                    if let Ok(guard) = index.read() {
+                        guard.abandon_rebuild();
+                    }
+                    return;
+                }
+            };
             let Ok(mut guard) = index.write() else {
                 tracing::error!("an index lock was poisoned; rebuild dropped");
                 return;
