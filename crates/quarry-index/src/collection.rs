@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use quarry_core::{CollectionSettings, Filter, Metadata};
 
+use crate::meta_index::MetaIndex;
 use crate::{checkpoint, fuse, DenseIndex, Fused, Fusion, IndexError, KeywordIndex, Ranked};
 
 /// Which retrievers a search uses.
@@ -81,6 +82,8 @@ pub struct CollectionIndex {
     pub(crate) dense: DenseIndex,
     pub(crate) keyword: KeywordIndex,
     pub(crate) docs: HashMap<String, DocEntry>,
+    /// Postings of the documents' metadata, to narrow filters.
+    meta: MetaIndex,
     /// Where the checkpoints live; `None` keeps everything in memory.
     pub(crate) dir: Option<PathBuf>,
     pub(crate) settings: CollectionSettings,
@@ -165,10 +168,15 @@ impl CollectionIndex {
         rebuild_share: f64,
         dense_saved: u64,
     ) -> Self {
+        let mut meta = MetaIndex::default();
+        for (id, doc) in &docs {
+            meta.insert(id, &doc.metadata);
+        }
         Self {
             dense,
             keyword,
             docs,
+            meta,
             dir: dir.map(Path::to_path_buf),
             settings,
             rebuild_share,
@@ -191,6 +199,7 @@ impl CollectionIndex {
                 .map(|c| (c.id, doc.title.as_str(), c.text.as_str()))
                 .collect();
             self.keyword.add(&rows)?;
+            self.meta.insert(&doc.id, &doc.metadata);
             self.docs.insert(
                 doc.id,
                 DocEntry {
@@ -216,6 +225,7 @@ impl CollectionIndex {
     fn remove_staged(&mut self, ids: &[String]) {
         for id in ids {
             if let Some(old) = self.docs.remove(id) {
+                self.meta.remove(id, &old.metadata);
                 self.dense.remove(&old.chunks);
                 self.keyword.remove(&old.chunks);
             }
@@ -302,13 +312,24 @@ impl CollectionIndex {
             .then(|| self.dense_saved.load(Ordering::Acquire))
     }
 
-    /// The chunks of documents whose metadata matches.
+    /// The chunks of documents whose metadata matches: the postings narrow
+    /// the candidates, `Filter::matches` decides.
     fn allowed(&self, filter: &Filter) -> HashSet<u64> {
-        self.docs
-            .values()
-            .filter(|d| filter.matches(&d.metadata))
-            .flat_map(|d| d.chunks.iter().copied())
-            .collect()
+        let chunks = |d: &DocEntry| d.chunks.clone();
+        match self.meta.candidates(filter) {
+            Some(candidates) => candidates
+                .into_iter()
+                .filter_map(|id| self.docs.get(id))
+                .filter(|d| filter.matches(&d.metadata))
+                .flat_map(chunks)
+                .collect(),
+            None => self
+                .docs
+                .values()
+                .filter(|d| filter.matches(&d.metadata))
+                .flat_map(chunks)
+                .collect(),
+        }
     }
 
     /// Searches: each retriever returns `depth` candidates (inside the

@@ -17,6 +17,7 @@ mod error;
 pub mod flat;
 pub mod fusion;
 pub mod keyword;
+mod meta_index;
 pub mod recovery;
 
 pub use collection::{

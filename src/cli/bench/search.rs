@@ -180,7 +180,7 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
             args.chunks, copies
         );
         println!(
-            "first start (indexes built from the store): {:.2} s",
+            "first start on the data directory (builds the indexes from the store when it has none): {:.2} s",
             first_start.as_secs_f64()
         );
         println!(
