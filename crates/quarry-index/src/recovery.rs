@@ -118,8 +118,17 @@ impl CollectionIndex {
         rebuild_share: f64,
         truth: &T,
     ) -> Result<(Self, RecoveryReport), IndexError> {
+        let started = std::time::Instant::now();
+        let phase = |name: &str| {
+            tracing::debug!(
+                phase = name,
+                ms = started.elapsed().as_millis() as u64,
+                "recovery"
+            );
+        };
         let last_seq = truth.last_seq().map_err(source)?;
         let documents = truth.documents().map_err(source)?;
+        phase("documents read");
         let live: HashSet<u64> = documents
             .iter()
             .flat_map(|d| d.chunk_ids.iter().copied())
@@ -136,6 +145,7 @@ impl CollectionIndex {
                 Ok(None) => Err("no checkpoint".into()),
                 Err(e) => Err(e.to_string()),
             };
+        phase("dense checkpoint loaded");
         let mut keyword: Result<(KeywordIndex, u64), String> =
             match KeywordIndex::open(&keyword_dir(dir)) {
                 Ok(Some((k, seq))) => not_newer(seq).map_or(Ok((k, seq)), Err),
@@ -143,6 +153,7 @@ impl CollectionIndex {
                 Err(e) => Err(e.to_string()),
             };
 
+        phase("keyword index opened");
         // Replay: chunk ids are never reused, so the net effect of the
         // operations after a checkpoint is "remove everything they removed,
         // add whatever they added that the store still has".
@@ -205,6 +216,7 @@ impl CollectionIndex {
             }
         }
 
+        phase("checked against the store");
         // Rebuild what could not be recovered, in one pass over the store.
         let report = RecoveryReport {
             dense: match &dense {
