@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use quarry_generate::{
-    find_gguf, read_gguf_metadata, vocab_from_gguf, ChatTemplate, LlamaModel, Message,
+    argmax, find_gguf, read_gguf_metadata, vocab_from_gguf, ChatTemplate, LlamaModel, Message,
 };
 use quarry_models::{ModelCache, ModelSource, DEFAULT_GENERATE_MODEL};
 use serde_json::json;
@@ -116,7 +116,7 @@ pub fn run(args: GenerateBench) -> anyhow::Result<()> {
     let report = json!({
         "implementation": "quarry",
         "model": path.file_name().map(|n| n.to_string_lossy().into_owned()),
-        "threads": rayon::current_num_threads(),
+        "threads": LlamaModel::threads(),
         "prompt_tokens": ids.len(),
         "prefill_seconds": best_prefill,
         "prefill_tokens_per_second": ids.len() as f64 / best_prefill,
@@ -132,7 +132,7 @@ pub fn run(args: GenerateBench) -> anyhow::Result<()> {
             "quarry on {}: {} prompt tokens, {} threads",
             report["model"].as_str().unwrap_or_default(),
             ids.len(),
-            rayon::current_num_threads()
+            LlamaModel::threads()
         );
         println!(
             "prefill {:.1} tokens/s, time to first token {:.3} s, decode {:.1} tokens/s (best of {})",
@@ -143,12 +143,4 @@ pub fn run(args: GenerateBench) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn argmax(logits: &[f32]) -> u32 {
-    logits
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
-        .map_or(0, |(i, _)| i as u32)
 }

@@ -7,7 +7,7 @@
 //! The AVX2+FMA version vectorises over the head dimension and gives the
 //! same bits as the portable one (both round each multiply-add once).
 
-use half::f16;
+use super::quant::f16_round as f16r;
 
 /// Lanes of the sums (an AVX-512 register of f32 in ggml's kernels).
 const LANES: usize = 16;
@@ -18,10 +18,6 @@ pub(super) struct Shape {
     pub n_head: usize,
     pub n_head_kv: usize,
     pub head_dim: usize,
-}
-
-fn f16r(x: f32) -> f32 {
-    f16::from_f32(x).to_f32()
 }
 
 /// Rounds every value to the nearest f16 (ties to even), kept as f32: 8 at

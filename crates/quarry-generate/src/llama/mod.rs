@@ -454,6 +454,11 @@ impl LlamaModel {
         &self.config
     }
 
+    /// Threads the decoder computes on (the caller's and its team's).
+    pub fn threads() -> usize {
+        Team::global().size()
+    }
+
     /// An empty cache for one sequence, with room for `tokens` tokens
     /// (it grows past that if needed).
     pub fn new_cache(&self, tokens: usize) -> KvCache {
@@ -631,12 +636,10 @@ impl LlamaModel {
                     .forward(&out[step - 1..step], &mut cache, true)?
                     .unwrap_or_default();
             }
-            let next = logits
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
-                .map(|(i, _)| i as u32)
-                .ok_or_else(|| GenerateError::Model("empty logits".into()))?;
+            if logits.is_empty() {
+                return Err(GenerateError::Model("empty logits".into()));
+            }
+            let next = crate::sampling::argmax(&logits);
             out.push(next);
             if stop.contains(&next) {
                 break;

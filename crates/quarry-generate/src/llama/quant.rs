@@ -41,7 +41,8 @@ pub struct Q8Block {
     pub qs: [i8; QK],
 }
 
-fn f16_round(x: f32) -> f32 {
+/// `x` rounded to the nearest f16 (ties to even), as f32.
+pub(super) fn f16_round(x: f32) -> f32 {
     f16::from_f32(x).to_f32()
 }
 
@@ -322,56 +323,12 @@ mod x86 {
         _mm_cvtss_f32(s)
     }
 
+    /// A Q4_1 row times `N` activation rows (N = 1 is the one-row
+    /// kernel: the weights are unpacked once per block for all N).
     #[target_feature(enable = "avx2,fma")]
-    fn q4_1(scales: &[f32], quants: &[u8], act: &[Q8Block]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let mut mins = 0f32;
-        let low = _mm256_set1_epi8(0x0F);
-        let ones = _mm256_set1_epi16(1);
-        for ((block, dm), a) in quants.chunks_exact(16).zip(scales.chunks_exact(2)).zip(act) {
-            let (d, m) = (dm[0], dm[1]);
-            // SAFETY: `block` has 16 readable bytes; `a.qs` is 32 bytes.
-            let (w, x) = unsafe {
-                let packed = _mm_loadu_si128(block.as_ptr().cast());
-                let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-                (
-                    _mm256_and_si256(both, low),
-                    _mm256_loadu_si256(a.qs.as_ptr().cast()),
-                )
-            };
-            let pairs = _mm256_maddubs_epi16(w, x);
-            let quads = _mm256_madd_epi16(pairs, ones);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(quads), acc);
-            mins += m * a.s;
-        }
-        hsum(acc) + mins
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    fn q8_0(scales: &[f32], quants: &[u8], act: &[Q8Block]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let ones = _mm256_set1_epi16(1);
-        for ((block, d), a) in quants.chunks_exact(32).zip(scales).zip(act) {
-            let d = *d;
-            // SAFETY: `block` has 32 readable bytes; `a.qs` is 32 bytes.
-            let (w, x) = unsafe {
-                (
-                    _mm256_loadu_si256(block.as_ptr().cast()),
-                    _mm256_loadu_si256(a.qs.as_ptr().cast()),
-                )
-            };
-            // maddubs wants unsigned first: move w's sign onto x.
-            let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-            let quads = _mm256_madd_epi16(pairs, ones);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(quads), acc);
-        }
-        hsum(acc)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    fn q4_1_x4(scales: &[f32], quants: &[u8], acts: [&[Q8Block]; 4]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut mins = [0f32; 4];
+    fn q4_1_xn<const N: usize>(scales: &[f32], quants: &[u8], acts: [&[Q8Block]; N]) -> [f32; N] {
+        let mut acc = [_mm256_setzero_ps(); N];
+        let mut mins = [0f32; N];
         let low = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
         let blocks = quants.len() / 16;
@@ -383,7 +340,7 @@ mod x86 {
                 let packed = _mm_loadu_si128(quants.as_ptr().add(16 * b).cast());
                 _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low)
             };
-            for i in 0..4 {
+            for i in 0..N {
                 let a = &acts[i][b];
                 // SAFETY: `a.qs` is 32 bytes.
                 let x = unsafe { _mm256_loadu_si256(a.qs.as_ptr().cast()) };
@@ -393,12 +350,13 @@ mod x86 {
                 mins[i] += m * a.s;
             }
         }
-        [0, 1, 2, 3].map(|i| hsum(acc[i]) + mins[i])
+        std::array::from_fn(|i| hsum(acc[i]) + mins[i])
     }
 
+    /// A Q8_0 row times `N` activation rows.
     #[target_feature(enable = "avx2,fma")]
-    fn q8_0_x4(scales: &[f32], quants: &[u8], acts: [&[Q8Block]; 4]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
+    fn q8_0_xn<const N: usize>(scales: &[f32], quants: &[u8], acts: [&[Q8Block]; N]) -> [f32; N] {
+        let mut acc = [_mm256_setzero_ps(); N];
         let ones = _mm256_set1_epi16(1);
         let blocks = quants.len() / 32;
         assert!(acts.iter().all(|a| a.len() >= blocks) && scales.len() >= blocks);
@@ -406,8 +364,9 @@ mod x86 {
             let d = scales[b];
             // SAFETY: block `b` of `quants` has 32 readable bytes.
             let w = unsafe { _mm256_loadu_si256(quants.as_ptr().add(32 * b).cast()) };
+            // maddubs wants unsigned first: move w's sign onto x.
             let aw = _mm256_sign_epi8(w, w);
-            for i in 0..4 {
+            for i in 0..N {
                 let a = &acts[i][b];
                 // SAFETY: `a.qs` is 32 bytes.
                 let x = unsafe { _mm256_loadu_si256(a.qs.as_ptr().cast()) };
@@ -417,10 +376,10 @@ mod x86 {
                     _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(quads), acc[i]);
             }
         }
-        [0, 1, 2, 3].map(|i| hsum(acc[i]))
+        std::array::from_fn(|i| hsum(acc[i]))
     }
 
-    /// As `q4_1_x4` with one VNNI instruction for the byte products (the
+    /// As `q4_1_xn` with one VNNI instruction for the byte products (the
     /// same integer sums).
     #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
     fn q4_1_xn_vnni<const N: usize>(
@@ -454,8 +413,12 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-    fn q8_0_x4_vnni(scales: &[f32], quants: &[u8], acts: [&[Q8Block]; 4]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
+    fn q8_0_xn_vnni<const N: usize>(
+        scales: &[f32],
+        quants: &[u8],
+        acts: [&[Q8Block]; N],
+    ) -> [f32; N] {
+        let mut acc = [_mm256_setzero_ps(); N];
         let blocks = quants.len() / 32;
         assert!(acts.iter().all(|a| a.len() >= blocks) && scales.len() >= blocks);
         for b in 0..blocks {
@@ -463,7 +426,7 @@ mod x86 {
             // SAFETY: block `b` of `quants` has 32 readable bytes.
             let w = unsafe { _mm256_loadu_si256(quants.as_ptr().add(32 * b).cast()) };
             let aw = _mm256_sign_epi8(w, w);
-            for i in 0..4 {
+            for i in 0..N {
                 let a = &acts[i][b];
                 // SAFETY: `a.qs` is 32 bytes.
                 let x = unsafe { _mm256_loadu_si256(a.qs.as_ptr().cast()) };
@@ -472,7 +435,7 @@ mod x86 {
                     _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(quads), acc[i]);
             }
         }
-        [0, 1, 2, 3].map(|i| hsum(acc[i]))
+        std::array::from_fn(|i| hsum(acc[i]))
     }
 
     pub(super) fn dot4_q4_1_vnni(scales: &[f32], quants: &[u8], acts: [&[Q8Block]; 4]) -> [f32; 4] {
@@ -488,27 +451,27 @@ mod x86 {
 
     pub(super) fn dot4_q8_0_vnni(scales: &[f32], quants: &[u8], acts: [&[Q8Block]; 4]) -> [f32; 4] {
         // SAFETY: as in `dot4_q4_1_vnni`.
-        unsafe { q8_0_x4_vnni(scales, quants, acts) }
+        unsafe { q8_0_xn_vnni(scales, quants, acts) }
     }
 
     pub(super) fn dot4_q4_1(scales: &[f32], quants: &[u8], acts: [&[Q8Block]; 4]) -> [f32; 4] {
         // SAFETY: handed out by `dot4_kernel` only after checking AVX2+FMA.
-        unsafe { q4_1_x4(scales, quants, acts) }
+        unsafe { q4_1_xn(scales, quants, acts) }
     }
 
     pub(super) fn dot4_q8_0(scales: &[f32], quants: &[u8], acts: [&[Q8Block]; 4]) -> [f32; 4] {
         // SAFETY: as in `dot4_q4_1`.
-        unsafe { q8_0_x4(scales, quants, acts) }
+        unsafe { q8_0_xn(scales, quants, acts) }
     }
 
     pub(super) fn dot_q4_1(scales: &[f32], quants: &[u8], act: &[Q8Block]) -> f32 {
         // SAFETY: handed out by `dot_kernel` only after checking AVX2+FMA.
-        unsafe { q4_1(scales, quants, act) }
+        unsafe { q4_1_xn(scales, quants, [act])[0] }
     }
 
     pub(super) fn dot_q8_0(scales: &[f32], quants: &[u8], act: &[Q8Block]) -> f32 {
         // SAFETY: as in `dot_q4_1`.
-        unsafe { q8_0(scales, quants, act) }
+        unsafe { q8_0_xn(scales, quants, [act])[0] }
     }
 }
 
