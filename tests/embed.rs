@@ -16,12 +16,12 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let raw = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crates/quarry-embed/tests/fixtures/minilm_reference.json"
+    // Embedded, not read at run time: the build directory is shared
+    // between clones, and a binary built in another clone would look there.
+    serde_json::from_slice(include_bytes!(
+        "../crates/quarry-embed/tests/fixtures/minilm_reference.json"
     ))
-    .unwrap();
-    serde_json::from_slice(&raw).unwrap()
+    .unwrap()
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {

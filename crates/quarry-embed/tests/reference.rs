@@ -19,11 +19,9 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/minilm_reference.json"
-    );
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    // Embedded, not read at run time: the build directory is shared
+    // between clones, and a binary built in another clone would look there.
+    serde_json::from_slice(include_bytes!("fixtures/minilm_reference.json")).unwrap()
 }
 
 /// The default model's folder, fetched into the cache on first use.
