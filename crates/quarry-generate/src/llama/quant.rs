@@ -94,6 +94,21 @@ fn quantize_row_portable(x: &[f32], out: &mut Vec<Q8Block>) {
     }
 }
 
+/// Weights as GGML Q8_0 blocks (f16 scale, 32 signed bytes), as ggml's
+/// quantize_row_q8_0_ref makes them: scale amax / 127, values rounded half
+/// away from zero.
+pub fn q8_0_blocks(x: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(x.len() / QK * WeightType::Q8_0.block_bytes());
+    for block in x.chunks_exact(QK) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+        out.extend(block.iter().map(|v| (v * id).round() as i8 as u8));
+    }
+    out
+}
+
 fn read_f16(b: &[u8]) -> f32 {
     f16::from_le_bytes([b[0], b[1]]).to_f32()
 }
@@ -478,6 +493,26 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn q8_0_weights_round_trip_within_half_a_step() {
+        let x: Vec<f32> = (0..4 * QK)
+            .map(|i| ((i * 29) % 31) as f32 * 0.013 - 0.2 + if i < QK { 0.0 } else { i as f32 })
+            .chain(std::iter::repeat_n(0.0, QK))
+            .collect();
+        let (scales, quants) = pack(WeightType::Q8_0, &q8_0_blocks(&x));
+        let mut back = vec![0f32; x.len()];
+        dequantize_row(WeightType::Q8_0, &scales, &quants, &mut back);
+        for (b, (block, got)) in x.chunks(QK).zip(back.chunks(QK)).enumerate() {
+            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            // Half a step of amax / 127, plus the f16 scale's rounding.
+            let tolerance = amax / 254.0 + amax * 1e-3;
+            for (a, g) in block.iter().zip(got) {
+                assert!((a - g).abs() <= tolerance, "block {b}: {a} became {g}");
+            }
+        }
+        assert!(back[4 * QK..].iter().all(|v| *v == 0.0));
+    }
 
     /// A deterministic Q4_1 and Q8_0 row of `n` elements.
     fn rows(n: usize) -> (Vec<u8>, Vec<u8>) {
