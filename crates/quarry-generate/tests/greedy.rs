@@ -3,21 +3,32 @@
 //! llama-cpp-python 0.3.36, 2 threads); the prompts are tokenized by Quarry
 //! and must equal llama.cpp's ids first.
 //!
-//! The goal is 16 agreeing tokens on 4 of the 5 prompts; this build reaches
-//! 3 (24, 17 and 21 tokens), and the test holds that line. Every
-//! disagreement is at a near-tie: llama.cpp's own top two logits there are
-//! 0.07 to 0.09 apart, while the two implementations' logits differ by up to
-//! 0.2 on long prompts (they are equal to four decimals on short ones).
-//! What is left between them is ggml's own vectorised exp in the softmax
-//! and SiLU, whose last-bit differences flip an int8 rounding in the next
-//! quantized product.
+//! 16 agreeing tokens on 4 of the 5 prompts is the goal, and this build
+//! reaches it on a CPU with AVX-512 (24, 24, 24 and 21 tokens; the fifth
+//! prompt agrees for 7). The decoder follows ggml's arithmetic step by
+//! step, including its vectorised exp in the softmax and SiLU
+//! (src/llama/vexp.rs): with the C library's exp instead, 3 prompts
+//! agreed. The fifth parts after "L'Étoile, la Cité, la" at a near-tie
+//! (the next words are equally plausible list items); which last-bit
+//! difference flips it is not found yet. On a CPU without AVX-512 the
+//! exp falls back to the C library's (llama.cpp there runs its AVX2
+//! kernels, not replicated), and the floor is 3.
 
 use quarry_generate::{find_gguf, read_gguf_metadata, vocab_from_gguf, LlamaModel};
 use quarry_models::{ModelCache, DEFAULT_GENERATE_MODEL};
 
 const MIN_AGREEING_TOKENS: usize = 16;
-/// Prompts that must agree for MIN_AGREEING_TOKENS (the goal is 4).
-const MIN_AGREEING_PROMPTS: usize = 3;
+/// Prompts that must agree for MIN_AGREEING_TOKENS: the goal, 4, where
+/// the decoder runs ggml's AVX-512 arithmetic; 3 elsewhere.
+fn min_agreeing_prompts() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+    {
+        return 4;
+    }
+    3
+}
 
 #[test]
 fn greedy_continuations_agree_with_llama_cpp() {
@@ -66,7 +77,7 @@ fn greedy_continuations_agree_with_llama_cpp() {
     }
     eprintln!("{}", report.join("\n"));
     assert!(
-        agreeing >= MIN_AGREEING_PROMPTS,
+        agreeing >= min_agreeing_prompts(),
         "{agreeing} of 5 agree:\n{}",
         report.join("\n")
     );

@@ -52,15 +52,12 @@ fn tree_sum(v: &mut [f32; LANES]) -> f32 {
     v[0]
 }
 
-/// Softmax of `scores` in place (f64 sum), then rounded to f16 as ggml
+/// Softmax of `scores` in place (ggml's exp and sum, [`super::vexp`]),
+/// then rounded to f16 as ggml
 /// converts them for the product with f16 values.
 fn softmax_f16(scores: &mut [f32]) {
     let max = scores.iter().fold(f32::NEG_INFINITY, |m, s| m.max(*s));
-    let mut sum = 0f64;
-    for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s as f64;
-    }
+    let sum = super::vexp::softmax_exp(scores, max);
     let inv = (1.0 / sum) as f32;
     for s in scores.iter_mut() {
         *s *= inv;

@@ -14,8 +14,8 @@
 //! llama.cpp's to four decimals on short inputs; candle-transformers'
 //! quantized llama (f32 everywhere) differed by up to 0.4 and left
 //! llama.cpp's greedy path after 5 to 9 tokens on 4 of 5 test prompts.
-//! What remains is ggml's own vectorised exp (softmax, SiLU), not copied
-//! here: see tests/greedy.rs.
+//! The softmax and SiLU use ggml's own vectorised exp ([`vexp`]); see
+//! tests/greedy.rs for what still differs.
 //!
 //! Matrix products and prompt attention split across a spinning thread
 //! team ([`team`]); a prompt goes through in one batch, so each weight row
@@ -27,6 +27,7 @@ mod matrix;
 pub mod quant;
 pub mod safetensors;
 mod team;
+mod vexp;
 
 use crate::GenerateError;
 use matrix::{matmul_group, Matrix};
@@ -256,10 +257,6 @@ fn normed_acts(x: &[f32], weight: &[f32], eps: f32, xn: &mut [f32]) -> Vec<Vec<Q
         .collect()
 }
 
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
-}
-
 impl LlamaModel {
     /// Builds the decoder from `config` and its tensors.
     fn from_weights(config: Config, w: &dyn Weights) -> Result<Self, GenerateError> {
@@ -446,7 +443,7 @@ impl LlamaModel {
                 &mut [&mut g, &mut u],
                 &mut scratch,
             );
-            g.iter_mut().zip(&u).for_each(|(a, b)| *a = silu(*a) * b);
+            vexp::swiglu(&mut g, &u);
             let acts: Vec<Vec<Q8Block>> = g.chunks_exact(c.n_ff).map(quantized).collect();
             matmul_group(&[&layer.down], &acts, &mut [&mut proj], &mut scratch);
             x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
