@@ -9,7 +9,7 @@
 //! the token in progress.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,6 +64,15 @@ struct Job {
     prompt: Vec<u32>,
     params: SamplingParams,
     events: mpsc::Sender<Event>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Job {
+    /// Whether the generation should stop: its reader left, or its owner
+    /// asked (and still reads, to learn how far it got).
+    fn cancelled(&self) -> bool {
+        self.events.is_closed() || self.cancel.load(Ordering::Relaxed)
+    }
 }
 
 /// Prompt tokens per forward pass of the prefill: large enough that each
@@ -177,12 +186,35 @@ impl GenerateQueue {
         template.render(messages, true)
     }
 
+    /// The token count of `text` as a prompt would hold it (no BOS).
+    pub fn count_tokens(&self, text: &str) -> Result<usize, GenerateError> {
+        Ok(self
+            .vocab
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| GenerateError::Tokenizer(e.to_string()))?
+            .len())
+    }
+
     /// Queues a generation for `prompt` (already rendered); returns its
     /// events.
     pub fn submit(
         &self,
         prompt: &str,
         params: SamplingParams,
+    ) -> Result<mpsc::Receiver<Event>, GenerateError> {
+        self.submit_cancellable(prompt, params, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// As [`submit`](Self::submit); setting `cancel` stops the generation
+    /// within one token (or one prefill slice) and it ends with
+    /// [`FinishReason::Cancelled`] and its counts, which dropping the
+    /// receiver would not deliver.
+    pub fn submit_cancellable(
+        &self,
+        prompt: &str,
+        params: SamplingParams,
+        cancel: Arc<AtomicBool>,
     ) -> Result<mpsc::Receiver<Event>, GenerateError> {
         params.validate("")?;
         let mut ids: Vec<u32> = self
@@ -224,6 +256,7 @@ impl GenerateQueue {
             prompt: ids,
             params,
             events,
+            cancel,
         }) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(GenerateError::QueueFull {
@@ -274,7 +307,7 @@ fn run(
     let mut logits = Vec::new();
     let mut slices = job.prompt.chunks(PREFILL_SLICE).peekable();
     while let Some(slice) = slices.next() {
-        if job.events.is_closed() {
+        if job.cancelled() {
             return Ok(Finish {
                 reason: FinishReason::Cancelled,
                 prompt_tokens: job.prompt.len(),
@@ -328,7 +361,7 @@ fn run(
             }
             return Ok(finish(FinishReason::Length, generated, first));
         }
-        if job.events.is_closed() {
+        if job.cancelled() {
             return Ok(finish(FinishReason::Cancelled, generated, first));
         }
         logits = model

@@ -17,6 +17,8 @@
 //! - `vectors`: collection id + chunk id -> little-endian f32s;
 //! - `oplog`: sequence number -> [`Op`] (JSON);
 //! - `records`: record id -> [`quarry_core::Record`] (JSON);
+//! - `sessions`: session id ++ 0 ++ record id -> nothing, the records of
+//!   each conversation (rebuilt from `records` on open when missing);
 //! - `purges`: collection id -> name, for dropped collections whose data is
 //!   still being removed (resumed on open).
 //!
@@ -61,6 +63,7 @@ pub struct Store {
     vectors: sled::Tree,
     oplog: sled::Tree,
     records: sled::Tree,
+    sessions: sled::Tree,
     purges: sled::Tree,
     /// Serialises multi-tree writes so that transactions do not conflict and
     /// retry under load; reads never take it.
@@ -90,6 +93,7 @@ impl Store {
             vectors: db.open_tree("vectors")?,
             oplog: db.open_tree("oplog")?,
             records: db.open_tree("records")?,
+            sessions: db.open_tree("sessions")?,
             purges: db.open_tree("purges")?,
             db,
             path,
@@ -97,6 +101,7 @@ impl Store {
         };
         store.check_format()?;
         store.resume_purges()?;
+        store.index_sessions()?;
         Ok(store)
     }
 

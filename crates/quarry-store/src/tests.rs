@@ -220,6 +220,16 @@ fn records_page_newest_first_and_erase_by_session() {
         })
         .unwrap();
     assert_eq!(store.record(ids[1]).unwrap(), rated);
+    let odd: Vec<RecordId> = store
+        .session_record_ids("odd")
+        .map(|id| id.unwrap())
+        .collect();
+    assert_eq!(odd, [ids[3], ids[1]]);
+    // A session id that is a prefix of another does not see its records.
+    assert_eq!(store.session_record_ids("od").count(), 0);
+    let secret = store.page_token_secret().unwrap();
+    assert_eq!(secret.len(), 32);
+    assert_eq!(store.page_token_secret().unwrap(), secret);
 
     assert_eq!(store.delete_session_records("even").unwrap(), 3);
     assert_eq!(store.record_count(), 2);
@@ -337,6 +347,18 @@ fn check(store: &Store, model: &Model, sessions: &BTreeMap<String, usize>) {
     let mut expected = sessions.clone();
     expected.retain(|_, n| *n > 0);
     assert_eq!(counted, expected);
+    // The session index holds exactly each session's records, newest first.
+    for (session, n) in sessions {
+        let ids: Vec<RecordId> = store
+            .session_record_ids(session)
+            .map(|id| id.unwrap())
+            .collect();
+        assert_eq!(ids.len(), *n, "{session}");
+        assert!(ids.windows(2).all(|w| w[0] > w[1]));
+        for id in ids {
+            assert_eq!(&store.record(id).unwrap().session_id, session);
+        }
+    }
 }
 
 proptest! {
