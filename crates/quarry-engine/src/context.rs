@@ -37,10 +37,7 @@ pub struct Packed {
 const NEAR_DUPLICATE_JACCARD: f64 = 0.8;
 
 fn shingles(text: &str) -> HashSet<[String; 3]> {
-    let words: Vec<String> = text
-        .unicode_words()
-        .map(|w| w.to_lowercase())
-        .collect();
+    let words: Vec<String> = text.unicode_words().map(|w| w.to_lowercase()).collect();
     if words.len() < 3 {
         // Short texts compare as their whole word list.
         let mut padded = words.clone();
@@ -104,7 +101,8 @@ pub fn pack(candidates: &[Candidate], budget: usize, count: &dyn Fn(&str) -> usi
             .split_sentence_bound_indices()
             .map(|(start, s)| start + s.len())
             .collect();
-        let fits = |n: usize| count(&format_passage(number, c.title, &c.text[..ends[n - 1]])) <= left;
+        let fits =
+            |n: usize| count(&format_passage(number, c.title, &c.text[..ends[n - 1]])) <= left;
         let (mut lo, mut hi) = (0usize, ends.len());
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
@@ -166,7 +164,9 @@ mod tests {
 
     /// One token per word or punctuation mark.
     fn words(text: &str) -> usize {
-        text.split_word_bounds().filter(|w| !w.trim().is_empty()).count()
+        text.split_word_bounds()
+            .filter(|w| !w.trim().is_empty())
+            .count()
     }
 
     fn candidate<'a>(title: &'a str, text: &'a str) -> Candidate<'a> {
@@ -176,10 +176,19 @@ mod tests {
     #[test]
     fn passages_are_numbered_deduplicated_and_cut_at_a_sentence() {
         let c = [
-            candidate("Mirrors", "The mirror is 4.2 metres wide. It was cast in 2019."),
-            candidate("Mirrors", "The mirror is 4.2 metres wide. It was cast in 2019!"),
+            candidate(
+                "Mirrors",
+                "The mirror is 4.2 metres wide. It was cast in 2019.",
+            ),
+            candidate(
+                "Mirrors",
+                "The mirror is 4.2 metres wide. It was cast in 2019!",
+            ),
             candidate("", "Second passage here."),
-            candidate("Long", "First sentence fits. Second sentence is much longer than what is left."),
+            candidate(
+                "Long",
+                "First sentence fits. Second sentence is much longer than what is left.",
+            ),
             candidate("Never", "Packing ended before this one."),
         ];
         let budget = words(&format_passage(1, "Mirrors", c[0].text))
@@ -196,7 +205,10 @@ mod tests {
 
     #[test]
     fn markers_are_read_in_their_usual_forms() {
-        assert_eq!(cited_numbers("Paris [1]. Also [2, 3][3] and [9].", 3), (vec![1, 2, 3], 1));
+        assert_eq!(
+            cited_numbers("Paris [1]. Also [2, 3][3] and [9].", 3),
+            (vec![1, 2, 3], 1)
+        );
         assert_eq!(cited_numbers("a [note] b [0] c [1", 2), (vec![], 1));
         assert_eq!(cited_numbers("no markers", 2), (vec![], 0));
     }

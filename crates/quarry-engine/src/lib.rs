@@ -8,6 +8,7 @@
 
 mod chunk;
 mod collections;
+pub mod context;
 mod documents;
 mod embed;
 mod error;

@@ -38,14 +38,13 @@ impl Store {
         let value = encode(&record);
         {
             let _guard = self.lock();
-            (&self.records, &self.sessions)
-                .transaction(|(records, sessions)| -> Tx {
-                    records.insert(&record.id.0.to_be_bytes(), value.as_slice())?;
-                    if !record.session_id.is_empty() {
-                        sessions.insert(session_key(&record.session_id, record.id), &[])?;
-                    }
-                    Ok(())
-                })?;
+            (&self.records, &self.sessions).transaction(|(records, sessions)| -> Tx {
+                records.insert(&record.id.0.to_be_bytes(), value.as_slice())?;
+                if !record.session_id.is_empty() {
+                    sessions.insert(session_key(&record.session_id, record.id), &[])?;
+                }
+                Ok(())
+            })?;
         }
         self.flush()?;
         Ok(record)
@@ -125,12 +124,11 @@ impl Store {
                 n += 1;
             }
         }
-        (&self.records, &self.sessions)
-            .transaction(|(r, s)| -> Tx {
-                r.apply_batch(&records)?;
-                s.apply_batch(&sessions)?;
-                Ok(())
-            })?;
+        (&self.records, &self.sessions).transaction(|(r, s)| -> Tx {
+            r.apply_batch(&records)?;
+            s.apply_batch(&sessions)?;
+            Ok(())
+        })?;
         drop(_guard);
         self.flush()?;
         Ok(n)
