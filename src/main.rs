@@ -47,6 +47,8 @@ enum Command {
     Embed(cli::embed::EmbedArgs),
     /// Search a collection.
     Search(cli::search::SearchArgs),
+    /// Ask a question; the answer streams, then its numbered sources.
+    Ask(cli::ask::AskArgs),
     /// Retrieval quality (nDCG@10, Recall@100, MRR@10) on a BEIR folder.
     Eval(cli::eval::EvalArgs),
     /// Fetch and list models in the local cache.
@@ -84,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collections(cmd) => runtime.block_on(cli::collections::run(cmd)),
         Command::Embed(args) => runtime.block_on(cli::embed::run(args)),
         Command::Search(args) => runtime.block_on(cli::search::run(args)),
+        Command::Ask(args) => runtime.block_on(cli::ask::run(args)),
         Command::Eval(args) => runtime.block_on(cli::eval::run(args)),
         Command::Models(cmd) => cli::models::run(cmd),
         Command::Bench(cmd) => cli::bench::run(cmd, &runtime),

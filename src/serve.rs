@@ -21,6 +21,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         document_limits: Default::default(),
         search_limits: Default::default(),
         index: config.index,
+        generate_model: config.generate_model.clone(),
+        generate_queue_capacity: config.generate_queue_capacity,
+        ask: config.ask,
     };
     let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await?

@@ -221,6 +221,10 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             document_limits: Default::default(),
             search_limits: Default::default(),
             index: Default::default(),
+            // Retrieval only.
+            generate_model: None,
+            generate_queue_capacity: 1,
+            ask: Default::default(),
         })
     })
     .await??;

@@ -1,6 +1,7 @@
 //! The client subcommands: each connects to a running server over gRPC,
 //! prints human output by default and JSON with `--json`.
 
+pub mod ask;
 pub mod bench;
 pub mod collections;
 pub mod embed;

@@ -1,20 +1,22 @@
 //! `quarry.v1.Rag`: grounded answers, streamed.
 //!
-//! Not yet served: Ask needs retrieval and the generator. Until then it
-//! answers UNIMPLEMENTED naming what it waits for.
+//! The handler converts the request, lets the engine retrieve, pack and
+//! start the generation (any refusal is the call's status), then maps the
+//! engine's events onto the stream. A client that goes away drops the
+//! stream, which the engine notices and stops the generation.
 
 use std::pin::Pin;
 
 use quarry_engine::Engine;
-use tokio_stream::Stream;
+use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::not_yet;
+use super::convert::ask_from_proto;
+use super::{invalid, to_status};
 use crate::proto;
 
 /// The Rag service.
 pub struct RagService {
-    #[allow(dead_code)] // used once Ask is served
     engine: Engine,
 }
 
@@ -30,11 +32,13 @@ impl proto::rag_server::Rag for RagService {
 
     async fn ask(
         &self,
-        _request: Request<proto::AskRequest>,
+        request: Request<proto::AskRequest>,
     ) -> Result<Response<Self::AskStream>, Status> {
-        Err(not_yet(
-            "Rag.Ask",
-            "grounded generation (retrieval plus the candle decoder)",
-        ))
+        // Auth is not served yet: every record has an empty principal.
+        let req = ask_from_proto(request.into_inner(), String::new()).map_err(invalid)?;
+        let events = self.engine.ask(req).await.map_err(to_status)?;
+        let stream =
+            ReceiverStream::new(events).map(|event| event.map(Into::into).map_err(to_status));
+        Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -27,9 +27,13 @@ pub fn ensure_models() {
     READY.get_or_init(|| {
         let source: quarry_models::ModelSource =
             quarry_models::DEFAULT_EMBED_MODEL.parse().unwrap();
-        quarry_models::ModelCache::from_env()
+        let cache = quarry_models::ModelCache::from_env();
+        cache
             .fetch(&source, &quarry_embed::MODEL_FILES)
             .unwrap_or_else(|e| panic!("{e}"));
+        let generator: quarry_models::ModelSource =
+            quarry_models::DEFAULT_GENERATE_MODEL.parse().unwrap();
+        quarry_generate::fetch_generator(&cache, &generator).unwrap_or_else(|e| panic!("{e}"));
     });
 }
 

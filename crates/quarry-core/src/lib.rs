@@ -16,4 +16,5 @@ pub use collection::{CollectionInfo, CollectionName, CollectionSettings, Setting
 pub use document::{Chunk, Document, MetaValue, Metadata};
 pub use error::InvalidArgument;
 pub use filter::Filter;
-pub use record::{Record, RecordId};
+pub use record::{Record, RecordId, RetrievedChunk, Timings, UsedCitation};
+pub use time::now_ms;

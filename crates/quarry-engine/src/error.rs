@@ -3,6 +3,7 @@
 
 use quarry_core::InvalidArgument;
 use quarry_embed::EmbedError;
+use quarry_generate::GenerateError;
 use quarry_store::StoreError;
 
 /// Every failure of an engine call.
@@ -40,6 +41,19 @@ impl From<EmbedError> for EngineError {
                 Self::Unavailable(e.to_string())
             }
             EmbedError::Tokenizer(_) | EmbedError::Model(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<GenerateError> for EngineError {
+    fn from(e: GenerateError) -> Self {
+        match e {
+            GenerateError::InvalidArgument(e) => Self::InvalidArgument(e),
+            GenerateError::QueueFull { .. } => Self::ResourceExhausted(e.to_string()),
+            GenerateError::Model(_) | GenerateError::Io { .. } => Self::Unavailable(e.to_string()),
+            GenerateError::Template(_) | GenerateError::Tokenizer(_) => {
+                Self::Internal(e.to_string())
+            }
         }
     }
 }

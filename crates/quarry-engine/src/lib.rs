@@ -1,17 +1,19 @@
 //! The pipeline that the server and the command line drive: it owns the
-//! store, the embedder and the indexes (and, as it lands, the generator)
-//! and exposes each capability as one async call.
+//! store, the embedder, the indexes and the generator, and exposes each
+//! capability as one async call.
 //!
 //! Blocking work never runs on the async runtime's workers: sled I/O with
 //! its fsyncs hops to the blocking pool, and model work goes to the model
 //! threads behind their bounded queues.
 
+mod ask;
 mod chunk;
 mod collections;
 pub mod context;
 mod documents;
 mod embed;
 mod error;
+mod history;
 mod indexes;
 mod search;
 
@@ -19,9 +21,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use quarry_embed::{EmbedQueue, QueueConfig};
+use quarry_generate::GenerateQueue;
 use quarry_models::{ModelCache, ModelSource};
 use quarry_store::Store;
 
+pub use ask::{
+    AskConfig, AskDone, AskEvent, AskFinish, AskRequest, Citation, GenerationOptions,
+    NOT_FOUND_ANSWER, SYSTEM_PROMPT,
+};
 pub use chunk::chunk_text;
 pub use collections::{CreateCollection, DeletedCollection};
 pub use documents::{
@@ -29,6 +36,9 @@ pub use documents::{
 };
 pub use embed::{EmbedLimits, Embeddings};
 pub use error::EngineError;
+pub use history::{
+    RecordFilter, RecordPage, RecordSelector, DEFAULT_PAGE_SIZE, MAX_COMMENT_BYTES, MAX_PAGE_SIZE,
+};
 pub use indexes::IndexConfig;
 pub use quarry_index::{Fusion, Mode, DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K};
 pub use quarry_store::StoredDocument;
@@ -56,6 +66,12 @@ pub struct EngineConfig {
     pub search_limits: SearchLimits,
     /// Index checkpoints and graph rebuilds.
     pub index: IndexConfig,
+    /// The generation model's source; `None` serves no Ask.
+    pub generate_model: Option<ModelSource>,
+    /// Asks that may wait for the generation thread.
+    pub generate_queue_capacity: usize,
+    /// Limits and defaults of Ask.
+    pub ask: AskConfig,
 }
 
 /// The engine. Clone it freely: clones share everything.
@@ -72,6 +88,14 @@ pub(crate) struct Inner {
     embed_limits: EmbedLimits,
     document_limits: DocumentLimits,
     search_limits: SearchLimits,
+    generator: Option<Arc<Generator>>,
+    ask: AskConfig,
+}
+
+/// The generation model's thread and its id.
+pub(crate) struct Generator {
+    queue: GenerateQueue,
+    model_id: String,
 }
 
 impl Engine {
@@ -100,8 +124,29 @@ impl Engine {
             workers = config.embed_queue.workers,
             "embedding model ready"
         );
-        // After the model: a server that cannot embed fails before spending
-        // time on index builds.
+        let generator = match &config.generate_model {
+            Some(source) => {
+                let path = quarry_generate::fetch_generator(&config.model_cache, source)
+                    .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+                tracing::info!(model = %source, path = %path.display(), "loading the generation model");
+                let queue = GenerateQueue::start(&path, config.generate_queue_capacity)?;
+                tracing::info!(
+                    context_length = queue.context_length(),
+                    queue_capacity = config.generate_queue_capacity,
+                    "generation model ready"
+                );
+                Some(Arc::new(Generator {
+                    queue,
+                    model_id: source.to_string(),
+                }))
+            }
+            None => {
+                tracing::warn!("no generation model: Rag.Ask answers UNAVAILABLE");
+                None
+            }
+        };
+        // After the models: a server that cannot embed or generate fails
+        // before spending time on index builds.
         let indexes =
             indexes::Indexes::open(&store, config.data_dir.join("indexes"), config.index)?;
         let engine = Self {
@@ -113,6 +158,8 @@ impl Engine {
                 embed_limits: config.embed_limits,
                 document_limits: config.document_limits,
                 search_limits: config.search_limits,
+                generator,
+                ask: config.ask,
             }),
         };
         indexes::spawn_checkpointer(

@@ -119,25 +119,39 @@ fn validate(req: &SearchRequest, limits: &SearchLimits) -> Result<(), InvalidArg
 
 impl Engine {
     /// Searches a collection.
-    pub async fn search(&self, mut req: SearchRequest) -> Result<Vec<SearchHit>> {
+    pub async fn search(&self, req: SearchRequest) -> Result<Vec<SearchHit>> {
+        let vector = match req.mode {
+            Mode::Keyword => None,
+            Mode::Hybrid | Mode::Dense => {
+                validate(&req, &self.inner.search_limits)?;
+                Some(self.embed_one(&req.query).await?)
+            }
+        };
+        self.search_with_vector(req, vector).await
+    }
+
+    /// The embedding of one text, from the model thread.
+    pub(crate) async fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
+        self.inner
+            .embedder
+            .embed(vec![text.to_owned()])
+            .await?
+            .pop()
+            .ok_or_else(|| EngineError::Internal("the embedder returned no vector".into()))
+    }
+
+    /// Searches with the query's vector already computed (`None` in
+    /// keyword mode).
+    pub(crate) async fn search_with_vector(
+        &self,
+        mut req: SearchRequest,
+        vector: Option<Vec<f32>>,
+    ) -> Result<Vec<SearchHit>> {
         let limits = self.inner.search_limits;
         validate(&req, &limits)?;
         if req.top_k == 0 {
             req.top_k = limits.default_top_k;
         }
-        let vector = match req.mode {
-            Mode::Keyword => None,
-            Mode::Hybrid | Mode::Dense => Some(
-                self.inner
-                    .embedder
-                    .embed(vec![req.query.clone()])
-                    .await?
-                    .pop()
-                    .ok_or_else(|| {
-                        EngineError::Internal("the embedder returned no vector".into())
-                    })?,
-            ),
-        };
         self.blocking(move |inner| {
             let store = &inner.store;
             let coll = store.collection(&req.collection)?;

@@ -12,8 +12,12 @@ use quarry_engine::{CreateCollection, DeletedCollection, Embeddings};
 use crate::proto;
 
 mod documents;
+mod rag;
 
 pub use documents::{filter_to_proto, DeleteDocuments, GetDocument, UpsertDocuments};
+pub use rag::{
+    ask_from_proto, delete_from_proto, list_from_proto, record_filter_from_proto, record_id,
+};
 
 impl TryFrom<proto::CreateCollectionRequest> for CreateCollection {
     type Error = InvalidArgument;

@@ -1,0 +1,335 @@
+//! Conversions of Ask requests and events, and of history records and
+//! their filters.
+
+use quarry_core::{CollectionName, InvalidArgument, Record, RecordId, Timings, UsedCitation};
+use quarry_engine::{
+    AskDone, AskEvent, AskFinish, AskRequest, Citation, GenerationOptions, Mode, RecordFilter,
+    RecordSelector,
+};
+
+use super::documents::filter_from_proto;
+use crate::proto;
+
+fn mode_from_proto(mode: i32) -> Result<Mode, InvalidArgument> {
+    match proto::SearchMode::try_from(mode) {
+        Ok(proto::SearchMode::Unspecified | proto::SearchMode::Hybrid) => Ok(Mode::Hybrid),
+        Ok(proto::SearchMode::Dense) => Ok(Mode::Dense),
+        Ok(proto::SearchMode::Keyword) => Ok(Mode::Keyword),
+        Err(_) => Err(InvalidArgument::new(
+            "mode",
+            format!("{mode} is not a SearchMode"),
+        )),
+    }
+}
+
+impl From<proto::GenerationParams> for GenerationOptions {
+    fn from(g: proto::GenerationParams) -> Self {
+        let proto::GenerationParams {
+            max_new_tokens,
+            temperature,
+            top_k,
+            top_p,
+            repetition_penalty,
+            seed,
+            stop,
+        } = g;
+        Self {
+            max_new_tokens: max_new_tokens.map(|n| n as usize),
+            temperature,
+            top_k: top_k.map(|k| k as usize),
+            top_p,
+            repetition_penalty,
+            seed,
+            stop,
+        }
+    }
+}
+
+/// An Ask request and who asks.
+pub fn ask_from_proto(
+    req: proto::AskRequest,
+    principal: String,
+) -> Result<AskRequest, InvalidArgument> {
+    let proto::AskRequest {
+        collection,
+        question,
+        session_id,
+        top_k,
+        filter,
+        mode,
+        generation,
+    } = req;
+    Ok(AskRequest {
+        collection: CollectionName::parse_field(&collection, "collection")?,
+        question,
+        session_id: (!session_id.is_empty()).then_some(session_id),
+        top_k: top_k as usize,
+        filter: filter.map(|f| filter_from_proto(f, "filter")).transpose()?,
+        mode: mode_from_proto(mode)?,
+        generation: generation.map(Into::into).unwrap_or_default(),
+        principal,
+    })
+}
+
+fn finish_to_proto(f: AskFinish) -> proto::FinishReason {
+    match f {
+        AskFinish::Stop => proto::FinishReason::Stop,
+        AskFinish::Length => proto::FinishReason::Length,
+        AskFinish::StopSequence => proto::FinishReason::StopSequence,
+        AskFinish::NoContext => proto::FinishReason::NoContext,
+        AskFinish::Cancelled => proto::FinishReason::Cancelled,
+        // The answer is cut short like a cancelled one; the log has why.
+        AskFinish::Failed => proto::FinishReason::Cancelled,
+    }
+}
+
+impl From<Timings> for proto::AskTimings {
+    fn from(t: Timings) -> Self {
+        Self {
+            retrieve_ms: t.retrieve_ms,
+            prefill_ms: t.prefill_ms,
+            first_token_ms: t.first_token_ms,
+            total_ms: t.total_ms,
+        }
+    }
+}
+
+impl From<UsedCitation> for proto::UsedCitation {
+    fn from(c: UsedCitation) -> Self {
+        Self {
+            number: c.number,
+            chunk_id: c.chunk_id,
+            document_id: c.document_id,
+        }
+    }
+}
+
+impl From<Citation> for proto::Citation {
+    fn from(c: Citation) -> Self {
+        let Citation {
+            number,
+            chunk_id,
+            document_id,
+            title,
+            snippet,
+            score,
+            dense_score,
+            keyword_score,
+        } = c;
+        Self {
+            number,
+            chunk_id,
+            document_id,
+            title,
+            snippet,
+            score,
+            dense_score,
+            keyword_score,
+        }
+    }
+}
+
+impl From<AskEvent> for proto::AskEvent {
+    fn from(e: AskEvent) -> Self {
+        use proto::ask_event::Event;
+        let event = match e {
+            AskEvent::Citations(c) => Event::Citations(proto::Citations {
+                citations: c.into_iter().map(Into::into).collect(),
+            }),
+            AskEvent::Delta(text) => Event::Delta(proto::Delta { text }),
+            AskEvent::Done(d) => {
+                let AskDone {
+                    record_id,
+                    finish,
+                    prompt_tokens,
+                    answer_tokens,
+                    timings,
+                    used,
+                    invalid_citations,
+                    model,
+                } = d;
+                Event::Done(proto::Done {
+                    record_id: record_id.to_string(),
+                    finish_reason: finish_to_proto(finish) as i32,
+                    prompt_tokens,
+                    answer_tokens,
+                    timings: Some(timings.into()),
+                    used_citations: used.into_iter().map(Into::into).collect(),
+                    invalid_citations,
+                    model,
+                })
+            }
+        };
+        Self { event: Some(event) }
+    }
+}
+
+impl From<Record> for proto::Record {
+    fn from(r: Record) -> Self {
+        let Record {
+            id,
+            created_at,
+            collection,
+            question,
+            answer,
+            session_id,
+            principal,
+            retrieved,
+            prompt,
+            citations,
+            generator_model,
+            embedding_model,
+            generation_json,
+            prompt_tokens,
+            answer_tokens,
+            timings,
+            finish_reason,
+            rating,
+            comment,
+            previous_record_id,
+        } = r;
+        // Parameters are stored as JSON so that new ones need no migration.
+        let g: serde_json::Value = serde_json::from_str(&generation_json).unwrap_or_default();
+        let generation = g.is_object().then(|| proto::GenerationParams {
+            max_new_tokens: g["max_new_tokens"].as_u64().map(|v| v as u32),
+            temperature: g["temperature"].as_f64().map(|v| v as f32),
+            top_k: g["top_k"].as_u64().map(|v| v as u32),
+            top_p: g["top_p"].as_f64().map(|v| v as f32),
+            repetition_penalty: g["repetition_penalty"].as_f64().map(|v| v as f32),
+            seed: g["seed"].as_u64(),
+            stop: g["stop"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
+        Self {
+            id: id.to_string(),
+            question,
+            answer,
+            session_id,
+            created_at,
+            collection,
+            principal,
+            retrieved: retrieved
+                .into_iter()
+                .map(|c| proto::RetrievedChunk {
+                    chunk_id: c.chunk_id,
+                    document_id: c.document_id,
+                    score: c.score,
+                })
+                .collect(),
+            prompt,
+            citations: citations.into_iter().map(Into::into).collect(),
+            generator_model,
+            embedding_model,
+            generation,
+            prompt_tokens,
+            answer_tokens,
+            timings: Some(timings.into()),
+            finish_reason: AskFinish::parse(&finish_reason)
+                .map_or(proto::FinishReason::Unspecified, finish_to_proto)
+                as i32,
+            rating,
+            comment,
+            previous_record_id: previous_record_id
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The shared filters of ListRecords and ExportRecords.
+pub fn record_filter_from_proto(f: Option<proto::RecordFilter>) -> RecordFilter {
+    let Some(proto::RecordFilter {
+        collection,
+        session_id,
+        created_after,
+        created_before,
+        min_rating,
+        max_rating,
+        text_contains,
+        rated,
+    }) = f
+    else {
+        return RecordFilter::default();
+    };
+    let some = |s: String| (!s.is_empty()).then_some(s);
+    RecordFilter {
+        collection: some(collection),
+        session_id: some(session_id),
+        created_after,
+        created_before,
+        min_rating,
+        max_rating,
+        text_contains: some(text_contains),
+        rated,
+        principal: None,
+    }
+}
+
+/// A ListRecords request: filters, page size, page token.
+pub fn list_from_proto(
+    req: proto::ListRecordsRequest,
+) -> Result<(RecordFilter, usize, String), InvalidArgument> {
+    let proto::ListRecordsRequest {
+        collection,
+        session_id,
+        page_size,
+        page_token,
+        filter,
+    } = req;
+    let mut f = record_filter_from_proto(filter);
+    // The request's own fields and the filter's must not disagree.
+    for (field, outer, inner) in [
+        ("collection", collection, &mut f.collection),
+        ("session_id", session_id, &mut f.session_id),
+    ] {
+        if outer.is_empty() {
+            continue;
+        }
+        match inner {
+            Some(v) if *v != outer => {
+                return Err(InvalidArgument::new(
+                    field,
+                    format!("is {outer:?} but filter.{field} is {v:?}"),
+                ))
+            }
+            _ => *inner = Some(outer),
+        }
+    }
+    Ok((f, page_size as usize, page_token))
+}
+
+/// A record id field.
+pub fn record_id(id: &str, field: &str) -> Result<RecordId, InvalidArgument> {
+    id.parse::<RecordId>()
+        .map_err(|e| InvalidArgument::new(field, e.reason))
+}
+
+/// A DeleteRecords request.
+pub fn delete_from_proto(
+    req: proto::DeleteRecordsRequest,
+) -> Result<RecordSelector, InvalidArgument> {
+    let proto::DeleteRecordsRequest { ids, session_id } = req;
+    match (ids.is_empty(), session_id.is_empty()) {
+        (false, true) => Ok(RecordSelector::Ids(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| record_id(id, &format!("ids[{i}]")))
+                .collect::<Result<_, _>>()?,
+        )),
+        (true, false) => Ok(RecordSelector::Session(session_id)),
+        (false, false) => Err(InvalidArgument::new(
+            "session_id",
+            "set ids or session_id, not both",
+        )),
+        (true, true) => Err(InvalidArgument::new(
+            "ids",
+            "set ids (records to delete) or session_id (a whole conversation)",
+        )),
+    }
+}
