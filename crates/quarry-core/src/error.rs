@@ -22,4 +22,22 @@ impl InvalidArgument {
             reason: reason.into(),
         }
     }
+
+    /// Checks a free-text field a request cannot do without (a query, a
+    /// question): not blank, at most `max_bytes`, no NUL.
+    pub fn check_text(field: &str, text: &str, max_bytes: usize) -> Result<(), Self> {
+        if text.trim().is_empty() {
+            return Err(Self::new(field, "must not be empty or only whitespace"));
+        }
+        if text.len() > max_bytes {
+            return Err(Self::new(
+                field,
+                format!("is {} bytes; the limit is {max_bytes} bytes", text.len()),
+            ));
+        }
+        if text.contains('\0') {
+            return Err(Self::new(field, "must not contain NUL characters"));
+        }
+        Ok(())
+    }
 }

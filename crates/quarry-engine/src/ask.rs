@@ -226,25 +226,7 @@ fn valid_session_id(s: &str) -> bool {
 }
 
 fn validate(req: &AskRequest, cfg: &AskConfig) -> Result<(), InvalidArgument> {
-    if req.question.trim().is_empty() {
-        return Err(InvalidArgument::new(
-            "question",
-            "must not be empty or only whitespace",
-        ));
-    }
-    if req.question.len() > cfg.max_question_bytes {
-        return Err(InvalidArgument::new(
-            "question",
-            format!(
-                "is {} bytes; the limit is {} bytes",
-                req.question.len(),
-                cfg.max_question_bytes
-            ),
-        ));
-    }
-    if req.question.contains('\0') {
-        return Err(InvalidArgument::new("question", "must not contain NUL"));
-    }
+    InvalidArgument::check_text("question", &req.question, cfg.max_question_bytes)?;
     if let Some(s) = &req.session_id {
         if !valid_session_id(s) {
             return Err(InvalidArgument::new(

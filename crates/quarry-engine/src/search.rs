@@ -74,22 +74,7 @@ pub struct SearchHit {
 }
 
 fn validate(req: &SearchRequest, limits: &SearchLimits) -> Result<(), InvalidArgument> {
-    if req.query.trim().is_empty() {
-        return Err(InvalidArgument::new(
-            "query",
-            "must not be empty or only whitespace",
-        ));
-    }
-    if req.query.len() > limits.max_query_bytes {
-        return Err(InvalidArgument::new(
-            "query",
-            format!(
-                "is {} bytes; the limit is {} bytes",
-                req.query.len(),
-                limits.max_query_bytes
-            ),
-        ));
-    }
+    InvalidArgument::check_text("query", &req.query, limits.max_query_bytes)?;
     if req.top_k > limits.max_top_k {
         return Err(InvalidArgument::new(
             "top_k",
