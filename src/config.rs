@@ -434,6 +434,77 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(
+            c.generate_model.map(|m| m.to_string()),
+            Some(quarry_models::DEFAULT_GENERATE_MODEL.to_owned())
+        );
+        assert_eq!(c.ask, AskConfig::default());
+    }
+
+    #[test]
+    fn the_deploy_example_is_a_valid_config_with_the_defaults() {
+        // Every key of the annotated example parses into the real struct
+        // (unknown keys are refused) and says what the defaults are.
+        let text = include_str!("../deploy/quarry.toml");
+        let file: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(file.ask_top_k, Some(AskConfig::default().default_top_k));
+        assert_eq!(
+            file.ask_min_similarity,
+            Some(AskConfig::default().min_similarity)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quarry.toml");
+        std::fs::write(&path, text).unwrap();
+        let c = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let defaults = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.ask, defaults.ask);
+        assert_eq!(c.generate_queue_capacity, defaults.generate_queue_capacity);
+        assert_eq!(
+            c.generate_model.map(|m| m.to_string()),
+            defaults.generate_model.map(|m| m.to_string())
+        );
+    }
+
+    #[test]
+    fn generation_settings_are_checked() {
+        let none = ServeArgs {
+            generate_model: Some("none".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(none.generate_model.is_none());
+        for (args, setting) in [
+            (
+                ServeArgs {
+                    ask_min_similarity: Some(1.5),
+                    ..Default::default()
+                },
+                "--ask-min-similarity",
+            ),
+            (
+                ServeArgs {
+                    max_new_tokens: Some(0),
+                    ..Default::default()
+                },
+                "--max-new-tokens",
+            ),
+            (
+                ServeArgs {
+                    generate_model: Some("ftp:x".into()),
+                    ..Default::default()
+                },
+                "--generate-model",
+            ),
+        ] {
+            let err = args.resolve().unwrap_err().to_string();
+            assert!(err.contains(setting), "{err}");
+        }
     }
 
     #[test]

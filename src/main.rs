@@ -38,6 +38,9 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Everything in one command: fetch the models, serve, load Quarry's
+    /// documentation, answer a sample question, keep serving.
+    Quickstart(cli::quickstart::QuickstartArgs),
     /// Run the server.
     Serve(quarry::config::ServeArgs),
     /// Create, inspect, list and delete collections.
@@ -49,6 +52,9 @@ enum Command {
     Search(cli::search::SearchArgs),
     /// Ask a question; the answer streams, then its numbered sources.
     Ask(cli::ask::AskArgs),
+    /// List, show, rate, export and delete the records of past asks.
+    #[command(subcommand)]
+    History(cli::history::HistoryCommand),
     /// Retrieval quality (nDCG@10, Recall@100, MRR@10) on a BEIR folder.
     Eval(cli::eval::EvalArgs),
     /// Fetch and list models in the local cache.
@@ -83,10 +89,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Quickstart(args) => runtime.block_on(cli::quickstart::run(args)),
         Command::Collections(cmd) => runtime.block_on(cli::collections::run(cmd)),
         Command::Embed(args) => runtime.block_on(cli::embed::run(args)),
         Command::Search(args) => runtime.block_on(cli::search::run(args)),
         Command::Ask(args) => runtime.block_on(cli::ask::run(args)),
+        Command::History(cmd) => runtime.block_on(cli::history::run(cmd)),
         Command::Eval(args) => runtime.block_on(cli::eval::run(args)),
         Command::Models(cmd) => cli::models::run(cmd),
         Command::Bench(cmd) => cli::bench::run(cmd, &runtime),
@@ -95,6 +103,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A client's output piped into `head` and closed early ends the process
+    // quietly, as for other Unix tools, instead of a panic on a failed
+    // print. Not for the server: there a closed socket must be an error,
+    // not a signal that kills it.
+    #[cfg(unix)]
+    if !matches!(cli.command, Command::Serve(_) | Command::Quickstart(_)) {
+        // SAFETY: restoring the default disposition of SIGPIPE before any
+        // thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_logging(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

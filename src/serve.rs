@@ -5,13 +5,39 @@
 use std::io::Write;
 
 use anyhow::Context;
-use quarry::config::ServeArgs;
+use quarry::config::{ServeArgs, ServeConfig};
 use quarry::grpc::{self, ServerOptions};
 use quarry_engine::{Engine, EngineConfig};
 use tokio::sync::watch;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
+    let engine = open_engine(&config).await?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "quarry serving");
+    // Scripts and tests read the bound address (useful with port 0) here.
+    println!("listening on {addr}");
+    std::io::stdout().flush()?;
+
+    serve_until_stopped(
+        engine,
+        listener,
+        ServerOptions {
+            max_message_bytes: config.max_message_bytes,
+        },
+        config.shutdown_grace,
+        stop_on_signal(),
+    )
+    .await
+}
+
+/// Opens the engine a configuration describes (loading the models) on the
+/// blocking pool.
+pub async fn open_engine(config: &ServeConfig) -> anyhow::Result<Engine> {
     let engine_config = EngineConfig {
         data_dir: config.data_dir.clone(),
         model_cache: config.model_cache.clone(),
@@ -25,39 +51,36 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         generate_queue_capacity: config.generate_queue_capacity,
         ask: config.ask,
     };
-    let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
+    tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await?
-        .context("cannot start the engine")?;
+        .context("cannot start the engine")
+}
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "quarry serving");
-    // Scripts and tests read the bound address (useful with port 0) here.
-    println!("listening on {addr}");
-    std::io::stdout().flush()?;
-
+/// A receiver that turns true on SIGTERM or Ctrl-C.
+pub fn stop_on_signal() -> watch::Receiver<bool> {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_stop_signal().await;
         tracing::info!("stop signal received: refusing new calls, finishing in-flight ones");
         let _ = stop_tx.send(true);
     });
+    stop_rx
+}
 
-    let mut server_stop = stop_rx.clone();
-    let server = grpc::serve(
-        engine.clone(),
-        listener,
-        ServerOptions {
-            max_message_bytes: config.max_message_bytes,
-        },
-        async move {
-            let _ = server_stop.wait_for(|stop| *stop).await;
-        },
-    );
-    let mut grace_stop = stop_rx;
-    let grace = config.shutdown_grace;
+/// Serves until `stop` turns true, gives in-flight calls `grace` to
+/// finish, then flushes the engine (store and index checkpoints).
+pub async fn serve_until_stopped(
+    engine: Engine,
+    listener: tokio::net::TcpListener,
+    options: ServerOptions,
+    grace: std::time::Duration,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut server_stop = stop.clone();
+    let server = grpc::serve(engine.clone(), listener, options, async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    });
+    let mut grace_stop = stop;
     tokio::select! {
         served = server => served.context("the gRPC server failed")?,
         _ = async move {

@@ -80,3 +80,78 @@ fn an_unreachable_server_is_reported_plainly() {
         "{err}"
     );
 }
+
+#[test]
+fn ask_and_history_subcommands_drive_the_server() {
+    let dir = data_dir();
+    let server = TestServer::start(dir.path());
+    let ok = |args: &[&str]| {
+        let out = quarry(&server.addr, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(&["collections", "create", "notes"]);
+    // No documents: the fixed answer, without the model, recorded.
+    let text = ok(&[
+        "ask",
+        "What is the tallest mountain?",
+        "-c",
+        "notes",
+        "--timings",
+    ]);
+    assert!(text.contains(quarry_engine::NOT_FOUND_ANSWER), "{text}");
+    assert!(
+        text.contains("no_context") && text.contains("total"),
+        "{text}"
+    );
+    let asked: serde_json::Value = serde_json::from_str(&ok(&[
+        "ask",
+        "And the deepest lake?",
+        "-c",
+        "notes",
+        "--session",
+        "s1",
+        "--json",
+    ]))
+    .unwrap();
+    let id = asked["record_id"].as_str().unwrap().to_owned();
+    assert_eq!(asked["finish_reason"], "no_context");
+
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&["history", "list", "--json"])).unwrap();
+    assert_eq!(listed["records"].as_array().unwrap().len(), 2);
+    assert_eq!(listed["records"][0]["id"], id.as_str());
+    let text = ok(&["history", "list", "--session", "s1"]);
+    assert!(
+        text.contains("deepest lake") && !text.contains("tallest"),
+        "{text}"
+    );
+    let text = ok(&["history", "rate", &id, "-1", "--comment", "no answer"]);
+    assert!(text.contains(&id), "{text}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&["history", "show", &id, "--json"])).unwrap();
+    assert_eq!(shown["rating"], -1);
+    assert_eq!(shown["comment"], "no answer");
+
+    let export = dir.path().join("export.jsonl");
+    ok(&["history", "export", "-o", export.to_str().unwrap()]);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["id"], id.as_str());
+    assert_eq!(lines[0]["question"], "What is the tallest mountain?");
+
+    let text = ok(&["history", "delete", "--session", "s1"]);
+    assert!(text.contains("1 records deleted"), "{text}");
+    let out = quarry(&server.addr, &["history", "show", &id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
+    assert!(server.stop().success());
+}

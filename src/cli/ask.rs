@@ -39,6 +39,9 @@ pub struct AskArgs {
     /// Sampling seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Penalty on recently generated tokens (1: off, up to 2).
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
     /// Print the timings (retrieval, prefill, first token, total).
     #[arg(long)]
     pub timings: bool,
@@ -63,6 +66,7 @@ pub async fn run(args: AskArgs) -> anyhow::Result<()> {
                 max_new_tokens: args.max_new_tokens,
                 temperature: args.temperature,
                 seed: args.seed,
+                repetition_penalty: args.repetition_penalty,
                 ..Default::default()
             }),
         })

@@ -6,7 +6,9 @@ pub mod bench;
 pub mod collections;
 pub mod embed;
 pub mod eval;
+pub mod history;
 pub mod models;
+pub mod quickstart;
 pub mod search;
 
 use std::time::Duration;
