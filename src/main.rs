@@ -50,6 +50,9 @@ enum Command {
     Embed(cli::embed::EmbedArgs),
     /// Search a collection.
     Search(cli::search::SearchArgs),
+    /// Load files (JSONL, BEIR, folders of .txt/.md/.html, .gz) into a
+    /// collection of a running server.
+    Ingest(cli::ingest::IngestArgs),
     /// Ask a question; the answer streams, then its numbered sources.
     Ask(cli::ask::AskArgs),
     /// List, show, rate, export and delete the records of past asks.
@@ -94,6 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(args) => runtime.block_on(cli::embed::run(args)),
         Command::Search(args) => runtime.block_on(cli::search::run(args)),
         Command::Ask(args) => runtime.block_on(cli::ask::run(args)),
+        Command::Ingest(args) => runtime.block_on(cli::ingest::run(args)),
         Command::History(cmd) => runtime.block_on(cli::history::run(cmd)),
         Command::Eval(args) => runtime.block_on(cli::eval::run(args)),
         Command::Models(cmd) => cli::models::run(cmd),

@@ -7,6 +7,7 @@ pub mod collections;
 pub mod embed;
 pub mod eval;
 pub mod history;
+pub mod ingest;
 pub mod models;
 pub mod quickstart;
 pub mod search;

@@ -1,16 +1,32 @@
 //! `quarry.v1.Documents`: loading, reading and deleting documents.
 //!
-//! Upsert, GetDocument and DeleteDocuments are served; documents are
-//! chunked, embedded and stored durably (the search indexes that read them
-//! land with hybrid retrieval). BulkIngest answers UNIMPLEMENTED until the
-//! bulk loader lands.
+//! Documents are chunked, embedded, stored durably and indexed. BulkIngest
+//! takes a stream of batches: each batch is loaded while the next one is
+//! received (one batch in flight, so memory stays flat and the client
+//! waits through HTTP/2 flow control instead of buffering); bad documents
+//! are reported and skipped, never half-loaded.
 
-use quarry_engine::Engine;
+use quarry_core::{CollectionName, InvalidArgument};
+use quarry_engine::{BulkSummary, Engine};
+use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{DeleteDocuments, GetDocument, UpsertDocuments};
-use super::{invalid, not_yet, to_status};
+use super::convert::{bulk_batch_from_proto, DeleteDocuments, GetDocument, UpsertDocuments};
+use super::{invalid, to_status};
 use crate::proto;
+
+/// The loading of one batch, running while the next one arrives.
+type InFlight = JoinHandle<Result<BulkSummary, Status>>;
+
+async fn finish(in_flight: Option<InFlight>, total: &mut BulkSummary) -> Result<(), Status> {
+    if let Some(task) = in_flight {
+        let summary = task
+            .await
+            .map_err(|e| Status::internal(format!("a bulk batch failed: {e}")))??;
+        total.merge(summary);
+    }
+    Ok(())
+}
 
 /// The Documents service.
 pub struct DocumentsService {
@@ -40,9 +56,95 @@ impl proto::documents_server::Documents for DocumentsService {
 
     async fn bulk_ingest(
         &self,
-        _request: Request<Streaming<proto::BulkIngestRequest>>,
+        request: Request<Streaming<proto::BulkIngestRequest>>,
     ) -> Result<Response<proto::BulkIngestResponse>, Status> {
-        Err(not_yet("Documents.BulkIngest", "the bulk loader"))
+        let mut stream = request.into_inner();
+        let mut collection: Option<CollectionName> = None;
+        let mut total = BulkSummary::default();
+        let mut in_flight: Option<InFlight> = None;
+        let mut messages = 0usize;
+        // A client that goes away mid-stream ends the loop with an error;
+        // the batch in flight still completes (its documents are whole),
+        // and nothing of the unfinished message is stored.
+        while let Some(message) = stream.message().await? {
+            messages += 1;
+            let (name, docs) = bulk_batch_from_proto(message);
+            match (&collection, name.is_empty()) {
+                (None, true) => {
+                    return Err(invalid(InvalidArgument::new(
+                        "collection",
+                        "is required in the first message",
+                    )))
+                }
+                (None, false) => {
+                    let parsed =
+                        CollectionName::parse_field(&name, "collection").map_err(invalid)?;
+                    // Unknown collections fail before any document is read.
+                    self.engine
+                        .get_collection(parsed.clone())
+                        .await
+                        .map_err(to_status)?;
+                    collection = Some(parsed);
+                }
+                (Some(c), false) if c.as_str() != name => {
+                    return Err(invalid(InvalidArgument::new(
+                        "collection",
+                        format!(
+                            "message {messages} names {name:?}, but the stream loads {:?}",
+                            c.as_str()
+                        ),
+                    )))
+                }
+                _ => {}
+            }
+            let mut batch = Vec::with_capacity(docs.len());
+            let mut failed = Vec::new();
+            for d in docs {
+                match d {
+                    Ok(doc) => batch.push(doc),
+                    Err(f) => failed.push(f),
+                }
+            }
+            total.failed.extend(failed);
+            if batch.is_empty() {
+                continue;
+            }
+            finish(in_flight.take(), &mut total).await?;
+            let engine = self.engine.clone();
+            let target = collection.clone().expect("set by the first message");
+            in_flight = Some(tokio::spawn(async move {
+                engine.bulk_upsert(target, batch).await.map_err(to_status)
+            }));
+        }
+        finish(in_flight, &mut total).await?;
+        if collection.is_none() {
+            return Err(invalid(InvalidArgument::new(
+                "collection",
+                "the stream sent no message",
+            )));
+        }
+        let BulkSummary {
+            added,
+            updated,
+            unchanged,
+            chunks_written,
+            chunks_embedded,
+            failed,
+        } = total;
+        Ok(Response::new(proto::BulkIngestResponse {
+            added,
+            updated,
+            unchanged,
+            chunks_written,
+            chunks_embedded,
+            failed: failed
+                .into_iter()
+                .map(|(document_id, reason)| proto::IngestFailure {
+                    document_id,
+                    reason,
+                })
+                .collect(),
+        }))
     }
 
     async fn get_document(

@@ -30,14 +30,6 @@ pub fn invalid(e: quarry_core::InvalidArgument) -> Status {
     to_status(EngineError::InvalidArgument(e))
 }
 
-/// The answer of a method whose capability has not landed yet: UNIMPLEMENTED,
-/// naming the method and the capability that will bring it.
-pub fn not_yet(method: &str, capability: &str) -> Status {
-    to_status(EngineError::Unimplemented(format!(
-        "{method} is not available in this build yet: it arrives with {capability}"
-    )))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,9 @@ pub struct UpsertSummary {
     pub unchanged: u64,
     /// Chunks written.
     pub chunks_written: u64,
+    /// Chunk texts sent to the embedder (0 when every document was
+    /// unchanged).
+    pub chunks_embedded: u64,
 }
 
 /// Which documents to delete.
@@ -292,6 +295,7 @@ impl Engine {
             .iter()
             .flat_map(|(doc, _, chunks)| chunks.iter().map(|c| embedding_text(&doc.title, c)))
             .collect();
+        let embedded = texts.len() as u64;
         let mut vectors = Vec::with_capacity(texts.len());
         for request in texts.chunks(EMBED_REQUEST_TEXTS) {
             vectors.extend(self.inner.embedder.embed(request.to_vec()).await?);
@@ -363,6 +367,7 @@ impl Engine {
         let mut summary = UpsertSummary {
             unchanged,
             chunks_written: outcome.added_chunks.len() as u64,
+            chunks_embedded: embedded,
             ..Default::default()
         };
         for status in outcome.statuses {

@@ -7,6 +7,7 @@
 //! threads behind their bounded queues.
 
 mod ask;
+mod bulk;
 mod chunk;
 mod collections;
 pub mod context;
@@ -29,6 +30,7 @@ pub use ask::{
     AskConfig, AskDone, AskEvent, AskFinish, AskRequest, Citation, GenerationOptions,
     NOT_FOUND_ANSWER, SYSTEM_PROMPT,
 };
+pub use bulk::BulkSummary;
 pub use chunk::chunk_text;
 pub use collections::{CreateCollection, DeletedCollection};
 pub use documents::{

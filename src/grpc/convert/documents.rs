@@ -134,6 +134,26 @@ pub(crate) fn filter_from_proto(f: proto::Filter, field: &str) -> Result<Filter,
     })
 }
 
+/// A document of a bulk batch, or the id and reason it cannot be loaded.
+pub type BulkDocument = Result<Document, (String, String)>;
+
+/// One BulkIngest message: its collection field and its documents, each
+/// converted on its own so that a bad one fails alone.
+pub fn bulk_batch_from_proto(req: proto::BulkIngestRequest) -> (String, Vec<BulkDocument>) {
+    let proto::BulkIngestRequest {
+        collection,
+        documents,
+    } = req;
+    let docs = documents
+        .into_iter()
+        .map(|d| {
+            let id = d.id.clone();
+            document_from_proto(d, "document").map_err(|e| (id, e.to_string()))
+        })
+        .collect();
+    (collection, docs)
+}
+
 impl TryFrom<proto::UpsertRequest> for UpsertDocuments {
     type Error = InvalidArgument;
 
@@ -231,6 +251,7 @@ impl From<UpsertSummary> for proto::UpsertResponse {
             updated,
             unchanged,
             chunks_written,
+            chunks_embedded: _,
         } = s;
         Self {
             added,

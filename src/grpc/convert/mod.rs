@@ -14,7 +14,9 @@ use crate::proto;
 mod documents;
 mod rag;
 
-pub use documents::{filter_to_proto, DeleteDocuments, GetDocument, UpsertDocuments};
+pub use documents::{
+    bulk_batch_from_proto, filter_to_proto, DeleteDocuments, GetDocument, UpsertDocuments,
+};
 pub use rag::{
     ask_from_proto, delete_from_proto, list_from_proto, record_filter_from_proto, record_id,
 };
