@@ -1,10 +1,15 @@
 //! `quarry.v1.Documents`: loading, reading and deleting documents.
 //!
 //! Documents are chunked, embedded, stored durably and indexed. BulkIngest
-//! takes a stream of batches: each batch is loaded while the next one is
-//! received (one batch in flight, so memory stays flat and the client
-//! waits through HTTP/2 flow control instead of buffering); bad documents
-//! are reported and skipped, never half-loaded.
+//! takes a stream of batches and keeps two of them loading at once, so
+//! the embedder works on one while the other is chunked, written and
+//! indexed; a third waits in the stream, so memory stays flat and the
+//! client waits through HTTP/2 flow control instead of buffering. A batch
+//! that shares a document id with one still loading waits for it, so the
+//! later version always wins. Bad documents are reported and skipped,
+//! never half-loaded.
+
+use std::collections::{HashSet, VecDeque};
 
 use quarry_core::{CollectionName, InvalidArgument};
 use quarry_engine::{BulkSummary, Engine};
@@ -15,16 +20,18 @@ use super::convert::{bulk_batch_from_proto, DeleteDocuments, GetDocument, Upsert
 use super::{invalid, to_status};
 use crate::proto;
 
-/// The loading of one batch, running while the next one arrives.
-type InFlight = JoinHandle<Result<BulkSummary, Status>>;
+/// The loading of one batch, and the ids it holds.
+type InFlight = (JoinHandle<Result<BulkSummary, Status>>, HashSet<String>);
 
-async fn finish(in_flight: Option<InFlight>, total: &mut BulkSummary) -> Result<(), Status> {
-    if let Some(task) = in_flight {
-        let summary = task
-            .await
-            .map_err(|e| Status::internal(format!("a bulk batch failed: {e}")))??;
-        total.merge(summary);
-    }
+/// Batches loading at once.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+async fn finish(batch: InFlight, total: &mut BulkSummary) -> Result<(), Status> {
+    let summary = batch
+        .0
+        .await
+        .map_err(|e| Status::internal(format!("a bulk batch failed: {e}")))??;
+    total.merge(summary);
     Ok(())
 }
 
@@ -61,7 +68,7 @@ impl proto::documents_server::Documents for DocumentsService {
         let mut stream = request.into_inner();
         let mut collection: Option<CollectionName> = None;
         let mut total = BulkSummary::default();
-        let mut in_flight: Option<InFlight> = None;
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut messages = 0usize;
         // A client that goes away mid-stream ends the loop with an error;
         // the batch in flight still completes (its documents are whole),
@@ -109,14 +116,26 @@ impl proto::documents_server::Documents for DocumentsService {
             if batch.is_empty() {
                 continue;
             }
-            finish(in_flight.take(), &mut total).await?;
+            let ids: HashSet<String> = batch.iter().map(|d| d.id.clone()).collect();
+            // Oldest first: wait while the pipe is full, and for any batch
+            // that holds one of these ids.
+            while in_flight.len() >= BATCHES_IN_FLIGHT
+                || in_flight.iter().any(|(_, held)| !held.is_disjoint(&ids))
+            {
+                let oldest = in_flight.pop_front().expect("not empty");
+                finish(oldest, &mut total).await?;
+            }
             let engine = self.engine.clone();
             let target = collection.clone().expect("set by the first message");
-            in_flight = Some(tokio::spawn(async move {
-                engine.bulk_upsert(target, batch).await.map_err(to_status)
-            }));
+            let task =
+                tokio::spawn(
+                    async move { engine.bulk_upsert(target, batch).await.map_err(to_status) },
+                );
+            in_flight.push_back((task, ids));
         }
-        finish(in_flight, &mut total).await?;
+        while let Some(batch) = in_flight.pop_front() {
+            finish(batch, &mut total).await?;
+        }
         if collection.is_none() {
             return Err(invalid(InvalidArgument::new(
                 "collection",

@@ -14,6 +14,7 @@ use std::path::Path;
 pub mod ann;
 pub mod embed;
 pub mod generate;
+pub mod ingest;
 pub mod search;
 
 /// Benchmarks.
@@ -27,6 +28,8 @@ pub enum BenchCommand {
     Ann(ann::AnnBench),
     /// Decoder prefill and decode speed on a RAG-sized prompt.
     Generate(generate::GenerateBench),
+    /// The bulk loader end to end beside embedding alone.
+    Ingest(ingest::IngestBench),
 }
 
 /// Runs a benchmark.
@@ -36,6 +39,7 @@ pub fn run(cmd: BenchCommand, runtime: &tokio::runtime::Runtime) -> anyhow::Resu
         BenchCommand::Search(args) => runtime.block_on(search::run(args)),
         BenchCommand::Ann(args) => ann::run(args),
         BenchCommand::Generate(args) => generate::run(args),
+        BenchCommand::Ingest(args) => runtime.block_on(ingest::run(args)),
     }
 }
 

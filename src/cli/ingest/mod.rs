@@ -52,8 +52,9 @@ pub struct IngestArgs {
     /// JSON field holding the metadata object.
     #[arg(long, default_value = "metadata")]
     pub metadata_field: String,
-    /// Documents per message.
-    #[arg(long, default_value_t = 64)]
+    /// Documents per message: large enough that the embedder sorts many
+    /// texts by length (less padding).
+    #[arg(long, default_value_t = 256)]
     pub batch_docs: usize,
     /// Bytes of text per message, at most (stays under the 16 MiB message
     /// limit).
@@ -143,8 +144,66 @@ enum Item {
     Bad(String, String),
 }
 
+/// What a load did.
+pub struct Report {
+    /// The server's summary.
+    pub reply: proto::BulkIngestResponse,
+    /// Records the reader could not use: (place, reason).
+    pub bad: Vec<(String, String)>,
+    /// Documents the server refused: (place, id, reason).
+    pub refused: Vec<(String, String, String)>,
+    /// Wall time of the load.
+    pub seconds: f64,
+}
+
 /// Runs `quarry ingest`.
 pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
+    let json_out = args.client.json;
+    let collection = args.collection.clone();
+    let Report {
+        reply,
+        bad,
+        refused,
+        seconds,
+    } = load(args).await?;
+    let loaded = reply.added + reply.updated + reply.unchanged;
+    if json_out {
+        let value = json!({
+            "collection": collection,
+            "added": reply.added,
+            "updated": reply.updated,
+            "unchanged": reply.unchanged,
+            "failed": refused.len() + bad.len(),
+            "failures": bad.iter().map(|(at, reason)| json!({"at": at, "reason": reason}))
+                .chain(refused.iter().map(|(at, id, reason)| json!({"at": at, "document_id": id, "reason": reason})))
+                .collect::<Vec<_>>(),
+            "chunks_written": reply.chunks_written,
+            "chunks_embedded": reply.chunks_embedded,
+            "seconds": seconds,
+            "documents_per_second": loaded as f64 / seconds.max(1e-3),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    for (at, id, reason) in &refused {
+        eprintln!("{at}: {id:?} not loaded: {reason}");
+    }
+    println!(
+        "{collection}: {} added, {} updated, {} unchanged, {} failed; {} chunks written ({} embedded) in {seconds:.1} s ({:.0} documents/s)",
+        reply.added,
+        reply.updated,
+        reply.unchanged,
+        refused.len() + bad.len(),
+        reply.chunks_written,
+        reply.chunks_embedded,
+        loaded as f64 / seconds.max(1e-3)
+    );
+    Ok(())
+}
+
+/// Loads the inputs; the report says what happened (progress and bad
+/// records go to standard error as they happen).
+pub async fn load(args: IngestArgs) -> anyhow::Result<Report> {
     let inputs = sources::inputs(&args.paths)?;
     anyhow::ensure!(!inputs.is_empty(), "no files to load under the given paths");
     let total_bytes: u64 = inputs.iter().map(|i| i.size).sum();
@@ -270,8 +329,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         }
     }
     let reply = reply.map_err(call_failed)?;
-    let elapsed = progress.started.elapsed().as_secs_f64();
-    let server_failed: Vec<(String, String, String)> = reply
+    let seconds = progress.started.elapsed().as_secs_f64();
+    let refused = reply
         .failed
         .iter()
         .map(|f| {
@@ -279,39 +338,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             (at, f.document_id.clone(), f.reason.clone())
         })
         .collect();
-    let loaded = reply.added + reply.updated + reply.unchanged;
-    if json_out {
-        let value = json!({
-            "collection": args.collection,
-            "added": reply.added,
-            "updated": reply.updated,
-            "unchanged": reply.unchanged,
-            "failed": server_failed.len() + bad.len(),
-            "failures": bad.iter().map(|(at, reason)| json!({"at": at, "reason": reason}))
-                .chain(server_failed.iter().map(|(at, id, reason)| json!({"at": at, "document_id": id, "reason": reason})))
-                .collect::<Vec<_>>(),
-            "chunks_written": reply.chunks_written,
-            "chunks_embedded": reply.chunks_embedded,
-            "seconds": elapsed,
-            "documents_per_second": loaded as f64 / elapsed.max(1e-3),
-        });
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(());
-    }
-    for (at, id, reason) in &server_failed {
-        eprintln!("{at}: {id:?} not loaded: {reason}");
-    }
-    println!(
-        "{}: {} added, {} updated, {} unchanged, {} failed; {} chunks written ({} embedded) in {:.1} s ({:.0} documents/s)",
-        args.collection,
-        reply.added,
-        reply.updated,
-        reply.unchanged,
-        server_failed.len() + bad.len(),
-        reply.chunks_written,
-        reply.chunks_embedded,
-        elapsed,
-        loaded as f64 / elapsed.max(1e-3)
-    );
-    Ok(())
+    Ok(Report {
+        reply,
+        bad,
+        refused,
+        seconds,
+    })
 }

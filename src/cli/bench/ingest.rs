@@ -1,0 +1,163 @@
+//! `quarry bench ingest`: the bulk loader end to end beside the embedder
+//! alone, in one run.
+//!
+//! 1. Embedding only: every document's text (title and text, as the
+//!    server embeds a one-chunk document) through the embedder's queue
+//!    with the server's default settings, 256 texts per request.
+//! 2. End to end: a server in this process on a fresh data directory and
+//!    `quarry ingest`'s own loader sending the corpus file over gRPC
+//!    (parse, BulkIngest, chunk, embed, store, index).
+//!
+//! The ratio of the two rates is what the loader, chunker, store and
+//! indexes cost; the goal is at least 90%.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use quarry::grpc::ServerOptions;
+use quarry_core::{CollectionName, CollectionSettings};
+use quarry_embed::{EmbedQueue, QueueConfig, MODEL_FILES};
+use quarry_engine::{CreateCollection, Engine, EngineConfig};
+use quarry_models::{ModelCache, ModelSource, DEFAULT_EMBED_MODEL};
+use serde_json::json;
+
+use crate::cli::ingest::{self, IngestArgs};
+use crate::cli::ClientArgs;
+
+/// Flags of `quarry bench ingest`.
+#[derive(Debug, clap::Args)]
+pub struct IngestBench {
+    /// A JSONL corpus (BEIR corpus.jsonl: _id, title, text).
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// Embedding model source.
+    #[arg(long, env = "QUARRY_EMBED_MODEL", default_value = DEFAULT_EMBED_MODEL)]
+    pub model: String,
+    /// Documents per BulkIngest message (as `quarry ingest --batch-docs`).
+    #[arg(long, default_value_t = 256)]
+    pub batch_docs: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the benchmark.
+pub async fn run(args: IngestBench) -> anyhow::Result<()> {
+    let records = crate::cli::eval::jsonl(&args.corpus)?;
+    let texts: Vec<String> = records
+        .iter()
+        .map(|v| {
+            let title = v["title"].as_str().unwrap_or("").trim();
+            let text = v["text"].as_str().unwrap_or("");
+            if title.is_empty() {
+                text.to_owned()
+            } else {
+                format!("{title}\n{text}")
+            }
+        })
+        .collect();
+    let docs = texts.len();
+    anyhow::ensure!(docs > 0, "{} has no documents", args.corpus.display());
+    let source: ModelSource = args.model.parse()?;
+    let cache = ModelCache::from_env();
+
+    // 1. The embedder alone.
+    let dir = cache.fetch(&source, &MODEL_FILES)?;
+    let queue = EmbedQueue::start(&dir, QueueConfig::default())?;
+    queue
+        .embed(texts.iter().take(64).cloned().collect())
+        .await?;
+    let started = Instant::now();
+    for request in texts.chunks(256) {
+        queue.embed(request.to_vec()).await?;
+    }
+    let embed_secs = started.elapsed().as_secs_f64();
+    drop(queue);
+
+    // 2. The loader against a server in this process.
+    let data = tempfile::Builder::new()
+        .prefix("quarry-bench-ingest-")
+        .tempdir()?;
+    let config = EngineConfig {
+        data_dir: data.path().to_path_buf(),
+        model_cache: cache,
+        embed_model: source,
+        embed_queue: QueueConfig::default(),
+        embed_limits: Default::default(),
+        document_limits: Default::default(),
+        search_limits: Default::default(),
+        index: Default::default(),
+        generate_model: None,
+        generate_queue_capacity: 1,
+        ask: Default::default(),
+    };
+    let engine = tokio::task::spawn_blocking(move || Engine::open(config)).await??;
+    engine
+        .create_collection(CreateCollection {
+            name: CollectionName::parse("bench")?,
+            settings: CollectionSettings::default(),
+        })
+        .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(crate::serve::serve_until_stopped(
+        engine,
+        listener,
+        ServerOptions {
+            max_message_bytes: quarry::config::DEFAULT_MAX_MESSAGE_BYTES,
+        },
+        std::time::Duration::from_secs(30),
+        stop_rx,
+    ));
+    let report = ingest::load(IngestArgs {
+        paths: vec![args.corpus.clone()],
+        collection: "bench".into(),
+        create: false,
+        id_field: "id".into(),
+        title_field: "title".into(),
+        text_field: "text".into(),
+        metadata_field: "metadata".into(),
+        batch_docs: args.batch_docs,
+        batch_bytes: 4 * 1024 * 1024,
+        strict: false,
+        client: ClientArgs {
+            addr: format!("http://{addr}"),
+            // Quiet: no progress lines in the measurement.
+            json: true,
+        },
+    })
+    .await?;
+    let _ = stop_tx.send(true);
+    server.await??;
+    let loaded = report.reply.added;
+    anyhow::ensure!(
+        loaded as usize == docs,
+        "loaded {loaded} of {docs} documents ({} refused, {} bad)",
+        report.refused.len(),
+        report.bad.len()
+    );
+
+    let embed_rate = docs as f64 / embed_secs;
+    let ingest_rate = docs as f64 / report.seconds;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "documents": docs,
+                "chunks": report.reply.chunks_written,
+                "embed_only_docs_per_s": embed_rate,
+                "ingest_docs_per_s": ingest_rate,
+                "ratio": ingest_rate / embed_rate,
+            })
+        );
+    } else {
+        println!(
+            "{docs} documents, {} chunks\n  embedding only   {embed_rate:8.1} docs/s ({embed_secs:.1} s)\n  quarry ingest    {ingest_rate:8.1} docs/s ({:.1} s)\n  ratio            {:.1}%",
+            report.reply.chunks_written,
+            report.seconds,
+            100.0 * ingest_rate / embed_rate
+        );
+    }
+    Ok(())
+}
