@@ -73,6 +73,10 @@ const QUEUED_BATCHES: usize = 2;
 /// Progress on a terminal (a bar) or in a log (a line every few seconds).
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
+    /// The collection's (documents, chunks) as the server last reported
+    /// them, and at the start: stored work, not just sent work.
+    stored: tokio::sync::watch::Receiver<(u64, u64)>,
+    stored_at_start: (u64, u64),
     started: Instant,
     last_line: Instant,
     docs: u64,
@@ -82,7 +86,11 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(total_bytes: u64, quiet: bool) -> Self {
+    fn new(
+        total_bytes: u64,
+        quiet: bool,
+        stored: tokio::sync::watch::Receiver<(u64, u64)>,
+    ) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = indicatif::ProgressBar::new(total_bytes);
             bar.set_style(
@@ -93,8 +101,11 @@ impl Progress {
             );
             bar
         });
+        let stored_at_start = *stored.borrow();
         Self {
             bar,
+            stored,
+            stored_at_start,
             started: Instant::now(),
             last_line: Instant::now(),
             docs: 0,
@@ -104,14 +115,23 @@ impl Progress {
         }
     }
 
-    fn rate(&self) -> f64 {
-        self.docs as f64 / self.started.elapsed().as_secs_f64().max(1e-3)
+    fn message(&self) -> String {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let (docs, chunks) = *self.stored.borrow();
+        let (docs0, chunks0) = self.stored_at_start;
+        let (new_docs, new_chunks) = (docs.saturating_sub(docs0), chunks.saturating_sub(chunks0));
+        format!(
+            "{} sent · {new_docs} new documents ({:.0}/s), {new_chunks} new chunks ({:.0}/s) stored",
+            self.docs,
+            new_docs as f64 / secs,
+            new_chunks as f64 / secs
+        )
     }
 
     fn sent(&mut self, docs: u64, bytes: u64) {
         self.docs += docs;
         self.bytes += bytes;
-        let msg = format!("{} documents, {:.0} docs/s", self.docs, self.rate());
+        let msg = self.message();
         if let Some(bar) = &self.bar {
             bar.set_position(self.bytes.min(self.total_bytes));
             bar.set_message(msg);
@@ -212,7 +232,7 @@ pub async fn load(args: IngestArgs) -> anyhow::Result<Report> {
         .max_decoding_message_size(args.client.max_message_bytes())
         .max_encoding_message_size(args.client.max_message_bytes());
     if args.create {
-        let mut collections = proto::collections_client::CollectionsClient::new(channel);
+        let mut collections = proto::collections_client::CollectionsClient::new(channel.clone());
         match collections
             .create_collection(proto::CreateCollectionRequest {
                 name: args.collection.clone(),
@@ -281,17 +301,53 @@ pub async fn load(args: IngestArgs) -> anyhow::Result<Report> {
         .context("cannot start the reader thread")?;
 
     let json_out = args.client.json;
-    let mut progress = Progress::new(total_bytes, json_out);
+    // The server's counts, polled: progress shows what is stored.
+    let (stored_tx, stored_rx) = tokio::sync::watch::channel((0u64, 0u64));
+    let mut collections = proto::collections_client::CollectionsClient::new(channel.clone());
+    let name = args.collection.clone();
+    let counts = |c: proto::Collection| (c.document_count, c.chunk_count);
+    if let Ok(c) = collections
+        .get_collection(proto::GetCollectionRequest { name: name.clone() })
+        .await
+    {
+        let _ = stored_tx.send(counts(c.into_inner()));
+    }
+    let poller = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Ok(c) = collections
+                .get_collection(proto::GetCollectionRequest { name: name.clone() })
+                .await
+            {
+                if stored_tx.send(counts(c.into_inner())).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut progress = Progress::new(total_bytes, json_out, stored_rx);
     let (requests_tx, requests_rx) = tokio::sync::mpsc::channel(1);
-    let call = tokio::spawn(async move {
+    let mut call = tokio::spawn(async move {
         client
             .bulk_ingest(ReceiverStream::new(requests_rx))
             .await
             .map(|r| r.into_inner())
     });
+    // Progress moves with the server's counts, not only with sends.
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut places: HashMap<String, String> = HashMap::new();
     let mut bad: Vec<(String, String)> = Vec::new();
-    while let Some(item) = items_rx.recv().await {
+    loop {
+        let item = tokio::select! {
+            item = items_rx.recv() => match item {
+                Some(item) => item,
+                None => break,
+            },
+            _ = ticker.tick() => {
+                progress.sent(0, 0);
+                continue;
+            }
+        };
         match item {
             Item::Batch(message, at, bytes) => {
                 let n = message.documents.len() as u64;
@@ -315,7 +371,13 @@ pub async fn load(args: IngestArgs) -> anyhow::Result<Report> {
     }
     drop(items_rx);
     drop(requests_tx);
-    let reply = call.await?;
+    let reply = loop {
+        tokio::select! {
+            reply = &mut call => break reply?,
+            _ = ticker.tick() => progress.sent(0, 0),
+        }
+    };
+    poller.abort();
     let _ = reader.join();
     progress.finish();
     if strict {
