@@ -3,9 +3,8 @@
 //! tokenizer built from a GGUF file's own metadata ([`gguf_vocab`]) or read
 //! from tokenizer.json ([`hf_vocab`]), chat templates ([`template`]),
 //! sampling ([`sampling`]), UTF-8-safe streaming with stop sequences
-//! ([`stream`]) and the model thread behind a bounded queue ([`queue`]).
-//! The server's `Rag.Ask` is wired to it with the next issue; until then
-//! it answers UNIMPLEMENTED.
+//! ([`stream`]) and the model thread behind a bounded queue ([`queue`]),
+//! which the engine's Ask drives.
 
 mod error;
 pub mod gguf_vocab;
