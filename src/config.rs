@@ -131,6 +131,16 @@ pub struct ServeArgs {
     /// Most tokens one Ask may generate (1-4096). [default: 1024]
     #[arg(long, env = "QUARRY_MAX_NEW_TOKENS")]
     pub max_new_tokens: Option<usize>,
+
+    /// The API keys file (hashes, roles, allow-lists; `quarry keys create`
+    /// writes it). Required unless --no-auth.
+    #[arg(long, env = "QUARRY_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
+
+    /// Serve without API keys: every caller may do everything. Only for
+    /// local development; the server logs a warning.
+    #[arg(long, env = "QUARRY_NO_AUTH")]
+    pub no_auth: bool,
 }
 
 /// The contents of a `--config` file.
@@ -156,6 +166,8 @@ struct FileConfig {
     ask_top_k: Option<usize>,
     ask_min_similarity: Option<f32>,
     max_new_tokens: Option<usize>,
+    keys_file: Option<PathBuf>,
+    no_auth: Option<bool>,
 }
 
 /// The effective configuration of a server.
@@ -185,6 +197,10 @@ pub struct ServeConfig {
     pub generate_queue_capacity: usize,
     /// Limits and defaults of Ask.
     pub ask: AskConfig,
+    /// The API keys file; `None` with `no_auth`.
+    pub keys_file: Option<PathBuf>,
+    /// Auth is off.
+    pub no_auth: bool,
 }
 
 /// A configuration that cannot be used.
@@ -373,7 +389,21 @@ impl ServeArgs {
             default_max_new_tokens: ask_defaults.default_max_new_tokens.min(max_new_tokens),
             ..ask_defaults
         };
+        let no_auth = self.no_auth || file.no_auth.unwrap_or(false);
+        let keys_file = match (self.keys_file, file.keys_file) {
+            (Some(flag), _) => Some(flag),
+            (None, Some(path)) => Some(from_file(path)),
+            (None, None) => None,
+        };
+        if keys_file.is_some() && no_auth {
+            return Err(ConfigError::Invalid {
+                setting: "--no-auth",
+                reason: "is set together with --keys-file; choose one".into(),
+            });
+        }
         Ok(ServeConfig {
+            keys_file,
+            no_auth,
             generate_model,
             generate_queue_capacity,
             ask,

@@ -60,6 +60,9 @@ enum Command {
     History(cli::history::HistoryCommand),
     /// Retrieval quality (nDCG@10, Recall@100, MRR@10) on a BEIR folder.
     Eval(cli::eval::EvalArgs),
+    /// Create and list API keys (edits the keys file).
+    #[command(subcommand)]
+    Keys(cli::keys::KeysCommand),
     /// Fetch and list models in the local cache.
     #[command(subcommand)]
     Models(cli::models::ModelsCommand),
@@ -101,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(cmd) => runtime.block_on(cli::history::run(cmd)),
         Command::Eval(args) => runtime.block_on(cli::eval::run(args)),
         Command::Models(cmd) => cli::models::run(cmd),
+        Command::Keys(cmd) => cli::keys::run(cmd),
         Command::Bench(cmd) => cli::bench::run(cmd, &runtime),
     }
 }

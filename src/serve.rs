@@ -5,6 +5,7 @@
 use std::io::Write;
 
 use anyhow::Context;
+use quarry::auth::{Authenticator, KeysFile};
 use quarry::config::{ServeArgs, ServeConfig};
 use quarry::grpc::{self, ServerOptions};
 use quarry_engine::{Engine, EngineConfig};
@@ -12,12 +13,15 @@ use tokio::sync::watch;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
+    // Keys before models: a server without them fails in milliseconds.
+    let auth = authenticator(&config)?;
     let engine = open_engine(&config).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let stop = stop_on_signal();
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "quarry serving");
     // Scripts and tests read the bound address (useful with port 0) here.
     println!("listening on {addr}");
@@ -28,11 +32,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         listener,
         ServerOptions {
             max_message_bytes: config.max_message_bytes,
+            auth,
         },
         config.shutdown_grace,
-        stop_on_signal(),
+        stop,
     )
     .await
+}
+
+/// The server's authenticator: the keys file's keys, or nothing checked
+/// when --no-auth says so. Neither is a configuration error, so that a
+/// server never runs open by accident.
+pub fn authenticator(config: &ServeConfig) -> anyhow::Result<Authenticator> {
+    if config.no_auth {
+        tracing::warn!(
+            "authentication is OFF (--no-auth): every caller may read, write and delete everything"
+        );
+        return Ok(Authenticator::off());
+    }
+    let path = config.keys_file.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no API keys: pass --keys-file FILE (create keys with `quarry keys create NAME --role reader|writer|admin`), or --no-auth for local development"
+        )
+    })?;
+    let keys = KeysFile::read(path, false)?;
+    anyhow::ensure!(
+        !keys.keys.is_empty(),
+        "keys file {} holds no keys (create one with `quarry keys create`)",
+        path.display()
+    );
+    tracing::info!(keys = keys.keys.len(), file = %path.display(), "API keys loaded");
+    Ok(Authenticator::with_keys(&keys))
 }
 
 /// Opens the engine a configuration describes (loading the models) on the
@@ -59,8 +89,41 @@ pub async fn open_engine(config: &ServeConfig) -> anyhow::Result<Engine> {
 /// A receiver that turns true on SIGTERM or Ctrl-C.
 pub fn stop_on_signal() -> watch::Receiver<bool> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Registered here, before the caller announces it listens: a signal
+    // that arrives right after must not take the default action (exit).
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
     tokio::spawn(async move {
-        wait_for_stop_signal().await;
+        #[cfg(unix)]
+        {
+            let (term, int) = signals;
+            let wait = |s: std::io::Result<tokio::signal::unix::Signal>, name: &'static str| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for {name}");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = wait(term, "SIGTERM") => {},
+                _ = wait(int, "SIGINT") => {},
+            }
+        }
+        #[cfg(not(unix))]
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
         tracing::info!("stop signal received: refusing new calls, finishing in-flight ones");
         let _ = stop_tx.send(true);
     });
@@ -94,31 +157,4 @@ pub async fn serve_until_stopped(
         .context("final flush failed")?;
     tracing::info!("quarry stopped");
     Ok(())
-}
-
-async fn wait_for_stop_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }

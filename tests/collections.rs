@@ -228,7 +228,13 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
     let dir = data_dir();
     let first = TestServer::start(dir.path());
     let output = std::process::Command::new(common::quarry_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--no-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();

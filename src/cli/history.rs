@@ -349,7 +349,7 @@ pub async fn run(cmd: HistoryCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(client: &ClientArgs) -> anyhow::Result<HistoryClient<tonic::transport::Channel>> {
+async fn connect(client: &ClientArgs) -> anyhow::Result<HistoryClient<super::AuthChannel>> {
     Ok(HistoryClient::new(client.connect().await?)
         .max_decoding_message_size(client.max_message_bytes()))
 }

@@ -8,13 +8,17 @@ pub mod embed;
 pub mod eval;
 pub mod history;
 pub mod ingest;
+pub mod keys;
 pub mod models;
 pub mod quickstart;
 pub mod search;
 
 use std::time::Duration;
 
+use std::task::{Context as TaskContext, Poll};
+
 use anyhow::Context;
+use tonic::codegen::http;
 use tonic::transport::{Channel, Endpoint};
 
 /// Default server address of every client subcommand.
@@ -30,6 +34,37 @@ pub struct ClientArgs {
     /// Print JSON instead of human-readable text.
     #[arg(long)]
     pub json: bool,
+
+    /// The API key, sent as `authorization: Bearer KEY` (prefer the
+    /// environment variable: command lines are visible to other users).
+    #[arg(long, env = "QUARRY_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+/// A channel that sends the API key with every call.
+#[derive(Clone)]
+pub struct AuthChannel {
+    inner: Channel,
+    authorization: Option<http::HeaderValue>,
+}
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for AuthChannel {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = <Channel as tonic::codegen::Service<http::Request<tonic::body::Body>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        tonic::codegen::Service::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        if let Some(value) = &self.authorization {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value.clone());
+        }
+        self.inner.call(request)
+    }
 }
 
 /// Largest reply a client accepts: the server's default limit, so that
@@ -42,8 +77,27 @@ impl ClientArgs {
         CLIENT_MAX_MESSAGE_BYTES
     }
 
-    /// Connects to the server, failing fast when it cannot be reached.
-    pub async fn connect(&self) -> anyhow::Result<Channel> {
+    /// Connects to the server (failing fast when it cannot be reached); the
+    /// channel carries the API key, if any.
+    pub async fn connect(&self) -> anyhow::Result<AuthChannel> {
+        let authorization = match &self.api_key {
+            Some(key) => {
+                let mut value = http::HeaderValue::from_str(&format!("Bearer {}", key.trim()))
+                    .map_err(|_| {
+                        anyhow::anyhow!("--api-key / QUARRY_API_KEY is not valid header text")
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        Ok(AuthChannel {
+            inner: self.channel().await?,
+            authorization,
+        })
+    }
+
+    async fn channel(&self) -> anyhow::Result<Channel> {
         let endpoint = Endpoint::from_shared(self.addr.clone())
             .with_context(|| format!("--addr {:?} is not a valid URI", self.addr))?
             .connect_timeout(Duration::from_secs(5));

@@ -112,8 +112,16 @@ pub async fn run(mut args: QuickstartArgs) -> anyhow::Result<()> {
     if args.serve.data_dir.is_none() {
         args.serve.data_dir = Some(default_data_dir());
     }
+    // A local demonstration: without a keys file, keys are off (said
+    // below, and logged).
+    if args.serve.keys_file.is_none() {
+        args.serve.no_auth = true;
+    }
     let config = args.serve.resolve()?;
     println!("Quarry quickstart · data in {}", config.data_dir.display());
+    if config.no_auth {
+        println!("    (API keys off for this local demo; a real server uses --keys-file)");
+    }
 
     step(1, "models");
     let cache = config.model_cache.clone();
@@ -199,6 +207,7 @@ pub async fn run(mut args: QuickstartArgs) -> anyhow::Result<()> {
         listener,
         ServerOptions {
             max_message_bytes: config.max_message_bytes,
+            auth: crate::serve::authenticator(&config)?,
         },
         config.shutdown_grace,
         stop_rx,

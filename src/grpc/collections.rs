@@ -5,6 +5,7 @@ use quarry_engine::{CreateCollection, Engine};
 use tonic::{Request, Response, Status};
 
 use super::{invalid, to_status};
+use crate::auth::{Principal, Role};
 use crate::proto;
 
 /// The Collections service.
@@ -24,6 +25,7 @@ impl proto::collections_server::Collections for CollectionsService {
         &self,
         request: Request<proto::CreateCollectionRequest>,
     ) -> Result<Response<proto::Collection>, Status> {
+        Principal::of(&request)?.require(Role::Admin, "Collections.CreateCollection")?;
         let req = CreateCollection::try_from(request.into_inner()).map_err(invalid)?;
         let info = self
             .engine
@@ -37,7 +39,10 @@ impl proto::collections_server::Collections for CollectionsService {
         &self,
         request: Request<proto::GetCollectionRequest>,
     ) -> Result<Response<proto::Collection>, Status> {
+        let who = Principal::of(&request)?;
+        who.require(Role::Reader, "Collections.GetCollection")?;
         let name = CollectionName::try_from(request.into_inner()).map_err(invalid)?;
+        who.may_use(name.as_str())?;
         let info = self.engine.get_collection(name).await.map_err(to_status)?;
         Ok(Response::new(info.into()))
     }
@@ -46,10 +51,17 @@ impl proto::collections_server::Collections for CollectionsService {
         &self,
         request: Request<proto::ListCollectionsRequest>,
     ) -> Result<Response<proto::ListCollectionsResponse>, Status> {
+        let who = Principal::of(&request)?;
+        who.require(Role::Reader, "Collections.ListCollections")?;
         let proto::ListCollectionsRequest {} = request.into_inner();
         let list = self.engine.list_collections().await.map_err(to_status)?;
         Ok(Response::new(proto::ListCollectionsResponse {
-            collections: list.into_iter().map(Into::into).collect(),
+            // A key limited to some collections sees only those.
+            collections: list
+                .into_iter()
+                .filter(|c| who.may_use(c.name.as_str()).is_ok())
+                .map(Into::into)
+                .collect(),
         }))
     }
 
@@ -57,6 +69,7 @@ impl proto::collections_server::Collections for CollectionsService {
         &self,
         request: Request<proto::DeleteCollectionRequest>,
     ) -> Result<Response<proto::DeleteCollectionResponse>, Status> {
+        Principal::of(&request)?.require(Role::Admin, "Collections.DeleteCollection")?;
         let name = CollectionName::try_from(request.into_inner()).map_err(invalid)?;
         let deleted = self
             .engine

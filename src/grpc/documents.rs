@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{bulk_batch_from_proto, DeleteDocuments, GetDocument, UpsertDocuments};
 use super::{invalid, to_status};
+use crate::auth::{Principal, Role};
 use crate::proto;
 
 /// The loading of one batch, and the ids it holds.
@@ -52,7 +53,10 @@ impl proto::documents_server::Documents for DocumentsService {
         &self,
         request: Request<proto::UpsertRequest>,
     ) -> Result<Response<proto::UpsertResponse>, Status> {
+        let who = Principal::of(&request)?;
+        who.require(Role::Writer, "Documents.Upsert")?;
         let req = UpsertDocuments::try_from(request.into_inner()).map_err(invalid)?;
+        who.may_use(req.collection.as_str())?;
         let summary = self
             .engine
             .upsert_documents(req.collection, req.documents)
@@ -65,6 +69,8 @@ impl proto::documents_server::Documents for DocumentsService {
         &self,
         request: Request<Streaming<proto::BulkIngestRequest>>,
     ) -> Result<Response<proto::BulkIngestResponse>, Status> {
+        let who = Principal::of(&request)?;
+        who.require(Role::Writer, "Documents.BulkIngest")?;
         let mut stream = request.into_inner();
         let mut collection: Option<CollectionName> = None;
         let mut total = BulkSummary::default();
@@ -86,6 +92,7 @@ impl proto::documents_server::Documents for DocumentsService {
                 (None, false) => {
                     let parsed =
                         CollectionName::parse_field(&name, "collection").map_err(invalid)?;
+                    who.may_use(parsed.as_str())?;
                     // Unknown collections fail before any document is read.
                     self.engine
                         .get_collection(parsed.clone())
@@ -170,7 +177,10 @@ impl proto::documents_server::Documents for DocumentsService {
         &self,
         request: Request<proto::GetDocumentRequest>,
     ) -> Result<Response<proto::Document>, Status> {
+        let who = Principal::of(&request)?;
+        who.require(Role::Reader, "Documents.GetDocument")?;
         let req = GetDocument::try_from(request.into_inner()).map_err(invalid)?;
+        who.may_use(req.collection.as_str())?;
         let doc = self
             .engine
             .get_document(req.collection, req.id)
@@ -183,7 +193,10 @@ impl proto::documents_server::Documents for DocumentsService {
         &self,
         request: Request<proto::DeleteDocumentsRequest>,
     ) -> Result<Response<proto::DeleteDocumentsResponse>, Status> {
+        let who = Principal::of(&request)?;
+        who.require(Role::Writer, "Documents.DeleteDocuments")?;
         let req = DeleteDocuments::try_from(request.into_inner()).map_err(invalid)?;
+        who.may_use(req.collection.as_str())?;
         let summary = self
             .engine
             .delete_documents(req.collection, req.selector)

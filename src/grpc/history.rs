@@ -1,14 +1,28 @@
 //! `quarry.v1.History`: the stored prompt/response records of Ask.
+//!
+//! Any key may read its own records; only admin keys see, rate and delete
+//! everyone's. A record of someone else is NOT_FOUND to a non-admin, so
+//! its existence does not leak.
 
 use std::pin::Pin;
 
-use quarry_engine::Engine;
+use quarry_core::{Record, RecordId};
+use quarry_engine::{Engine, RecordFilter, RecordSelector};
 use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert::{delete_from_proto, list_from_proto, record_filter_from_proto, record_id};
 use super::{invalid, to_status};
+use crate::auth::{Principal, Role};
 use crate::proto;
+
+/// Limits a filter to the caller's own records unless it is an admin.
+fn own(who: &Principal, mut filter: RecordFilter) -> RecordFilter {
+    if !who.sees_all_history() {
+        filter.principal = Some(who.name.clone());
+    }
+    filter
+}
 
 /// The History service.
 pub struct HistoryService {
@@ -21,6 +35,17 @@ impl HistoryService {
     }
 }
 
+impl HistoryService {
+    /// The record, if the caller may see it (NOT_FOUND otherwise).
+    async fn owned(&self, who: &Principal, id: RecordId) -> Result<Record, Status> {
+        let record = self.engine.get_record(id).await.map_err(to_status)?;
+        if !who.sees_all_history() && record.principal != who.name {
+            return Err(Status::not_found(format!("record {id} not found")));
+        }
+        Ok(record)
+    }
+}
+
 #[tonic::async_trait]
 impl proto::history_server::History for HistoryService {
     type ExportRecordsStream = Pin<Box<dyn Stream<Item = Result<proto::Record, Status>> + Send>>;
@@ -29,10 +54,12 @@ impl proto::history_server::History for HistoryService {
         &self,
         request: Request<proto::ListRecordsRequest>,
     ) -> Result<Response<proto::ListRecordsResponse>, Status> {
+        let who = Principal::of(&request)?;
+        who.require(Role::Reader, "History.ListRecords")?;
         let (filter, page_size, token) = list_from_proto(request.into_inner()).map_err(invalid)?;
         let page = self
             .engine
-            .list_records(filter, page_size, token)
+            .list_records(own(&who, filter), page_size, token)
             .await
             .map_err(to_status)?;
         Ok(Response::new(proto::ListRecordsResponse {
@@ -45,9 +72,11 @@ impl proto::history_server::History for HistoryService {
         &self,
         request: Request<proto::GetRecordRequest>,
     ) -> Result<Response<proto::Record>, Status> {
+        let who = Principal::of(&request)?;
+        who.require(Role::Reader, "History.GetRecord")?;
         let proto::GetRecordRequest { id } = request.into_inner();
         let id = record_id(&id, "id").map_err(invalid)?;
-        let record = self.engine.get_record(id).await.map_err(to_status)?;
+        let record = self.owned(&who, id).await?;
         Ok(Response::new(record.into()))
     }
 
@@ -55,8 +84,11 @@ impl proto::history_server::History for HistoryService {
         &self,
         request: Request<proto::RateRecordRequest>,
     ) -> Result<Response<proto::Record>, Status> {
+        let who = Principal::of(&request)?;
+        who.require(Role::Reader, "History.RateRecord")?;
         let proto::RateRecordRequest { id, score, comment } = request.into_inner();
         let id = record_id(&id, "id").map_err(invalid)?;
+        self.owned(&who, id).await?;
         let record = self
             .engine
             .rate_record(id, score, comment)
@@ -69,10 +101,12 @@ impl proto::history_server::History for HistoryService {
         &self,
         request: Request<proto::ExportRecordsRequest>,
     ) -> Result<Response<Self::ExportRecordsStream>, Status> {
+        let who = Principal::of(&request)?;
+        who.require(Role::Reader, "History.ExportRecords")?;
         let proto::ExportRecordsRequest { filter } = request.into_inner();
         let records = self
             .engine
-            .export_records(record_filter_from_proto(filter))
+            .export_records(own(&who, record_filter_from_proto(filter)))
             .map_err(to_status)?;
         let stream =
             ReceiverStream::new(records).map(|record| record.map(Into::into).map_err(to_status));
@@ -83,7 +117,38 @@ impl proto::history_server::History for HistoryService {
         &self,
         request: Request<proto::DeleteRecordsRequest>,
     ) -> Result<Response<proto::DeleteRecordsResponse>, Status> {
+        let who = Principal::of(&request)?;
+        who.require(Role::Reader, "History.DeleteRecords")?;
         let selector = delete_from_proto(request.into_inner()).map_err(invalid)?;
+        // A non-admin deletes only its own records: those of the ids it
+        // names, or of the session, that are its.
+        let selector = if who.sees_all_history() {
+            selector
+        } else {
+            let filter = match &selector {
+                RecordSelector::Session(s) => RecordFilter {
+                    session_id: Some(s.clone()),
+                    ..Default::default()
+                },
+                RecordSelector::Ids(_) => RecordFilter::default(),
+            };
+            let mut mine = Vec::new();
+            let mut records = self
+                .engine
+                .export_records(own(&who, filter))
+                .map_err(to_status)?;
+            while let Some(record) = records.recv().await {
+                let record = record.map_err(to_status)?;
+                match &selector {
+                    RecordSelector::Ids(ids) if !ids.contains(&record.id) => {}
+                    _ => mine.push(record.id),
+                }
+            }
+            if mine.is_empty() {
+                return Ok(Response::new(proto::DeleteRecordsResponse { deleted: 0 }));
+            }
+            RecordSelector::Ids(mine)
+        };
         let deleted = self
             .engine
             .delete_records(selector)

@@ -20,7 +20,10 @@ use quarry_engine::Engine;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
+
+use crate::auth::Authenticator;
 
 use crate::proto;
 use proto::collections_server::CollectionsServer;
@@ -47,6 +50,8 @@ pub const SERVICE_NAMES: [&str; 5] = [
 pub struct ServerOptions {
     /// Largest message a client may send, and the server may send, in bytes.
     pub max_message_bytes: usize,
+    /// Who may call (API keys), or nobody checked.
+    pub auth: Authenticator,
 }
 
 /// Serves every service on `listener` until `shutdown` resolves, then stops
@@ -75,6 +80,8 @@ pub async fn serve(
         .expect("the compiled descriptors are valid");
 
     let max = options.max_message_bytes;
+    let auth = options.auth;
+    // Health and reflection stay open; every Quarry service checks keys.
     let shutdown = async move {
         shutdown.await;
         // Tell load balancers first, then stop accepting.
@@ -93,31 +100,36 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
+        .add_service(InterceptedService::new(
             CollectionsServer::new(collections::CollectionsService::new(engine.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-        )
-        .add_service(
+            auth.clone(),
+        ))
+        .add_service(InterceptedService::new(
             DocumentsServer::new(documents::DocumentsService::new(engine.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-        )
-        .add_service(
+            auth.clone(),
+        ))
+        .add_service(InterceptedService::new(
             RetrievalServer::new(retrieval::RetrievalService::new(engine.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-        )
-        .add_service(
+            auth.clone(),
+        ))
+        .add_service(InterceptedService::new(
             RagServer::new(rag::RagService::new(engine.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-        )
-        .add_service(
+            auth.clone(),
+        ))
+        .add_service(InterceptedService::new(
             HistoryServer::new(history::HistoryService::new(engine))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-        )
+            auth,
+        ))
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
 }

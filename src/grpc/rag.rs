@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::ask_from_proto;
 use super::{invalid, to_status};
+use crate::auth::{Principal, Role};
 use crate::proto;
 
 /// The Rag service.
@@ -34,8 +35,11 @@ impl proto::rag_server::Rag for RagService {
         &self,
         request: Request<proto::AskRequest>,
     ) -> Result<Response<Self::AskStream>, Status> {
-        // Auth is not served yet: every record has an empty principal.
-        let req = ask_from_proto(request.into_inner(), String::new()).map_err(invalid)?;
+        let who = Principal::of(&request)?;
+        who.require(Role::Reader, "Rag.Ask")?;
+        // The record carries the key's name (empty when auth is off).
+        let req = ask_from_proto(request.into_inner(), who.name.clone()).map_err(invalid)?;
+        who.may_use(req.collection.as_str())?;
         let events = self.engine.ask(req).await.map_err(to_status)?;
         let stream =
             ReceiverStream::new(events).map(|event| event.map(Into::into).map_err(to_status));

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use quarry_engine::SearchRequest;
 
 use super::{invalid, to_status};
+use crate::auth::{Principal, Role};
 use crate::proto;
 
 /// The Retrieval service.
@@ -29,7 +30,10 @@ impl proto::retrieval_server::Retrieval for RetrievalService {
         request: Request<proto::SearchRequest>,
     ) -> Result<Response<proto::SearchResponse>, Status> {
         let started = std::time::Instant::now();
+        let who = Principal::of(&request)?;
+        who.require(Role::Reader, "Retrieval.Search")?;
         let req = SearchRequest::try_from(request.into_inner()).map_err(invalid)?;
+        who.may_use(req.collection.as_str())?;
         let hits = self.engine.search(req).await.map_err(to_status)?;
         Ok(Response::new(proto::SearchResponse {
             hits: hits.into_iter().map(Into::into).collect(),
@@ -41,6 +45,7 @@ impl proto::retrieval_server::Retrieval for RetrievalService {
         &self,
         request: Request<proto::EmbedRequest>,
     ) -> Result<Response<proto::EmbedResponse>, Status> {
+        Principal::of(&request)?.require(Role::Reader, "Retrieval.Embed")?;
         let proto::EmbedRequest { texts } = request.into_inner();
         let embeddings = self.engine.embed(texts).await.map_err(to_status)?;
         Ok(Response::new(embeddings.into()))

@@ -53,12 +53,19 @@ impl TestServer {
         Self::start_with(data_dir, &[])
     }
 
-    /// Starts a server with extra flags.
+    /// Starts a server with extra flags; without --keys-file among them,
+    /// auth is off (--no-auth).
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
         ensure_models();
+        let auth: &[&str] = if extra.contains(&"--keys-file") {
+            &[]
+        } else {
+            &["--no-auth"]
+        };
         let mut child = Command::new(quarry_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(auth)
             .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("QUARRY_CONFIG")

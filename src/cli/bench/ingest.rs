@@ -106,6 +106,7 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
         listener,
         ServerOptions {
             max_message_bytes: quarry::config::DEFAULT_MAX_MESSAGE_BYTES,
+            auth: quarry::auth::Authenticator::off(),
         },
         std::time::Duration::from_secs(30),
         stop_rx,
@@ -125,6 +126,7 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
             addr: format!("http://{addr}"),
             // Quiet: no progress lines in the measurement.
             json: true,
+            api_key: None,
         },
     })
     .await?;

@@ -325,7 +325,14 @@ impl Server {
             .open(log)?;
         let started = Instant::now();
         let mut child = Command::new(std::env::current_exe()?)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            // A throwaway server on loopback for the measurement.
+            .args([
+                "serve",
+                "--no-auth",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir)
             .env("RUST_LOG", "warn,quarry_engine=info,quarry=info")
             .stdin(Stdio::null())
