@@ -141,6 +141,11 @@ pub struct ServeArgs {
     /// local development; the server logs a warning.
     #[arg(long, env = "QUARRY_NO_AUTH")]
     pub no_auth: bool,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (a separate port,
+    /// no keys: keep it on a private network). Off when unset.
+    #[arg(long, env = "QUARRY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The contents of a `--config` file.
@@ -168,6 +173,7 @@ struct FileConfig {
     max_new_tokens: Option<usize>,
     keys_file: Option<PathBuf>,
     no_auth: Option<bool>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// The effective configuration of a server.
@@ -201,6 +207,8 @@ pub struct ServeConfig {
     pub keys_file: Option<PathBuf>,
     /// Auth is off.
     pub no_auth: bool,
+    /// Where to serve /metrics, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A configuration that cannot be used.
@@ -402,6 +410,7 @@ impl ServeArgs {
             });
         }
         Ok(ServeConfig {
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
             keys_file,
             no_auth,
             generate_model,

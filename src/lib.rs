@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod grpc;
+pub mod metrics;
 
 /// The generated `quarry.v1` messages, clients and servers.
 pub mod proto {

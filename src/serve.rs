@@ -22,6 +22,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let stop = stop_on_signal();
+    if let Some(metrics_addr) = config.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {metrics_addr}"))?;
+        let bound = metrics.local_addr()?;
+        tracing::info!(addr = %bound, "metrics at /metrics");
+        println!("metrics on {bound}");
+        tokio::spawn(quarry::metrics::serve(
+            metrics,
+            engine.clone(),
+            stop.clone(),
+        ));
+    }
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "quarry serving");
     // Scripts and tests read the bound address (useful with port 0) here.
     println!("listening on {addr}");

@@ -53,155 +53,180 @@ impl proto::documents_server::Documents for DocumentsService {
         &self,
         request: Request<proto::UpsertRequest>,
     ) -> Result<Response<proto::UpsertResponse>, Status> {
-        let who = Principal::of(&request)?;
-        who.require(Role::Writer, "Documents.Upsert")?;
-        let req = UpsertDocuments::try_from(request.into_inner()).map_err(invalid)?;
-        who.may_use(req.collection.as_str())?;
-        let summary = self
-            .engine
-            .upsert_documents(req.collection, req.documents)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(summary.into()))
+        crate::metrics::observed("Documents.Upsert", async move {
+            let who = Principal::of(&request)?;
+            who.require(Role::Writer, "Documents.Upsert")?;
+            let req = UpsertDocuments::try_from(request.into_inner()).map_err(invalid)?;
+            who.may_use(req.collection.as_str())?;
+            let summary = self
+                .engine
+                .upsert_documents(req.collection, req.documents)
+                .await
+                .map_err(to_status)?;
+            crate::metrics::global().loaded(
+                summary.added,
+                summary.updated,
+                summary.unchanged,
+                0,
+                summary.chunks_embedded,
+            );
+            Ok(Response::new(summary.into()))
+        })
+        .await
     }
 
     async fn bulk_ingest(
         &self,
         request: Request<Streaming<proto::BulkIngestRequest>>,
     ) -> Result<Response<proto::BulkIngestResponse>, Status> {
-        let who = Principal::of(&request)?;
-        who.require(Role::Writer, "Documents.BulkIngest")?;
-        let mut stream = request.into_inner();
-        let mut collection: Option<CollectionName> = None;
-        let mut total = BulkSummary::default();
-        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-        let mut messages = 0usize;
-        // A client that goes away mid-stream ends the loop with an error;
-        // the batch in flight still completes (its documents are whole),
-        // and nothing of the unfinished message is stored.
-        while let Some(message) = stream.message().await? {
-            messages += 1;
-            let (name, docs) = bulk_batch_from_proto(message);
-            match (&collection, name.is_empty()) {
-                (None, true) => {
-                    return Err(invalid(InvalidArgument::new(
-                        "collection",
-                        "is required in the first message",
-                    )))
+        crate::metrics::observed("Documents.BulkIngest", async move {
+            let who = Principal::of(&request)?;
+            who.require(Role::Writer, "Documents.BulkIngest")?;
+            let mut stream = request.into_inner();
+            let mut collection: Option<CollectionName> = None;
+            let mut total = BulkSummary::default();
+            let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+            let mut messages = 0usize;
+            // A client that goes away mid-stream ends the loop with an error;
+            // the batch in flight still completes (its documents are whole),
+            // and nothing of the unfinished message is stored.
+            while let Some(message) = stream.message().await? {
+                messages += 1;
+                let (name, docs) = bulk_batch_from_proto(message);
+                match (&collection, name.is_empty()) {
+                    (None, true) => {
+                        return Err(invalid(InvalidArgument::new(
+                            "collection",
+                            "is required in the first message",
+                        )))
+                    }
+                    (None, false) => {
+                        let parsed =
+                            CollectionName::parse_field(&name, "collection").map_err(invalid)?;
+                        who.may_use(parsed.as_str())?;
+                        // Unknown collections fail before any document is read.
+                        self.engine
+                            .get_collection(parsed.clone())
+                            .await
+                            .map_err(to_status)?;
+                        collection = Some(parsed);
+                    }
+                    (Some(c), false) if c.as_str() != name => {
+                        return Err(invalid(InvalidArgument::new(
+                            "collection",
+                            format!(
+                                "message {messages} names {name:?}, but the stream loads {:?}",
+                                c.as_str()
+                            ),
+                        )))
+                    }
+                    _ => {}
                 }
-                (None, false) => {
-                    let parsed =
-                        CollectionName::parse_field(&name, "collection").map_err(invalid)?;
-                    who.may_use(parsed.as_str())?;
-                    // Unknown collections fail before any document is read.
-                    self.engine
-                        .get_collection(parsed.clone())
-                        .await
-                        .map_err(to_status)?;
-                    collection = Some(parsed);
+                let mut batch = Vec::with_capacity(docs.len());
+                let mut failed = Vec::new();
+                for d in docs {
+                    match d {
+                        Ok(doc) => batch.push(doc),
+                        Err(f) => failed.push(f),
+                    }
                 }
-                (Some(c), false) if c.as_str() != name => {
-                    return Err(invalid(InvalidArgument::new(
-                        "collection",
-                        format!(
-                            "message {messages} names {name:?}, but the stream loads {:?}",
-                            c.as_str()
-                        ),
-                    )))
+                total.failed.extend(failed);
+                if batch.is_empty() {
+                    continue;
                 }
-                _ => {}
-            }
-            let mut batch = Vec::with_capacity(docs.len());
-            let mut failed = Vec::new();
-            for d in docs {
-                match d {
-                    Ok(doc) => batch.push(doc),
-                    Err(f) => failed.push(f),
+                let ids: HashSet<String> = batch.iter().map(|d| d.id.clone()).collect();
+                // Oldest first: wait while the pipe is full, and for any batch
+                // that holds one of these ids.
+                while in_flight.len() >= BATCHES_IN_FLIGHT
+                    || in_flight.iter().any(|(_, held)| !held.is_disjoint(&ids))
+                {
+                    let oldest = in_flight.pop_front().expect("not empty");
+                    finish(oldest, &mut total).await?;
                 }
+                let engine = self.engine.clone();
+                let target = collection.clone().expect("set by the first message");
+                let task = tokio::spawn(async move {
+                    engine.bulk_upsert(target, batch).await.map_err(to_status)
+                });
+                in_flight.push_back((task, ids));
             }
-            total.failed.extend(failed);
-            if batch.is_empty() {
-                continue;
+            while let Some(batch) = in_flight.pop_front() {
+                finish(batch, &mut total).await?;
             }
-            let ids: HashSet<String> = batch.iter().map(|d| d.id.clone()).collect();
-            // Oldest first: wait while the pipe is full, and for any batch
-            // that holds one of these ids.
-            while in_flight.len() >= BATCHES_IN_FLIGHT
-                || in_flight.iter().any(|(_, held)| !held.is_disjoint(&ids))
-            {
-                let oldest = in_flight.pop_front().expect("not empty");
-                finish(oldest, &mut total).await?;
+            if collection.is_none() {
+                return Err(invalid(InvalidArgument::new(
+                    "collection",
+                    "the stream sent no message",
+                )));
             }
-            let engine = self.engine.clone();
-            let target = collection.clone().expect("set by the first message");
-            let task =
-                tokio::spawn(
-                    async move { engine.bulk_upsert(target, batch).await.map_err(to_status) },
-                );
-            in_flight.push_back((task, ids));
-        }
-        while let Some(batch) = in_flight.pop_front() {
-            finish(batch, &mut total).await?;
-        }
-        if collection.is_none() {
-            return Err(invalid(InvalidArgument::new(
-                "collection",
-                "the stream sent no message",
-            )));
-        }
-        let BulkSummary {
-            added,
-            updated,
-            unchanged,
-            chunks_written,
-            chunks_embedded,
-            failed,
-        } = total;
-        Ok(Response::new(proto::BulkIngestResponse {
-            added,
-            updated,
-            unchanged,
-            chunks_written,
-            chunks_embedded,
-            failed: failed
-                .into_iter()
-                .map(|(document_id, reason)| proto::IngestFailure {
-                    document_id,
-                    reason,
-                })
-                .collect(),
-        }))
+            let BulkSummary {
+                added,
+                updated,
+                unchanged,
+                chunks_written,
+                chunks_embedded,
+                failed,
+            } = total;
+            crate::metrics::global().loaded(
+                added,
+                updated,
+                unchanged,
+                failed.len() as u64,
+                chunks_embedded,
+            );
+            Ok(Response::new(proto::BulkIngestResponse {
+                added,
+                updated,
+                unchanged,
+                chunks_written,
+                chunks_embedded,
+                failed: failed
+                    .into_iter()
+                    .map(|(document_id, reason)| proto::IngestFailure {
+                        document_id,
+                        reason,
+                    })
+                    .collect(),
+            }))
+        })
+        .await
     }
 
     async fn get_document(
         &self,
         request: Request<proto::GetDocumentRequest>,
     ) -> Result<Response<proto::Document>, Status> {
-        let who = Principal::of(&request)?;
-        who.require(Role::Reader, "Documents.GetDocument")?;
-        let req = GetDocument::try_from(request.into_inner()).map_err(invalid)?;
-        who.may_use(req.collection.as_str())?;
-        let doc = self
-            .engine
-            .get_document(req.collection, req.id)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(doc.into()))
+        crate::metrics::observed("Documents.GetDocument", async move {
+            let who = Principal::of(&request)?;
+            who.require(Role::Reader, "Documents.GetDocument")?;
+            let req = GetDocument::try_from(request.into_inner()).map_err(invalid)?;
+            who.may_use(req.collection.as_str())?;
+            let doc = self
+                .engine
+                .get_document(req.collection, req.id)
+                .await
+                .map_err(to_status)?;
+            Ok(Response::new(doc.into()))
+        })
+        .await
     }
 
     async fn delete_documents(
         &self,
         request: Request<proto::DeleteDocumentsRequest>,
     ) -> Result<Response<proto::DeleteDocumentsResponse>, Status> {
-        let who = Principal::of(&request)?;
-        who.require(Role::Writer, "Documents.DeleteDocuments")?;
-        let req = DeleteDocuments::try_from(request.into_inner()).map_err(invalid)?;
-        who.may_use(req.collection.as_str())?;
-        let summary = self
-            .engine
-            .delete_documents(req.collection, req.selector)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(summary.into()))
+        crate::metrics::observed("Documents.DeleteDocuments", async move {
+            let who = Principal::of(&request)?;
+            who.require(Role::Writer, "Documents.DeleteDocuments")?;
+            let req = DeleteDocuments::try_from(request.into_inner()).map_err(invalid)?;
+            who.may_use(req.collection.as_str())?;
+            let summary = self
+                .engine
+                .delete_documents(req.collection, req.selector)
+                .await
+                .map_err(to_status)?;
+            Ok(Response::new(summary.into()))
+        })
+        .await
     }
 }

@@ -54,106 +54,122 @@ impl proto::history_server::History for HistoryService {
         &self,
         request: Request<proto::ListRecordsRequest>,
     ) -> Result<Response<proto::ListRecordsResponse>, Status> {
-        let who = Principal::of(&request)?;
-        who.require(Role::Reader, "History.ListRecords")?;
-        let (filter, page_size, token) = list_from_proto(request.into_inner()).map_err(invalid)?;
-        let page = self
-            .engine
-            .list_records(own(&who, filter), page_size, token)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(proto::ListRecordsResponse {
-            records: page.records.into_iter().map(Into::into).collect(),
-            next_page_token: page.next_page_token,
-        }))
+        crate::metrics::observed("History.ListRecords", async move {
+            let who = Principal::of(&request)?;
+            who.require(Role::Reader, "History.ListRecords")?;
+            let (filter, page_size, token) =
+                list_from_proto(request.into_inner()).map_err(invalid)?;
+            let page = self
+                .engine
+                .list_records(own(&who, filter), page_size, token)
+                .await
+                .map_err(to_status)?;
+            Ok(Response::new(proto::ListRecordsResponse {
+                records: page.records.into_iter().map(Into::into).collect(),
+                next_page_token: page.next_page_token,
+            }))
+        })
+        .await
     }
 
     async fn get_record(
         &self,
         request: Request<proto::GetRecordRequest>,
     ) -> Result<Response<proto::Record>, Status> {
-        let who = Principal::of(&request)?;
-        who.require(Role::Reader, "History.GetRecord")?;
-        let proto::GetRecordRequest { id } = request.into_inner();
-        let id = record_id(&id, "id").map_err(invalid)?;
-        let record = self.owned(&who, id).await?;
-        Ok(Response::new(record.into()))
+        crate::metrics::observed("History.GetRecord", async move {
+            let who = Principal::of(&request)?;
+            who.require(Role::Reader, "History.GetRecord")?;
+            let proto::GetRecordRequest { id } = request.into_inner();
+            let id = record_id(&id, "id").map_err(invalid)?;
+            let record = self.owned(&who, id).await?;
+            Ok(Response::new(record.into()))
+        })
+        .await
     }
 
     async fn rate_record(
         &self,
         request: Request<proto::RateRecordRequest>,
     ) -> Result<Response<proto::Record>, Status> {
-        let who = Principal::of(&request)?;
-        who.require(Role::Reader, "History.RateRecord")?;
-        let proto::RateRecordRequest { id, score, comment } = request.into_inner();
-        let id = record_id(&id, "id").map_err(invalid)?;
-        self.owned(&who, id).await?;
-        let record = self
-            .engine
-            .rate_record(id, score, comment)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(record.into()))
+        crate::metrics::observed("History.RateRecord", async move {
+            let who = Principal::of(&request)?;
+            who.require(Role::Reader, "History.RateRecord")?;
+            let proto::RateRecordRequest { id, score, comment } = request.into_inner();
+            let id = record_id(&id, "id").map_err(invalid)?;
+            self.owned(&who, id).await?;
+            let record = self
+                .engine
+                .rate_record(id, score, comment)
+                .await
+                .map_err(to_status)?;
+            Ok(Response::new(record.into()))
+        })
+        .await
     }
 
     async fn export_records(
         &self,
         request: Request<proto::ExportRecordsRequest>,
     ) -> Result<Response<Self::ExportRecordsStream>, Status> {
-        let who = Principal::of(&request)?;
-        who.require(Role::Reader, "History.ExportRecords")?;
-        let proto::ExportRecordsRequest { filter } = request.into_inner();
-        let records = self
-            .engine
-            .export_records(own(&who, record_filter_from_proto(filter)))
-            .map_err(to_status)?;
-        let stream =
-            ReceiverStream::new(records).map(|record| record.map(Into::into).map_err(to_status));
-        Ok(Response::new(Box::pin(stream)))
+        crate::metrics::observed("History.ExportRecords", async move {
+            let who = Principal::of(&request)?;
+            who.require(Role::Reader, "History.ExportRecords")?;
+            let proto::ExportRecordsRequest { filter } = request.into_inner();
+            let records = self
+                .engine
+                .export_records(own(&who, record_filter_from_proto(filter)))
+                .map_err(to_status)?;
+            let stream = ReceiverStream::new(records)
+                .map(|record| record.map(Into::into).map_err(to_status));
+            Ok(Response::new(Box::pin(stream) as Self::ExportRecordsStream))
+        })
+        .await
     }
 
     async fn delete_records(
         &self,
         request: Request<proto::DeleteRecordsRequest>,
     ) -> Result<Response<proto::DeleteRecordsResponse>, Status> {
-        let who = Principal::of(&request)?;
-        who.require(Role::Reader, "History.DeleteRecords")?;
-        let selector = delete_from_proto(request.into_inner()).map_err(invalid)?;
-        // A non-admin deletes only its own records: those of the ids it
-        // names, or of the session, that are its.
-        let selector = if who.sees_all_history() {
-            selector
-        } else {
-            let filter = match &selector {
-                RecordSelector::Session(s) => RecordFilter {
-                    session_id: Some(s.clone()),
-                    ..Default::default()
-                },
-                RecordSelector::Ids(_) => RecordFilter::default(),
-            };
-            let mut mine = Vec::new();
-            let mut records = self
-                .engine
-                .export_records(own(&who, filter))
-                .map_err(to_status)?;
-            while let Some(record) = records.recv().await {
-                let record = record.map_err(to_status)?;
-                match &selector {
-                    RecordSelector::Ids(ids) if !ids.contains(&record.id) => {}
-                    _ => mine.push(record.id),
+        crate::metrics::observed("History.DeleteRecords", async move {
+            let who = Principal::of(&request)?;
+            who.require(Role::Reader, "History.DeleteRecords")?;
+            let selector = delete_from_proto(request.into_inner()).map_err(invalid)?;
+            // A non-admin deletes only its own records: those of the ids it
+            // names, or of the session, that are its.
+            let selector = if who.sees_all_history() {
+                selector
+            } else {
+                let filter = match &selector {
+                    RecordSelector::Session(s) => RecordFilter {
+                        session_id: Some(s.clone()),
+                        ..Default::default()
+                    },
+                    RecordSelector::Ids(_) => RecordFilter::default(),
+                };
+                let mut mine = Vec::new();
+                let mut records = self
+                    .engine
+                    .export_records(own(&who, filter))
+                    .map_err(to_status)?;
+                while let Some(record) = records.recv().await {
+                    let record = record.map_err(to_status)?;
+                    match &selector {
+                        RecordSelector::Ids(ids) if !ids.contains(&record.id) => {}
+                        _ => mine.push(record.id),
+                    }
                 }
-            }
-            if mine.is_empty() {
-                return Ok(Response::new(proto::DeleteRecordsResponse { deleted: 0 }));
-            }
-            RecordSelector::Ids(mine)
-        };
-        let deleted = self
-            .engine
-            .delete_records(selector)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(proto::DeleteRecordsResponse { deleted }))
+                if mine.is_empty() {
+                    return Ok(Response::new(proto::DeleteRecordsResponse { deleted: 0 }));
+                }
+                RecordSelector::Ids(mine)
+            };
+            let deleted = self
+                .engine
+                .delete_records(selector)
+                .await
+                .map_err(to_status)?;
+            Ok(Response::new(proto::DeleteRecordsResponse { deleted }))
+        })
+        .await
     }
 }

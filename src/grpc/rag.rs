@@ -35,14 +35,17 @@ impl proto::rag_server::Rag for RagService {
         &self,
         request: Request<proto::AskRequest>,
     ) -> Result<Response<Self::AskStream>, Status> {
-        let who = Principal::of(&request)?;
-        who.require(Role::Reader, "Rag.Ask")?;
-        // The record carries the key's name (empty when auth is off).
-        let req = ask_from_proto(request.into_inner(), who.name.clone()).map_err(invalid)?;
-        who.may_use(req.collection.as_str())?;
-        let events = self.engine.ask(req).await.map_err(to_status)?;
-        let stream =
-            ReceiverStream::new(events).map(|event| event.map(Into::into).map_err(to_status));
-        Ok(Response::new(Box::pin(stream)))
+        crate::metrics::observed("Rag.Ask", async move {
+            let who = Principal::of(&request)?;
+            who.require(Role::Reader, "Rag.Ask")?;
+            // The record carries the key's name (empty when auth is off).
+            let req = ask_from_proto(request.into_inner(), who.name.clone()).map_err(invalid)?;
+            who.may_use(req.collection.as_str())?;
+            let events = self.engine.ask(req).await.map_err(to_status)?;
+            let stream =
+                ReceiverStream::new(events).map(|event| event.map(Into::into).map_err(to_status));
+            Ok(Response::new(Box::pin(stream) as Self::AskStream))
+        })
+        .await
     }
 }

@@ -29,25 +29,31 @@ impl proto::retrieval_server::Retrieval for RetrievalService {
         &self,
         request: Request<proto::SearchRequest>,
     ) -> Result<Response<proto::SearchResponse>, Status> {
-        let started = std::time::Instant::now();
-        let who = Principal::of(&request)?;
-        who.require(Role::Reader, "Retrieval.Search")?;
-        let req = SearchRequest::try_from(request.into_inner()).map_err(invalid)?;
-        who.may_use(req.collection.as_str())?;
-        let hits = self.engine.search(req).await.map_err(to_status)?;
-        Ok(Response::new(proto::SearchResponse {
-            hits: hits.into_iter().map(Into::into).collect(),
-            took_ms: started.elapsed().as_secs_f64() * 1000.0,
-        }))
+        crate::metrics::observed("Retrieval.Search", async move {
+            let started = std::time::Instant::now();
+            let who = Principal::of(&request)?;
+            who.require(Role::Reader, "Retrieval.Search")?;
+            let req = SearchRequest::try_from(request.into_inner()).map_err(invalid)?;
+            who.may_use(req.collection.as_str())?;
+            let hits = self.engine.search(req).await.map_err(to_status)?;
+            Ok(Response::new(proto::SearchResponse {
+                hits: hits.into_iter().map(Into::into).collect(),
+                took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            }))
+        })
+        .await
     }
 
     async fn embed(
         &self,
         request: Request<proto::EmbedRequest>,
     ) -> Result<Response<proto::EmbedResponse>, Status> {
-        Principal::of(&request)?.require(Role::Reader, "Retrieval.Embed")?;
-        let proto::EmbedRequest { texts } = request.into_inner();
-        let embeddings = self.engine.embed(texts).await.map_err(to_status)?;
-        Ok(Response::new(embeddings.into()))
+        crate::metrics::observed("Retrieval.Embed", async move {
+            Principal::of(&request)?.require(Role::Reader, "Retrieval.Embed")?;
+            let proto::EmbedRequest { texts } = request.into_inner();
+            let embeddings = self.engine.embed(texts).await.map_err(to_status)?;
+            Ok(Response::new(embeddings.into()))
+        })
+        .await
     }
 }

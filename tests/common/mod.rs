@@ -42,6 +42,8 @@ pub struct TestServer {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub addr: String,
+    /// The metrics address, when the server was given --metrics-listen.
+    pub metrics_addr: Option<String>,
     /// Captured standard error (logs), filled as the server writes it.
     stderr: mpsc::Receiver<String>,
     stderr_lines: Vec<String>,
@@ -78,9 +80,13 @@ impl TestServer {
         let stderr = pipe_lines(child.stderr.take().unwrap());
         let stdout = pipe_lines(child.stdout.take().unwrap());
         let deadline = Instant::now() + STARTUP_LIMIT;
+        let mut metrics_addr = None;
         let addr = loop {
             match stdout.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("metrics on ") {
+                        metrics_addr = Some(addr.trim().to_owned());
+                    }
                     if let Some(addr) = line.strip_prefix("listening on ") {
                         break format!("http://{}", addr.trim());
                     }
@@ -103,6 +109,7 @@ impl TestServer {
         Self {
             child: Some(child),
             addr,
+            metrics_addr,
             stderr,
             stderr_lines: Vec::new(),
         }

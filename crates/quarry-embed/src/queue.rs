@@ -8,6 +8,7 @@
 //! caller its vectors in its own order.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -54,6 +55,10 @@ struct Job {
 #[derive(Clone)]
 pub struct EmbedQueue {
     tx: SyncSender<Job>,
+    /// Requests queued and not yet taken by a model thread.
+    waiting: Arc<AtomicUsize>,
+    /// Texts embedded since start.
+    embedded: Arc<AtomicU64>,
     capacity: usize,
     dimension: usize,
     max_seq_length: usize,
@@ -67,6 +72,8 @@ impl EmbedQueue {
         let workers = config.workers.max(1);
         let (tx, rx) = mpsc::sync_channel::<Job>(config.capacity.max(1));
         let rx = Arc::new(Mutex::new(rx));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let embedded = Arc::new(AtomicU64::new(0));
         let mut dimension = 0;
         let mut max_seq_length = 0;
         for i in 0..workers {
@@ -75,9 +82,10 @@ impl EmbedQueue {
             max_seq_length = model.config().max_seq_length;
             let rx = Arc::clone(&rx);
             let budget = config.max_batch_tokens.max(max_seq_length);
+            let counters = (Arc::clone(&waiting), Arc::clone(&embedded));
             std::thread::Builder::new()
                 .name(format!("quarry-embed-{i}"))
-                .spawn(move || worker(model, rx, budget))
+                .spawn(move || worker(model, rx, budget, counters))
                 .map_err(|e| EmbedError::file(dir, format!("cannot start a model thread: {e}")))?;
         }
         let tokenizer_path = dir.join("tokenizer.json");
@@ -89,6 +97,8 @@ impl EmbedQueue {
             .map_err(|e| EmbedError::file(&tokenizer_path, e))?;
         Ok(Self {
             tx,
+            waiting,
+            embedded,
             capacity: config.capacity.max(1),
             dimension,
             max_seq_length,
@@ -100,6 +110,16 @@ impl EmbedQueue {
     /// and cutting text in model tokens (chunking).
     pub fn counting_tokenizer(&self) -> Arc<Tokenizer> {
         Arc::clone(&self.counting_tokenizer)
+    }
+
+    /// Requests waiting for a model thread.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Texts embedded since the queue started.
+    pub fn embedded_texts(&self) -> u64 {
+        self.embedded.load(Ordering::Relaxed)
     }
 
     /// The vectors' dimension.
@@ -114,12 +134,19 @@ impl EmbedQueue {
 
     fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Outcome>, EmbedError> {
         let (reply, rx) = oneshot::channel();
+        // Counted before the send: the worker may take it at once.
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(Job { texts, reply }) {
             Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) => Err(EmbedError::QueueFull {
-                capacity: self.capacity,
-            }),
-            Err(TrySendError::Disconnected(_)) => Err(EmbedError::Stopped),
+            Err(e) => {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                Err(match e {
+                    TrySendError::Full(_) => EmbedError::QueueFull {
+                        capacity: self.capacity,
+                    },
+                    TrySendError::Disconnected(_) => EmbedError::Stopped,
+                })
+            }
         }
     }
 
@@ -142,7 +169,12 @@ impl EmbedQueue {
     }
 }
 
-fn worker(model: SentenceEmbedder, rx: Arc<Mutex<Receiver<Job>>>, budget: usize) {
+fn worker(
+    model: SentenceEmbedder,
+    rx: Arc<Mutex<Receiver<Job>>>,
+    budget: usize,
+    (waiting, embedded): (Arc<AtomicUsize>, Arc<AtomicU64>),
+) {
     loop {
         let jobs = {
             let rx = match rx.lock() {
@@ -165,7 +197,10 @@ fn worker(model: SentenceEmbedder, rx: Arc<Mutex<Receiver<Job>>>, budget: usize)
             }
             jobs
         };
+        waiting.fetch_sub(jobs.len(), Ordering::Relaxed);
+        let texts: usize = jobs.iter().map(|j| j.texts.len()).sum();
         run_jobs(&model, jobs, budget);
+        embedded.fetch_add(texts as u64, Ordering::Relaxed);
     }
 }
 

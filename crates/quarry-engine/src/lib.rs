@@ -94,6 +94,21 @@ pub(crate) struct Inner {
     ask: AskConfig,
 }
 
+/// What the models have done, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// The embedding model's source.
+    pub embed_model: String,
+    /// Embed requests waiting for a model thread.
+    pub embed_waiting: u64,
+    /// Texts embedded since start.
+    pub embedded_texts: u64,
+    /// The generation model's source, if one is loaded.
+    pub generate_model: Option<String>,
+    /// The generation thread's counters, if one is loaded.
+    pub generation: Option<quarry_generate::QueueStats>,
+}
+
 /// The generation model's thread and its id.
 pub(crate) struct Generator {
     queue: GenerateQueue,
@@ -170,6 +185,18 @@ impl Engine {
         )
         .map_err(|e| EngineError::Internal(format!("cannot start the checkpointer: {e}")))?;
         Ok(engine)
+    }
+
+    /// Counters of the model threads (cheap: atomics).
+    pub fn stats(&self) -> EngineStats {
+        let inner = &self.inner;
+        EngineStats {
+            embed_model: inner.embed_model.clone(),
+            embed_waiting: inner.embedder.waiting() as u64,
+            embedded_texts: inner.embedder.embedded_texts(),
+            generate_model: inner.generator.as_ref().map(|g| g.model_id.clone()),
+            generation: inner.generator.as_ref().map(|g| g.queue.stats()),
+        }
     }
 
     /// Writes everything to disk: the store, and a checkpoint of every

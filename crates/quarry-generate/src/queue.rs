@@ -86,6 +86,8 @@ const EVENT_BUFFER: usize = 64;
 /// Counters of the model thread since it started.
 #[derive(Debug, Default)]
 struct Counters {
+    /// Jobs queued and not yet started.
+    waiting: AtomicU64,
     finished: AtomicU64,
     cancelled: AtomicU64,
     failed: AtomicU64,
@@ -96,6 +98,8 @@ struct Counters {
 /// What the model thread has done since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueStats {
+    /// Requests waiting for the model thread.
+    pub waiting: u64,
     /// Generations that ended normally (end of turn, stop, length).
     pub finished: u64,
     /// Generations whose reader went away.
@@ -163,6 +167,7 @@ impl GenerateQueue {
     pub fn stats(&self) -> QueueStats {
         let c = &self.counters;
         QueueStats {
+            waiting: c.waiting.load(Ordering::Relaxed),
             finished: c.finished.load(Ordering::Relaxed),
             cancelled: c.cancelled.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
@@ -252,12 +257,17 @@ impl GenerateQueue {
             .into());
         }
         let (events, rx) = mpsc::channel(EVENT_BUFFER);
-        match self.jobs.try_send(Job {
+        self.counters.waiting.fetch_add(1, Ordering::Relaxed);
+        let sent = self.jobs.try_send(Job {
             prompt: ids,
             params,
             events,
             cancel,
-        }) {
+        });
+        if sent.is_err() {
+            self.counters.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+        match sent {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(GenerateError::QueueFull {
                 capacity: self.capacity,
@@ -271,6 +281,7 @@ impl GenerateQueue {
 
 fn worker(model: &LlamaModel, vocab: &Vocab, counters: &Counters, jobs: Receiver<Job>) {
     while let Ok(job) = jobs.recv() {
+        counters.waiting.fetch_sub(1, Ordering::Relaxed);
         let finish = run(model, vocab, counters, &job);
         match finish {
             Ok(finish) => {
