@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use quarry_embed::QueueConfig;
-use quarry_engine::{AskConfig, EmbedLimits, IndexConfig};
+use quarry_engine::{AskConfig, DocumentLimits, EmbedLimits, IndexConfig, SearchLimits};
 use quarry_models::{ModelCache, ModelSource};
 use serde::Deserialize;
 
@@ -142,6 +142,26 @@ pub struct ServeArgs {
     #[arg(long, env = "QUARRY_NO_AUTH")]
     pub no_auth: bool,
 
+    /// Most documents in one Upsert request or BulkIngest message
+    /// (1-100000). [default: 1000]
+    #[arg(long, env = "QUARRY_MAX_DOCUMENTS_PER_REQUEST")]
+    pub max_documents_per_request: Option<usize>,
+
+    /// Longest document text, in bytes (1 KiB-64 MiB, and below
+    /// --max-message-bytes). [default: 4194304]
+    #[arg(long, env = "QUARRY_MAX_DOCUMENT_BYTES")]
+    pub max_document_bytes: Option<usize>,
+
+    /// Most hits a Search, or passages an Ask, may ask for (1-1000).
+    /// [default: 100]
+    #[arg(long, env = "QUARRY_MAX_TOP_K")]
+    pub max_top_k: Option<usize>,
+
+    /// Longest question or search query, in bytes (16-1048576).
+    /// [default: 4096]
+    #[arg(long, env = "QUARRY_MAX_QUESTION_BYTES")]
+    pub max_question_bytes: Option<usize>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (a separate port,
     /// no keys: keep it on a private network). Off when unset.
     #[arg(long, env = "QUARRY_METRICS_LISTEN")]
@@ -174,6 +194,10 @@ struct FileConfig {
     keys_file: Option<PathBuf>,
     no_auth: Option<bool>,
     metrics_listen: Option<SocketAddr>,
+    max_documents_per_request: Option<usize>,
+    max_document_bytes: Option<usize>,
+    max_top_k: Option<usize>,
+    max_question_bytes: Option<usize>,
 }
 
 /// The effective configuration of a server.
@@ -209,6 +233,10 @@ pub struct ServeConfig {
     pub no_auth: bool,
     /// Where to serve /metrics, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Limits on documents.
+    pub document_limits: DocumentLimits,
+    /// Limits on searches.
+    pub search_limits: SearchLimits,
 }
 
 /// A configuration that cannot be used.
@@ -369,6 +397,42 @@ impl ServeArgs {
             1..=10_000,
         )?;
         let ask_defaults = AskConfig::default();
+        let max_top_k = in_range(
+            "--max-top-k",
+            self.max_top_k.or(file.max_top_k),
+            SearchLimits::default().max_top_k,
+            1..=1000,
+        )?;
+        let max_question_bytes = in_range(
+            "--max-question-bytes",
+            self.max_question_bytes.or(file.max_question_bytes),
+            ask_defaults.max_question_bytes,
+            16..=1024 * 1024,
+        )?;
+        let document_defaults = DocumentLimits::default();
+        let document_limits = DocumentLimits {
+            max_documents: in_range(
+                "--max-documents-per-request",
+                self.max_documents_per_request
+                    .or(file.max_documents_per_request),
+                document_defaults.max_documents,
+                1..=100_000,
+            )?,
+            max_text_bytes: in_range(
+                "--max-document-bytes",
+                self.max_document_bytes.or(file.max_document_bytes),
+                // A document must fit in a message.
+                document_defaults.max_text_bytes.min(max_message_bytes),
+                1024..=(64 * 1024 * 1024).min(max_message_bytes),
+            )?,
+            ..document_defaults
+        };
+        let search_limits = SearchLimits {
+            max_top_k,
+            max_query_bytes: max_question_bytes,
+            depth: SearchLimits::default().depth.max(max_top_k),
+            ..SearchLimits::default()
+        };
         let min_similarity = self
             .ask_min_similarity
             .or(file.ask_min_similarity)
@@ -394,6 +458,8 @@ impl ServeArgs {
             )?,
             min_similarity,
             max_new_tokens,
+            max_question_bytes,
+            max_top_k,
             default_max_new_tokens: ask_defaults.default_max_new_tokens.min(max_new_tokens),
             ..ask_defaults
         };
@@ -410,6 +476,8 @@ impl ServeArgs {
             });
         }
         Ok(ServeConfig {
+            document_limits,
+            search_limits,
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             keys_file,
             no_auth,

@@ -501,6 +501,44 @@ async fn conversations_link_their_turns_and_cancelled_asks_are_recorded() {
         .unwrap();
     assert!(next.done.answer_tokens > 0);
 
+    // A client deadline stops the work: the stream ends with
+    // DEADLINE_EXCEEDED (the prompt alone takes longer than 300 ms here)
+    // and the record says cancelled.
+    let mut req = tonic::Request::new(ask_request(
+        "Describe everything about the Northern Coast Railway in great detail.",
+        "",
+        1000,
+    ));
+    req.set_timeout(Duration::from_millis(300));
+    let mut stream = RagClient::new(channel.clone())
+        .ask(req)
+        .await
+        .unwrap()
+        .into_inner();
+    let ended = loop {
+        match stream.message().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break None,
+            Err(e) => break Some(e.code()),
+        }
+    };
+    assert_eq!(ended, Some(Code::DeadlineExceeded));
+    let mut late = None;
+    for _ in 0..200 {
+        let r = list(&mut history, Default::default(), 1, "").await.unwrap();
+        let r = r.records.into_iter().next().unwrap();
+        if r.question
+            .contains("Northern Coast Railway in great detail")
+        {
+            late = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let late = late.expect("the ask past its deadline is recorded");
+    assert_eq!(late.finish_reason, proto::FinishReason::Cancelled as i32);
+    assert!(late.answer_tokens < 1000);
+
     // Erasing the conversation.
     let deleted = history
         .delete_records(proto::DeleteRecordsRequest {

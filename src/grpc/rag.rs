@@ -16,6 +16,24 @@ use super::{invalid, to_status};
 use crate::auth::{Principal, Role};
 use crate::proto;
 
+/// The client's deadline from its `grpc-timeout` header (an integer and a
+/// unit: H, M, S, m, u or n), counted from now.
+pub fn deadline(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Instant> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let timeout = match unit {
+        "H" => std::time::Duration::from_secs(n.saturating_mul(3600)),
+        "M" => std::time::Duration::from_secs(n.saturating_mul(60)),
+        "S" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_millis(n),
+        "u" => std::time::Duration::from_micros(n),
+        "n" => std::time::Duration::from_nanos(n),
+        _ => return None,
+    };
+    std::time::Instant::now().checked_add(timeout)
+}
+
 /// The Rag service.
 pub struct RagService {
     engine: Engine,
@@ -39,7 +57,9 @@ impl proto::rag_server::Rag for RagService {
             let who = Principal::of(&request)?;
             who.require(Role::Reader, "Rag.Ask")?;
             // The record carries the key's name (empty when auth is off).
-            let req = ask_from_proto(request.into_inner(), who.name.clone()).map_err(invalid)?;
+            let deadline = deadline(request.metadata());
+            let req = ask_from_proto(request.into_inner(), who.name.clone(), deadline)
+                .map_err(invalid)?;
             who.may_use(req.collection.as_str())?;
             let events = self.engine.ask(req).await.map_err(to_status)?;
             let stream =

@@ -17,6 +17,7 @@ pub fn to_status(err: EngineError) -> Status {
         EngineError::ResourceExhausted(_) => Code::ResourceExhausted,
         EngineError::Unimplemented(_) => Code::Unimplemented,
         EngineError::Unavailable(_) => Code::Unavailable,
+        EngineError::DeadlineExceeded(_) => Code::DeadlineExceeded,
         EngineError::Internal(_) => {
             tracing::error!(error = %err, "internal error");
             return Status::internal("internal error; the server log has the details");

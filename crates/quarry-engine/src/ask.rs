@@ -68,7 +68,7 @@ impl Default for AskConfig {
     fn default() -> Self {
         Self {
             default_top_k: 5,
-            max_top_k: 50,
+            max_top_k: 100,
             max_question_bytes: 4096,
             min_similarity: 0.3,
             history_tokens: 512,
@@ -118,6 +118,9 @@ pub struct AskRequest {
     pub generation: GenerationOptions,
     /// Who asks (empty when auth is off).
     pub principal: String,
+    /// When the client stops waiting (its gRPC deadline): generation stops
+    /// there and the record says cancelled.
+    pub deadline: Option<Instant>,
 }
 
 /// A passage given to the model.
@@ -320,6 +323,11 @@ impl Engine {
         })?;
         validate(&req, &cfg)?;
         let params = sampling_params(&req.generation, &cfg)?;
+        if req.deadline.is_some_and(|d| d <= Instant::now()) {
+            return Err(EngineError::DeadlineExceeded(
+                "the call's deadline passed before retrieval".into(),
+            ));
+        }
         let top_k = if req.top_k == 0 {
             cfg.default_top_k
         } else {
@@ -417,7 +425,22 @@ impl Engine {
                     .is_err();
             }
             Some(mut events) => loop {
+                let deadline = run.req.deadline;
                 tokio::select! {
+                    _ = async move {
+                        match deadline {
+                            Some(d) => tokio::time::sleep_until(d.into()).await,
+                            None => std::future::pending().await,
+                        }
+                    }, if !client_gone => {
+                        // Past the client's deadline: it has stopped
+                        // listening; so does the model.
+                        client_gone = true;
+                        cancel.store(true, Ordering::Relaxed);
+                        let _ = tx.try_send(Err(EngineError::DeadlineExceeded(
+                            "the call's deadline passed; the generation was stopped".into(),
+                        )));
+                    }
                     event = events.recv() => match event {
                         Some(Event::Text(text)) => {
                             first_text.get_or_insert_with(|| run.started.elapsed());

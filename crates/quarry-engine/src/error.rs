@@ -24,6 +24,9 @@ pub enum EngineError {
     /// The capability is not part of this build yet; names it.
     #[error("{0}")]
     Unimplemented(String),
+    /// The client's deadline passed; the work was stopped.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// The server cannot do it now (storage unwritable, shutting down).
     #[error("{0}")]
     Unavailable(String),

@@ -45,10 +45,11 @@ impl From<proto::GenerationParams> for GenerationOptions {
     }
 }
 
-/// An Ask request and who asks.
+/// An Ask request, who asks, and until when the client waits.
 pub fn ask_from_proto(
     req: proto::AskRequest,
     principal: String,
+    deadline: Option<std::time::Instant>,
 ) -> Result<AskRequest, InvalidArgument> {
     let proto::AskRequest {
         collection,
@@ -68,6 +69,7 @@ pub fn ask_from_proto(
         mode: mode_from_proto(mode)?,
         generation: generation.map(Into::into).unwrap_or_default(),
         principal,
+        deadline,
     })
 }
 
