@@ -162,6 +162,19 @@ pub struct ServeArgs {
     #[arg(long, env = "QUARRY_MAX_QUESTION_BYTES")]
     pub max_question_bytes: Option<usize>,
 
+    /// TLS: the server's certificate chain (PEM). With --tls-key, the
+    /// server speaks only TLS.
+    #[arg(long, env = "QUARRY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS: the server's private key (PEM).
+    #[arg(long, env = "QUARRY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// mTLS: clients must present a certificate signed by this CA (PEM).
+    #[arg(long, env = "QUARRY_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (a separate port,
     /// no keys: keep it on a private network). Off when unset.
     #[arg(long, env = "QUARRY_METRICS_LISTEN")]
@@ -198,6 +211,9 @@ struct FileConfig {
     max_document_bytes: Option<usize>,
     max_top_k: Option<usize>,
     max_question_bytes: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// The effective configuration of a server.
@@ -237,6 +253,19 @@ pub struct ServeConfig {
     pub document_limits: DocumentLimits,
     /// Limits on searches.
     pub search_limits: SearchLimits,
+    /// TLS files: certificate, key, and the client CA for mTLS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the server's TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+    /// CA that client certificates must chain to (mTLS), if required.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// A configuration that cannot be used.
@@ -475,7 +504,27 @@ impl ServeArgs {
                 reason: "is set together with --keys-file; choose one".into(),
             });
         }
+        let tls = match (
+            self.tls_cert.or(file.tls_cert.map(from_file)),
+            self.tls_key.or(file.tls_key.map(from_file)),
+            self.tls_client_ca.or(file.tls_client_ca.map(from_file)),
+        ) {
+            (Some(cert), Some(key), client_ca) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
+            (None, None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    setting: "--tls-cert",
+                    reason: "--tls-cert and --tls-key go together (and --tls-client-ca needs them)"
+                        .into(),
+                })
+            }
+        };
         Ok(ServeConfig {
+            tls,
             document_limits,
             search_limits,
             metrics_listen: self.metrics_listen.or(file.metrics_listen),

@@ -46,6 +46,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ServerOptions {
             max_message_bytes: config.max_message_bytes,
             auth,
+            tls: tls_config(&config)?,
         },
         config.shutdown_grace,
         stop,
@@ -76,6 +77,32 @@ pub fn authenticator(config: &ServeConfig) -> anyhow::Result<Authenticator> {
     );
     tracing::info!(keys = keys.keys.len(), file = %path.display(), "API keys loaded");
     Ok(Authenticator::with_keys(&keys))
+}
+
+/// The server's TLS settings from its PEM files (read now, so that a bad
+/// path fails at start with its name).
+pub fn tls_config(
+    config: &ServeConfig,
+) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let Some(files) = &config.tls else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read(p).with_context(|| format!("cannot read the TLS {what} {}", p.display()))
+    };
+    let identity = tonic::transport::Identity::from_pem(
+        read(&files.cert, "certificate")?,
+        read(&files.key, "key")?,
+    );
+    let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &files.client_ca {
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(
+            ca,
+            "client CA",
+        )?));
+    }
+    tracing::info!(mtls = files.client_ca.is_some(), "TLS on");
+    Ok(Some(tls))
 }
 
 /// Opens the engine a configuration describes (loading the models) on the

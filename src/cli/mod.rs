@@ -39,6 +39,19 @@ pub struct ClientArgs {
     /// environment variable: command lines are visible to other users).
     #[arg(long, env = "QUARRY_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+
+    /// TLS (an https:// address): the CA that signed the server's
+    /// certificate (PEM); the public web roots when absent.
+    #[arg(long, env = "QUARRY_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+
+    /// mTLS: this client's certificate (PEM), with --client-key.
+    #[arg(long, env = "QUARRY_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+
+    /// mTLS: this client's private key (PEM).
+    #[arg(long, env = "QUARRY_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 /// A channel that sends the API key with every call.
@@ -98,9 +111,26 @@ impl ClientArgs {
     }
 
     async fn channel(&self) -> anyhow::Result<Channel> {
-        let endpoint = Endpoint::from_shared(self.addr.clone())
+        let mut endpoint = Endpoint::from_shared(self.addr.clone())
             .with_context(|| format!("--addr {:?} is not a valid URI", self.addr))?
             .connect_timeout(Duration::from_secs(5));
+        if self.addr.starts_with("https://") {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            let mut tls = tonic::transport::ClientTlsConfig::new();
+            tls = match &self.ca_file {
+                Some(ca) => tls.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?)),
+                None => tls.with_webpki_roots(),
+            };
+            if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+                tls = tls.identity(tonic::transport::Identity::from_pem(
+                    read(cert)?,
+                    read(key)?,
+                ));
+            }
+            endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+        }
         endpoint.connect().await.with_context(|| {
             format!(
                 "cannot reach a quarry server at {} (start one with `quarry serve`, or set --addr / QUARRY_ADDR)",

@@ -208,6 +208,7 @@ pub async fn run(mut args: QuickstartArgs) -> anyhow::Result<()> {
         ServerOptions {
             max_message_bytes: config.max_message_bytes,
             auth: crate::serve::authenticator(&config)?,
+            tls: crate::serve::tls_config(&config)?,
         },
         config.shutdown_grace,
         stop_rx,

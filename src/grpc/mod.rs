@@ -52,6 +52,8 @@ pub struct ServerOptions {
     pub max_message_bytes: usize,
     /// Who may call (API keys), or nobody checked.
     pub auth: Authenticator,
+    /// TLS (and mTLS) settings; plain text when `None`.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 /// Serves every service on `listener` until `shutdown` resolves, then stops
@@ -95,7 +97,11 @@ pub async fn serve(
             .await;
     };
 
-    Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = options.tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -107,6 +107,7 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
         ServerOptions {
             max_message_bytes: quarry::config::DEFAULT_MAX_MESSAGE_BYTES,
             auth: quarry::auth::Authenticator::off(),
+            tls: None,
         },
         std::time::Duration::from_secs(30),
         stop_rx,
@@ -127,6 +128,9 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
             // Quiet: no progress lines in the measurement.
             json: true,
             api_key: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
         },
     })
     .await?;
