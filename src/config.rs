@@ -546,6 +546,27 @@ impl ServeArgs {
     }
 }
 
+/// Checks the text of a config file against the real configuration:
+/// unknown keys, wrong types and values out of range are errors. Paths in
+/// it are taken as they are; nothing is opened.
+pub fn check_file_text(text: &str) -> Result<(), ConfigError> {
+    let dir = tempfile::tempdir().map_err(|source| ConfigError::Read {
+        path: PathBuf::from("<temporary directory>"),
+        source,
+    })?;
+    let path = dir.path().join("quarry.toml");
+    std::fs::write(&path, text).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    ServeArgs {
+        config: Some(path),
+        ..Default::default()
+    }
+    .resolve()
+    .map(|_| ())
+}
+
 /// The first set value, else the default, checked against its range.
 fn in_range(
     setting: &'static str,
