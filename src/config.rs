@@ -162,6 +162,12 @@ pub struct ServeArgs {
     #[arg(long, env = "QUARRY_MAX_QUESTION_BYTES")]
     pub max_question_bytes: Option<usize>,
 
+    /// Store Ask records with e-mail addresses, card numbers and phone
+    /// numbers replaced by [email], [card] and [phone] (question, answer
+    /// and prompt; the streamed answer is unchanged).
+    #[arg(long, env = "QUARRY_REDACT_RECORDS")]
+    pub redact_records: bool,
+
     /// TLS: the server's certificate chain (PEM). With --tls-key, the
     /// server speaks only TLS.
     #[arg(long, env = "QUARRY_TLS_CERT", requires = "tls_key")]
@@ -214,6 +220,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
+    redact_records: Option<bool>,
 }
 
 /// The effective configuration of a server.
@@ -489,6 +496,7 @@ impl ServeArgs {
             max_new_tokens,
             max_question_bytes,
             max_top_k,
+            redact_records: self.redact_records || file.redact_records.unwrap_or(false),
             default_max_new_tokens: ask_defaults.default_max_new_tokens.min(max_new_tokens),
             ..ask_defaults
         };

@@ -7,6 +7,7 @@
 //! depths, tokens generated, and each collection's documents and chunks.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ use quarry_engine::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tonic::{Response, Status};
+use tracing::Instrument;
 
 /// The process's metrics.
 pub struct Metrics {
@@ -177,18 +179,48 @@ pub fn global() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
-/// Runs a handler, counting its status code and timing it under `method`.
+/// A new request id: the process's start time and a counter, in hex, so
+/// that ids are unique across restarts and sort by arrival.
+fn request_id() -> String {
+    static START: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let start = *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    format!("{start:x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Runs a handler under a request id (a tracing span, so every log line
+/// of the call carries it, and the `x-request-id` response header),
+/// counting its status code and timing it under `method`.
 pub async fn observed<T>(
     method: &'static str,
     handler: impl Future<Output = Result<Response<T>, Status>>,
 ) -> Result<Response<T>, Status> {
     let started = Instant::now();
-    let result = handler.await;
+    let id = request_id();
+    let span = tracing::info_span!("call", method, request_id = %id);
+    let mut result = handler.instrument(span.clone()).await;
     let m = global();
-    let code = match &result {
-        Ok(_) => tonic::Code::Ok,
+    let code = match &mut result {
+        Ok(response) => {
+            if let Ok(v) = id.parse() {
+                response.metadata_mut().insert("x-request-id", v);
+            }
+            tonic::Code::Ok
+        }
         Err(s) => s.code(),
     };
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| match code {
+        tonic::Code::Ok => tracing::debug!(?code, ms, "call answered"),
+        tonic::Code::Internal | tonic::Code::Unavailable => {
+            tracing::warn!(?code, ms, "call failed")
+        }
+        _ => tracing::info!(?code, ms, "call refused"),
+    });
     m.requests
         .with_label_values(&[method, &format!("{code:?}")])
         .inc();

@@ -556,3 +556,40 @@ async fn conversations_link_their_turns_and_cancelled_asks_are_recorded() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(server.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redacted_records_keep_no_personal_data() {
+    let dir = data_dir();
+    let server = TestServer::start_with(dir.path(), &["--redact-records"]);
+    let channel = server.channel().await;
+    load(&channel).await;
+    let a = ask(
+        &channel,
+        ask_request(
+            "I am jane.doe@example.com, phone +44 20 7946 0958: which team won the 1998 football World Cup?",
+            "",
+            16,
+        ),
+    )
+    .await
+    .unwrap();
+    let record = HistoryClient::new(channel.clone())
+        .get_record(proto::GetRecordRequest {
+            id: a.done.record_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for text in [&record.question, &record.prompt, &record.answer] {
+        assert!(
+            !text.contains("jane.doe") && !text.contains("7946"),
+            "{text}"
+        );
+    }
+    assert!(
+        record.question.contains("[email]") && record.question.contains("[phone]"),
+        "{}",
+        record.question
+    );
+    assert!(server.stop().success());
+}

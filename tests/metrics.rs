@@ -38,7 +38,7 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_what_clients_did() {
     let dir = data_dir();
-    let server = TestServer::start_with(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let mut server = TestServer::start_with(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
     let metrics = server
         .metrics_addr
         .clone()
@@ -74,14 +74,26 @@ async fn metrics_count_what_clients_did() {
         .await
         .unwrap();
     let mut ret = RetrievalClient::new(channel.clone());
+    let mut ids = Vec::new();
     for _ in 0..3 {
-        ret.search(proto::SearchRequest {
-            collection: "kb".into(),
-            query: "flowers".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        let reply = ret
+            .search(proto::SearchRequest {
+                collection: "kb".into(),
+                query: "flowers".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        // Every call has its own request id.
+        let id = reply
+            .metadata()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(!ids.contains(&id));
+        ids.push(id);
     }
     let mut stream = RagClient::new(channel.clone())
         .ask(proto::AskRequest {
@@ -167,6 +179,15 @@ async fn metrics_count_what_clients_did() {
     assert_eq!(
         sample(&text, "quarry_queue_waiting", &["queue=\"generate\""]),
         Some(0.0)
+    );
+    // A refused call is logged with its method, code and request id.
+    let logs = server.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("call refused")
+            && l.contains("Collections.GetCollection")
+            && l.contains("request_id")
+            && l.contains("NotFound")),
+        "{logs}"
     );
     drop(channel);
     assert!(server.stop().success());

@@ -62,6 +62,9 @@ pub struct AskConfig {
     pub max_new_tokens: usize,
     /// Characters of each passage shown in a citation's snippet.
     pub snippet_chars: usize,
+    /// Store records with e-mail addresses, card and phone numbers
+    /// replaced ([`crate::redact`]).
+    pub redact_records: bool,
 }
 
 impl Default for AskConfig {
@@ -75,6 +78,7 @@ impl Default for AskConfig {
             default_max_new_tokens: 256,
             max_new_tokens: 1024,
             snippet_chars: 240,
+            redact_records: false,
         }
     }
 }
@@ -493,6 +497,13 @@ impl Engine {
             })
             .collect();
         let total = run.started.elapsed();
+        let private = |text: String| {
+            if self.inner.ask.redact_records {
+                crate::redact::redact(&text)
+            } else {
+                text
+            }
+        };
         let timings = Timings {
             retrieve_ms: ms(run.retrieve),
             prefill_ms: finish.map_or(0.0, |f| ms(f.time_to_first_token)),
@@ -503,8 +514,8 @@ impl Engine {
             id: RecordId(0),
             created_at: quarry_core::now_ms(),
             collection: run.req.collection.to_string(),
-            question: run.req.question.clone(),
-            answer,
+            question: private(run.req.question.clone()),
+            answer: private(answer),
             session_id: run.req.session_id.clone().unwrap_or_default(),
             principal: run.req.principal.clone(),
             retrieved: given
@@ -515,7 +526,7 @@ impl Engine {
                     score: h.score,
                 })
                 .collect(),
-            prompt: run.prepared.prompt.clone(),
+            prompt: private(run.prepared.prompt.clone()),
             citations: used.clone(),
             generator_model: run.model.clone(),
             embedding_model: self.inner.embed_model.clone(),

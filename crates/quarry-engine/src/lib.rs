@@ -16,6 +16,7 @@ mod embed;
 mod error;
 mod history;
 mod indexes;
+pub mod redact;
 mod search;
 
 use std::path::PathBuf;

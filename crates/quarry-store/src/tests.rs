@@ -8,6 +8,20 @@ use quarry_core::{CollectionName, CollectionSettings, Document, Record, RecordId
 
 use super::*;
 
+/// Opens a store again after a `Store` on it was dropped in this process:
+/// sled's background flusher may hold the directory lock a moment longer.
+fn reopen(path: &std::path::Path) -> Store {
+    for _ in 0..100 {
+        match Store::open(path) {
+            Err(StoreError::Open { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            other => return other.unwrap(),
+        }
+    }
+    Store::open(path).unwrap()
+}
+
 fn name(s: &str) -> CollectionName {
     CollectionName::parse(s).unwrap()
 }
@@ -272,7 +286,7 @@ fn an_interrupted_drop_is_finished_on_open() {
         store.flush().unwrap();
         coll.id
     };
-    let store = Store::open(dir.path()).unwrap();
+    let store = reopen(dir.path());
     assert_eq!(store.chunks(id).count(), 0);
     assert_eq!(store.vectors(id).count(), 0);
     assert!(store.purges.is_empty());
@@ -435,7 +449,7 @@ proptest! {
                 }
                 Step::Reopen => {
                     drop(store);
-                    store = Store::open(dir.path()).unwrap();
+                    store = reopen(dir.path());
                 }
             }
             let seq = store.last_seq().unwrap();
@@ -444,7 +458,7 @@ proptest! {
             check(&store, &model, &sessions);
         }
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         check(&store, &model, &sessions);
     }
 }
