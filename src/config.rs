@@ -168,6 +168,12 @@ pub struct ServeArgs {
     #[arg(long, env = "QUARRY_REDACT_RECORDS")]
     pub redact_records: bool,
 
+    /// Encrypt stored records (XChaCha20-Poly1305) with the 32-byte key in
+    /// this file (64 hex digits). Or set QUARRY_RECORD_KEY to the digits.
+    /// A data directory whose records are encrypted needs the same key.
+    #[arg(long, env = "QUARRY_RECORD_KEY_FILE")]
+    pub record_key_file: Option<PathBuf>,
+
     /// TLS: the server's certificate chain (PEM). With --tls-key, the
     /// server speaks only TLS.
     #[arg(long, env = "QUARRY_TLS_CERT", requires = "tls_key")]
@@ -221,6 +227,7 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
     redact_records: Option<bool>,
+    record_key_file: Option<PathBuf>,
 }
 
 /// The effective configuration of a server.
@@ -262,6 +269,8 @@ pub struct ServeConfig {
     pub search_limits: SearchLimits,
     /// TLS files: certificate, key, and the client CA for mTLS.
     pub tls: Option<TlsFiles>,
+    /// The key that seals stored records, if any.
+    pub record_key: Option<quarry_store::RecordKey>,
 }
 
 /// The PEM files of the server's TLS.
@@ -531,7 +540,35 @@ impl ServeArgs {
                 })
             }
         };
+        // The key itself never appears in an error message.
+        let record_key = match (
+            self.record_key_file.or(file.record_key_file.map(from_file)),
+            std::env::var("QUARRY_RECORD_KEY").ok(),
+        ) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Some(quarry_store::RecordKey::from_hex(&text).map_err(|reason| {
+                    ConfigError::Invalid {
+                        setting: "--record-key-file",
+                        reason,
+                    }
+                })?)
+            }
+            (None, Some(text)) if !text.is_empty() => {
+                Some(quarry_store::RecordKey::from_hex(&text).map_err(|reason| {
+                    ConfigError::Invalid {
+                        setting: "QUARRY_RECORD_KEY",
+                        reason,
+                    }
+                })?)
+            }
+            _ => None,
+        };
         Ok(ServeConfig {
+            record_key,
             tls,
             document_limits,
             search_limits,

@@ -120,6 +120,7 @@ pub async fn open_engine(config: &ServeConfig) -> anyhow::Result<Engine> {
         generate_model: config.generate_model.clone(),
         generate_queue_capacity: config.generate_queue_capacity,
         ask: config.ask,
+        record_key: config.record_key.clone(),
     };
     tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await?

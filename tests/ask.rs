@@ -593,3 +593,56 @@ async fn redacted_records_keep_no_personal_data() {
     );
     assert!(server.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_records_need_their_key_to_start() {
+    let dir = data_dir();
+    let (good, bad) = (dir.path().join("good.key"), dir.path().join("bad.key"));
+    std::fs::write(&good, "3c".repeat(32)).unwrap();
+    std::fs::write(&bad, "4d".repeat(32)).unwrap();
+    let data = dir.path().join("data");
+    let server = TestServer::start_with(&data, &["--record-key-file", good.to_str().unwrap()]);
+    let channel = server.channel().await;
+    load(&channel).await;
+    let a = ask(
+        &channel,
+        ask_request("Which team won the 1998 football World Cup?", "", 8),
+    )
+    .await
+    .unwrap();
+    drop(channel);
+    assert!(server.stop().success());
+
+    // A wrong key: the server refuses to start, and says why.
+    let out = std::process::Command::new(common::quarry_bin())
+        .args([
+            "serve",
+            "--no-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .arg("--record-key-file")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("records key is wrong"), "{err}");
+    assert!(!err.contains(&"4d".repeat(32)), "the key is not echoed");
+
+    let server = TestServer::start_with(&data, &["--record-key-file", good.to_str().unwrap()]);
+    let record = HistoryClient::new(server.channel().await)
+        .get_record(proto::GetRecordRequest {
+            id: a.done.record_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        record.question,
+        "Which team won the 1998 football World Cup?"
+    );
+    assert!(server.stop().success());
+}

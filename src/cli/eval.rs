@@ -225,6 +225,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             generate_model: None,
             generate_queue_capacity: 1,
             ask: Default::default(),
+            record_key: None,
         })
     })
     .await??;

@@ -73,6 +73,7 @@ impl From<StoreError> for EngineError {
             // a bug: the client may retry elsewhere or later.
             e if e.is_io() => Self::Unavailable(e.to_string()),
             StoreError::Open { .. }
+            | StoreError::RecordKey(_)
             | StoreError::FormatTooNew { .. }
             | StoreError::FormatTooOld { .. } => Self::Unavailable(e.to_string()),
             StoreError::Corrupt(_) | StoreError::Sled(_) => Self::Internal(e.to_string()),

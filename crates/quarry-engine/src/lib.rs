@@ -75,6 +75,8 @@ pub struct EngineConfig {
     pub generate_queue_capacity: usize,
     /// Limits and defaults of Ask.
     pub ask: AskConfig,
+    /// Seals prompt/response records at rest, when set.
+    pub record_key: Option<quarry_store::RecordKey>,
 }
 
 /// The engine. Clone it freely: clones share everything.
@@ -127,7 +129,7 @@ impl Engine {
                 config.data_dir.display()
             ))
         })?;
-        let store = Store::open(config.data_dir.join("store"))?;
+        let store = Store::open_with(config.data_dir.join("store"), config.record_key.clone())?;
 
         let model_dir = config
             .model_cache

@@ -8,6 +8,10 @@ use quarry_core::InvalidArgument;
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The records key does not fit this data directory (wrong, missing,
+    /// or given for plaintext records).
+    #[error("{0}")]
+    RecordKey(String),
     /// A collection with this name exists already.
     #[error("collection {0:?} already exists")]
     CollectionExists(String),

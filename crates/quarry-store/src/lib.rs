@@ -31,6 +31,7 @@ mod error;
 mod keys;
 mod oplog;
 mod records;
+mod seal;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -41,6 +42,7 @@ pub use documents::{
 };
 pub use error::StoreError;
 pub use oplog::{Op, OpKind};
+pub use seal::RecordKey;
 
 /// The on-disk format this build writes. A data directory stamped with a
 /// larger number was written by a newer Quarry and is refused.
@@ -68,6 +70,8 @@ pub struct Store {
     /// Serialises multi-tree writes so that transactions do not conflict and
     /// retry under load; reads never take it.
     write_lock: Mutex<()>,
+    /// Seals records at rest, when set.
+    record_key: Option<RecordKey>,
 }
 
 impl Store {
@@ -77,6 +81,14 @@ impl Store {
     /// format, or when it cannot be read. Resumes any interrupted collection
     /// deletion before returning.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, None)
+    }
+
+    /// Opens the store with records sealed by `record_key` (see
+    /// [`RecordKey`]). A data directory whose records are sealed must be
+    /// opened with the same key, and one with plaintext records cannot be
+    /// opened with a key: both fail here with a message.
+    pub fn open_with(path: impl AsRef<Path>, record_key: Option<RecordKey>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let db = sled::Config::new()
             .path(&path)
@@ -98,8 +110,10 @@ impl Store {
             db,
             path,
             write_lock: Mutex::new(()),
+            record_key,
         };
         store.check_format()?;
+        store.check_record_key()?;
         store.resume_purges()?;
         store.index_sessions()?;
         Ok(store)

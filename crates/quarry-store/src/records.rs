@@ -10,6 +10,10 @@ use crate::{decode, encode, Result, Store, StoreError};
 /// What the record transactions return.
 type Tx = sled::transaction::ConflictableTransactionResult<(), StoreError>;
 
+/// Key of the sealed check value in `meta` (present when records are
+/// sealed).
+const KEY_CHECK: &[u8] = b"records_key_check";
+
 /// Key of the page-token secret in `meta`.
 const SECRET_KEY: &[u8] = b"page_token_secret";
 
@@ -28,6 +32,49 @@ fn session_prefix(session_id: &str) -> Vec<u8> {
 }
 
 impl Store {
+    /// Refuses a key that is not this directory's, a missing key for
+    /// sealed records, and a key over plaintext records.
+    pub(crate) fn check_record_key(&self) -> Result<()> {
+        let check = self.meta.get(KEY_CHECK)?;
+        match (&self.record_key, check) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(StoreError::RecordKey(format!(
+                "{}: the records are encrypted; start with the records key",
+                self.path.display()
+            ))),
+            (Some(key), Some(check)) if key.matches(&check) => Ok(()),
+            (Some(_), Some(_)) => Err(StoreError::RecordKey(format!(
+                "{}: the records key is wrong (it does not open this data directory's records)",
+                self.path.display()
+            ))),
+            (Some(key), None) => {
+                if !self.records.is_empty() {
+                    return Err(StoreError::RecordKey(format!(
+                        "{}: the records are stored in plain text; a key cannot be added to them",
+                        self.path.display()
+                    )));
+                }
+                self.meta.insert(KEY_CHECK, key.check_value()?)?;
+                self.flush()
+            }
+        }
+    }
+
+    fn encode_record(&self, record: &Record) -> Result<Vec<u8>> {
+        let plain = encode(record);
+        match &self.record_key {
+            Some(key) => key.seal(&plain),
+            None => Ok(plain),
+        }
+    }
+
+    fn decode_record(&self, raw: &[u8]) -> Result<Record> {
+        match &self.record_key {
+            Some(key) => decode("record", &key.open(raw)?),
+            None => decode("record", raw),
+        }
+    }
+
     /// Assigns the next record id, stores the record (and its place in its
     /// session) and flushes. The id in `record` is overwritten; the stored
     /// record is returned.
@@ -35,7 +82,7 @@ impl Store {
         // generate_id is monotonic across restarts (sled reserves ranges
         // durably), so ids sort by creation.
         record.id = RecordId(self.db.generate_id()?);
-        let value = encode(&record);
+        let value = self.encode_record(&record)?;
         {
             let _guard = self.lock();
             (&self.records, &self.sessions).transaction(|(records, sessions)| -> Tx {
@@ -53,7 +100,7 @@ impl Store {
     /// Reads one record.
     pub fn record(&self, id: RecordId) -> Result<Record> {
         match self.records.get(id.0.to_be_bytes())? {
-            Some(raw) => decode("record", &raw),
+            Some(raw) => self.decode_record(&raw),
             None => Err(StoreError::RecordNotFound(id.to_string())),
         }
     }
@@ -67,7 +114,8 @@ impl Store {
         change(&mut record);
         record.id = id;
         record.session_id = session;
-        self.records.insert(id.0.to_be_bytes(), encode(&record))?;
+        self.records
+            .insert(id.0.to_be_bytes(), self.encode_record(&record)?)?;
         self.flush()?;
         Ok(record)
     }
@@ -81,12 +129,12 @@ impl Store {
             Some(id) => self.records.range(..id.0.to_be_bytes()),
             None => self.records.iter(),
         };
-        iter.rev().map(|item| decode("record", &item?.1))
+        iter.rev().map(|item| self.decode_record(&item?.1))
     }
 
     /// Records oldest first.
     pub fn records_oldest_first(&self) -> impl Iterator<Item = Result<Record>> + '_ {
-        self.records.iter().map(|item| decode("record", &item?.1))
+        self.records.iter().map(|item| self.decode_record(&item?.1))
     }
 
     /// The ids of a session's records, newest first.
@@ -116,7 +164,7 @@ impl Store {
         let _guard = self.lock();
         for id in ids {
             if let Some(raw) = self.records.get(id.0.to_be_bytes())? {
-                let record: Record = decode("record", &raw)?;
+                let record: Record = self.decode_record(&raw)?;
                 records.remove(&id.0.to_be_bytes());
                 if !record.session_id.is_empty() {
                     sessions.remove(session_key(&record.session_id, *id));

@@ -11,15 +11,19 @@ use super::*;
 /// Opens a store again after a `Store` on it was dropped in this process:
 /// sled's background flusher may hold the directory lock a moment longer.
 fn reopen(path: &std::path::Path) -> Store {
+    reopen_with(path, None).unwrap()
+}
+
+fn reopen_with(path: &std::path::Path, key: Option<crate::RecordKey>) -> Result<Store, StoreError> {
     for _ in 0..100 {
-        match Store::open(path) {
+        match Store::open_with(path, key.clone()) {
             Err(StoreError::Open { .. }) => {
                 std::thread::sleep(std::time::Duration::from_millis(50))
             }
-            other => return other.unwrap(),
+            other => return other,
         }
     }
-    Store::open(path).unwrap()
+    Store::open_with(path, key)
 }
 
 fn name(s: &str) -> CollectionName {
@@ -461,4 +465,59 @@ proptest! {
         let store = reopen(dir.path());
         check(&store, &model, &sessions);
     }
+}
+
+#[test]
+fn sealed_records_open_only_with_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = crate::RecordKey::from_hex(&"1a".repeat(32)).unwrap();
+    let other = crate::RecordKey::from_hex(&"2b".repeat(32)).unwrap();
+    let id = {
+        let store = Store::open_with(dir.path(), Some(key.clone())).unwrap();
+        let r = store
+            .insert_record(record("s", "a very private question"))
+            .unwrap();
+        assert_eq!(
+            store.record(r.id).unwrap().question,
+            "a very private question"
+        );
+        r.id
+    };
+    // Nothing on disk holds the text.
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                let bytes = std::fs::read(e.path()).unwrap();
+                assert!(
+                    !bytes.windows(13).any(|w| w == b"very private "),
+                    "{}",
+                    e.path().display()
+                );
+            }
+        }
+    }
+    for wrong in [Some(other), None] {
+        let err = reopen_with(dir.path(), wrong).err().expect("refused");
+        assert!(matches!(err, StoreError::RecordKey(_)), "{err}");
+    }
+    let store = reopen_with(dir.path(), Some(key.clone())).unwrap();
+    assert_eq!(
+        store.record(id).unwrap().question,
+        "a very private question"
+    );
+    assert_eq!(store.session_record_ids("s").count(), 1);
+    drop(store);
+
+    // A key cannot be added to plaintext records.
+    let plain = tempfile::tempdir().unwrap();
+    Store::open(plain.path())
+        .unwrap()
+        .insert_record(record("", "q"))
+        .unwrap();
+    let err = reopen_with(plain.path(), Some(key)).err().expect("refused");
+    assert!(err.to_string().contains("plain text"), "{err}");
+    assert!(crate::RecordKey::from_hex("abc").is_err());
 }

@@ -90,6 +90,7 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
         generate_model: None,
         generate_queue_capacity: 1,
         ask: Default::default(),
+        record_key: None,
     };
     let engine = tokio::task::spawn_blocking(move || Engine::open(config)).await??;
     engine
