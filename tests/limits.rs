@@ -151,3 +151,36 @@ async fn each_limit_answers_its_code() {
     drop((docs, ret, rag, channel));
     assert!(server.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_refused_with_both_sizes() {
+    let dir = data_dir();
+    let server = TestServer::start_with(dir.path(), &["--max-message-bytes", "65536"]);
+    let channel = server.channel().await;
+    CollectionsClient::new(channel.clone())
+        .create_collection(proto::CreateCollectionRequest {
+            name: "kb".into(),
+            settings: None,
+        })
+        .await
+        .unwrap();
+    let err = DocumentsClient::new(channel.clone())
+        .upsert(proto::UpsertRequest {
+            collection: "kb".into(),
+            documents: vec![doc("big", "y".repeat(100_000))],
+        })
+        .await
+        .unwrap_err();
+    eprintln!("{:?} {}", err.code(), err.message());
+    assert!(
+        matches!(
+            err.code(),
+            Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument
+        ),
+        "{:?}",
+        err.code()
+    );
+    assert!(err.message().contains("65536"), "{}", err.message());
+    drop(channel);
+    assert!(server.stop().success());
+}
