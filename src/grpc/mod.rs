@@ -102,6 +102,11 @@ pub async fn serve(
         builder = builder.tls_config(tls)?;
     }
     builder
+        // With a server timeout set, tonic also honours each client's
+        // grpc-timeout (the smaller wins): a unary call past its deadline
+        // is dropped and answered as such. A day bounds even the longest
+        // bulk load.
+        .timeout(Duration::from_secs(24 * 3600))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(reflection_v1)
