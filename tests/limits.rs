@@ -171,9 +171,9 @@ async fn an_oversized_message_is_refused_with_both_sizes() {
         })
         .await
         .unwrap_err();
-    // tonic refuses it while decoding, before any handler runs, with
-    // OUT_OF_RANGE and both sizes (documented in the README).
-    assert_eq!(err.code(), Code::OutOfRange, "{}", err.message());
+    // tonic refuses it while decoding, before any handler runs; the
+    // server answers RESOURCE_EXHAUSTED with both sizes.
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
     assert!(
         err.message().contains("65536") && err.message().contains("100017"),
         "{}",

@@ -107,6 +107,7 @@ pub async fn serve(
         // is dropped and answered as such. A day bounds even the longest
         // bulk load.
         .timeout(Duration::from_secs(24 * 3600))
+        .layer(tower_layer::layer_fn(SizeLimitCode))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -143,6 +144,49 @@ pub async fn serve(
         ))
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
+}
+
+/// Turns tonic's OUT_OF_RANGE for a message over the size limit into
+/// RESOURCE_EXHAUSTED, the code this API promises for a limit (the
+/// message, which names both sizes, is kept). Nothing else in Quarry
+/// answers OUT_OF_RANGE.
+#[derive(Clone)]
+struct SizeLimitCode<S>(S);
+
+impl<S, B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for SizeLimitCode<S>
+where
+    S: tonic::codegen::Service<
+        tonic::codegen::http::Request<B>,
+        Response = tonic::codegen::http::Response<tonic::body::Body>,
+    >,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<B>) -> Self::Future {
+        let response = self.0.call(request);
+        Box::pin(async move {
+            let mut response = response.await?;
+            let headers = response.headers_mut();
+            if headers.get("grpc-status").is_some_and(|v| v == "11") {
+                headers.insert(
+                    "grpc-status",
+                    tonic::codegen::http::HeaderValue::from_static("8"),
+                );
+            }
+            Ok(response)
+        })
+    }
 }
 
 /// Accepted connections with Nagle's algorithm off: a small response
