@@ -120,6 +120,12 @@ pub fn validate_document(
             limits.max_title_bytes,
         ));
     }
+    if doc.text.contains('\0') || doc.title.contains('\0') {
+        return Err(InvalidArgument::new(
+            format!("{at}.text"),
+            "must not contain NUL characters",
+        ));
+    }
     if doc.text.trim().is_empty() {
         return Err(InvalidArgument::new(
             format!("{at}.text"),

@@ -1,0 +1,498 @@
+//! End to end: malformed and hostile requests, each answered with its
+//! exact status code, after which the server is still healthy and the
+//! store unchanged (a digest of every collection's counts and the history
+//! is compared before and after). Part of issue 9; more cases come with it.
+
+mod common;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use common::{data_dir, TestServer};
+use quarry::proto::{
+    self, collections_client::CollectionsClient, documents_client::DocumentsClient,
+    history_client::HistoryClient, metadata_value::Kind, rag_client::RagClient,
+    retrieval_client::RetrievalClient,
+};
+use tonic::transport::Channel;
+use tonic::Code;
+
+type Call = Pin<Box<dyn Future<Output = Result<(), tonic::Status>> + Send>>;
+
+fn doc(id: &str, text: &str) -> proto::Document {
+    proto::Document {
+        id: id.into(),
+        text: text.into(),
+        ..Default::default()
+    }
+}
+
+async fn digest(ch: &Channel) -> (Vec<(String, u64, u64)>, usize) {
+    let cols = CollectionsClient::new(ch.clone())
+        .list_collections(proto::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .collections
+        .into_iter()
+        .map(|c| (c.name, c.document_count, c.chunk_count))
+        .collect();
+    let records = HistoryClient::new(ch.clone())
+        .list_records(proto::ListRecordsRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records
+        .len();
+    (cols, records)
+}
+
+fn cases(ch: &Channel) -> Vec<(&'static str, Code, Call)> {
+    let col = || CollectionsClient::new(ch.clone());
+    let docs = || {
+        DocumentsClient::new(ch.clone())
+            .max_encoding_message_size(64 << 20)
+            .max_decoding_message_size(64 << 20)
+    };
+    let ret = || RetrievalClient::new(ch.clone()).max_encoding_message_size(64 << 20);
+    let rag = || RagClient::new(ch.clone()).max_encoding_message_size(64 << 20);
+    let his = || HistoryClient::new(ch.clone());
+    let upsert = move |documents: Vec<proto::Document>| -> Call {
+        let mut c = docs();
+        Box::pin(async move {
+            c.upsert(proto::UpsertRequest {
+                collection: "kb".into(),
+                documents,
+            })
+            .await
+            .map(|_| ())
+        })
+    };
+    let search = move |query: String, top_k: u32, filter: Option<proto::Filter>| -> Call {
+        let mut c = ret();
+        Box::pin(async move {
+            c.search(proto::SearchRequest {
+                collection: "kb".into(),
+                query,
+                top_k,
+                filter,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+        })
+    };
+    let ask = move |question: String, session_id: &str, g: proto::GenerationParams| -> Call {
+        let mut c = rag();
+        let session_id = session_id.to_owned();
+        Box::pin(async move {
+            c.ask(proto::AskRequest {
+                collection: "kb".into(),
+                question,
+                session_id,
+                generation: Some(g),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+        })
+    };
+    let gen = proto::GenerationParams::default;
+    let create = move |name: &str| -> Call {
+        let mut c = col();
+        let name = name.to_owned();
+        Box::pin(async move {
+            c.create_collection(proto::CreateCollectionRequest {
+                name,
+                settings: None,
+            })
+            .await
+            .map(|_| ())
+        })
+    };
+    let many_keys: HashMap<String, proto::MetadataValue> = (0..10_000)
+        .map(|i| {
+            (
+                format!("k{i}"),
+                proto::MetadataValue {
+                    kind: Some(Kind::IntValue(i)),
+                },
+            )
+        })
+        .collect();
+    let nan = HashMap::from([(
+        "x".to_string(),
+        proto::MetadataValue {
+            kind: Some(Kind::DoubleValue(f64::NAN)),
+        },
+    )]);
+    let big = "w".repeat(20 * 1024 * 1024);
+    vec![
+        ("create: empty name", Code::InvalidArgument, create("")),
+        (
+            "create: slash in name",
+            Code::InvalidArgument,
+            create("a/b"),
+        ),
+        (
+            "create: 65-character name",
+            Code::InvalidArgument,
+            create(&"n".repeat(65)),
+        ),
+        ("create: existing name", Code::AlreadyExists, create("kb")),
+        ("get: unknown collection", Code::NotFound, {
+            let mut c = col();
+            Box::pin(async move {
+                c.get_collection(proto::GetCollectionRequest {
+                    name: "nope".into(),
+                })
+                .await
+                .map(|_| ())
+            })
+        }),
+        ("delete: unknown collection", Code::NotFound, {
+            let mut c = col();
+            Box::pin(async move {
+                c.delete_collection(proto::DeleteCollectionRequest {
+                    name: "nope".into(),
+                })
+                .await
+                .map(|_| ())
+            })
+        }),
+        ("upsert: unknown collection", Code::NotFound, {
+            let mut c = docs();
+            Box::pin(async move {
+                c.upsert(proto::UpsertRequest {
+                    collection: "nope".into(),
+                    documents: vec![doc("a", "b")],
+                })
+                .await
+                .map(|_| ())
+            })
+        }),
+        (
+            "upsert: no documents",
+            Code::InvalidArgument,
+            upsert(vec![]),
+        ),
+        (
+            "upsert: 100,000 documents",
+            Code::InvalidArgument,
+            upsert((0..100_000).map(|i| doc(&format!("d{i}"), "x")).collect()),
+        ),
+        (
+            "upsert: empty id",
+            Code::InvalidArgument,
+            upsert(vec![doc("", "text")]),
+        ),
+        (
+            "upsert: whitespace-only text",
+            Code::InvalidArgument,
+            upsert(vec![doc("a", " \n\t ")]),
+        ),
+        (
+            "upsert: NUL in text",
+            Code::InvalidArgument,
+            upsert(vec![doc("a", "bad\0text")]),
+        ),
+        (
+            "upsert: control character in id",
+            Code::InvalidArgument,
+            upsert(vec![doc("a\u{7}", "text")]),
+        ),
+        (
+            "upsert: 10,000 metadata keys",
+            Code::InvalidArgument,
+            upsert(vec![proto::Document {
+                metadata: many_keys,
+                ..doc("a", "text")
+            }]),
+        ),
+        (
+            "upsert: NaN metadata",
+            Code::InvalidArgument,
+            upsert(vec![proto::Document {
+                metadata: nan,
+                ..doc("a", "text")
+            }]),
+        ),
+        (
+            "upsert: duplicate ids",
+            Code::InvalidArgument,
+            upsert(vec![doc("a", "one"), doc("a", "two")]),
+        ),
+        (
+            "upsert: text over 4 MiB",
+            Code::InvalidArgument,
+            upsert(vec![doc("a", &"t".repeat(5 << 20))]),
+        ),
+        (
+            "upsert: 20 MB message",
+            Code::ResourceExhausted,
+            upsert(vec![doc("a", &big)]),
+        ),
+        ("get document: unknown id", Code::NotFound, {
+            let mut c = docs();
+            Box::pin(async move {
+                c.get_document(proto::GetDocumentRequest {
+                    collection: "kb".into(),
+                    id: "nope".into(),
+                })
+                .await
+                .map(|_| ())
+            })
+        }),
+        ("bulk: no message", Code::InvalidArgument, {
+            let mut c = docs();
+            Box::pin(async move {
+                c.bulk_ingest(tokio_stream::iter(Vec::<proto::BulkIngestRequest>::new()))
+                    .await
+                    .map(|_| ())
+            })
+        }),
+        (
+            "bulk: first message without collection",
+            Code::InvalidArgument,
+            {
+                let mut c = docs();
+                Box::pin(async move {
+                    c.bulk_ingest(tokio_stream::iter(vec![proto::BulkIngestRequest {
+                        collection: String::new(),
+                        documents: vec![doc("a", "b")],
+                    }]))
+                    .await
+                    .map(|_| ())
+                })
+            },
+        ),
+        ("bulk: unknown collection", Code::NotFound, {
+            let mut c = docs();
+            Box::pin(async move {
+                c.bulk_ingest(tokio_stream::iter(vec![proto::BulkIngestRequest {
+                    collection: "nope".into(),
+                    documents: vec![doc("a", "b")],
+                }]))
+                .await
+                .map(|_| ())
+            })
+        }),
+        (
+            "search: empty query",
+            Code::InvalidArgument,
+            search(String::new(), 5, None),
+        ),
+        (
+            "search: whitespace query",
+            Code::InvalidArgument,
+            search("  \n ".into(), 5, None),
+        ),
+        (
+            "search: NUL in query",
+            Code::InvalidArgument,
+            search("a\0b".into(), 5, None),
+        ),
+        (
+            "search: top_k 1,000,000",
+            Code::InvalidArgument,
+            search("tulips".into(), 1_000_000, None),
+        ),
+        (
+            "search: filter without a clause",
+            Code::InvalidArgument,
+            search("tulips".into(), 5, Some(proto::Filter { clause: None })),
+        ),
+        (
+            "search: 20 MB query",
+            Code::ResourceExhausted,
+            search(big.clone(), 5, None),
+        ),
+        (
+            "ask: empty question",
+            Code::InvalidArgument,
+            ask(String::new(), "", gen()),
+        ),
+        (
+            "ask: 20 MB question",
+            Code::ResourceExhausted,
+            ask(big.clone(), "", gen()),
+        ),
+        (
+            "ask: NUL in question",
+            Code::InvalidArgument,
+            ask("why\0".into(), "", gen()),
+        ),
+        (
+            "ask: negative temperature",
+            Code::InvalidArgument,
+            ask(
+                "why?".into(),
+                "",
+                proto::GenerationParams {
+                    temperature: Some(-1.0),
+                    ..gen()
+                },
+            ),
+        ),
+        (
+            "ask: NaN temperature",
+            Code::InvalidArgument,
+            ask(
+                "why?".into(),
+                "",
+                proto::GenerationParams {
+                    temperature: Some(f32::NAN),
+                    ..gen()
+                },
+            ),
+        ),
+        (
+            "ask: top_p 0",
+            Code::InvalidArgument,
+            ask(
+                "why?".into(),
+                "",
+                proto::GenerationParams {
+                    top_p: Some(0.0),
+                    ..gen()
+                },
+            ),
+        ),
+        (
+            "ask: repetition penalty 5",
+            Code::InvalidArgument,
+            ask(
+                "why?".into(),
+                "",
+                proto::GenerationParams {
+                    repetition_penalty: Some(5.0),
+                    ..gen()
+                },
+            ),
+        ),
+        (
+            "ask: max_new_tokens 0",
+            Code::InvalidArgument,
+            ask(
+                "why?".into(),
+                "",
+                proto::GenerationParams {
+                    max_new_tokens: Some(0),
+                    ..gen()
+                },
+            ),
+        ),
+        (
+            "ask: bad session id",
+            Code::InvalidArgument,
+            ask("why?".into(), "no spaces allowed", gen()),
+        ),
+        ("history: record id not hex", Code::InvalidArgument, {
+            let mut c = his();
+            Box::pin(async move {
+                c.get_record(proto::GetRecordRequest { id: "xyz".into() })
+                    .await
+                    .map(|_| ())
+            })
+        }),
+        ("history: tampered page token", Code::InvalidArgument, {
+            let mut c = his();
+            Box::pin(async move {
+                c.list_records(proto::ListRecordsRequest {
+                    page_token: "0000000000000001.deadbeefdeadbeefdeadbeef".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+            })
+        }),
+        ("history: page size 5000", Code::InvalidArgument, {
+            let mut c = his();
+            Box::pin(async move {
+                c.list_records(proto::ListRecordsRequest {
+                    page_size: 5000,
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+            })
+        }),
+        ("history: rating 99", Code::NotFound, {
+            let mut c = his();
+            Box::pin(async move {
+                c.rate_record(proto::RateRecordRequest {
+                    id: "00000000000fffff".into(),
+                    score: 99,
+                    comment: String::new(),
+                })
+                .await
+                .map(|_| ())
+            })
+        }),
+        (
+            "history: delete with neither ids nor session",
+            Code::InvalidArgument,
+            {
+                let mut c = his();
+                Box::pin(async move {
+                    c.delete_records(proto::DeleteRecordsRequest::default())
+                        .await
+                        .map(|_| ())
+                })
+            },
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_exact_codes_and_change_nothing() {
+    let dir = data_dir();
+    let server = TestServer::start(dir.path());
+    let channel = server.channel().await;
+    CollectionsClient::new(channel.clone())
+        .create_collection(proto::CreateCollectionRequest {
+            name: "kb".into(),
+            settings: None,
+        })
+        .await
+        .unwrap();
+    DocumentsClient::new(channel.clone())
+        .upsert(proto::UpsertRequest {
+            collection: "kb".into(),
+            documents: vec![doc("seed", "Tulips flower in spring.")],
+        })
+        .await
+        .unwrap();
+    let before = digest(&channel).await;
+    let cases = cases(&channel);
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    let mut wrong = Vec::new();
+    for (name, want, call) in cases {
+        let got = match call.await {
+            Ok(()) => Code::Ok,
+            Err(s) => s.code(),
+        };
+        if got != want {
+            wrong.push(format!("{name}: {got:?}, expected {want:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_eq!(digest(&channel).await, before);
+    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    drop(channel);
+    assert!(server.stop().success());
+}
