@@ -212,21 +212,11 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     let engine_dir = data_dir.path().to_path_buf();
     let embed_model = args.embed_model.parse()?;
     let engine = tokio::task::spawn_blocking(move || {
-        Engine::open(EngineConfig {
-            data_dir: engine_dir,
-            model_cache: ModelCache::from_env(),
+        Engine::open(EngineConfig::retrieval_only(
+            engine_dir,
+            ModelCache::from_env(),
             embed_model,
-            embed_queue: Default::default(),
-            embed_limits: Default::default(),
-            document_limits: Default::default(),
-            search_limits: Default::default(),
-            index: Default::default(),
-            // Retrieval only.
-            generate_model: None,
-            generate_queue_capacity: 1,
-            ask: Default::default(),
-            record_key: None,
-        })
+        ))
     })
     .await??;
     let name = CollectionName::parse("eval")?;

@@ -79,6 +79,31 @@ pub struct EngineConfig {
     pub record_key: Option<quarry_store::RecordKey>,
 }
 
+impl EngineConfig {
+    /// Default settings and no generation model: for tools that load and
+    /// search a corpus (evaluation, benchmarks).
+    pub fn retrieval_only(
+        data_dir: PathBuf,
+        model_cache: ModelCache,
+        embed_model: ModelSource,
+    ) -> Self {
+        Self {
+            data_dir,
+            model_cache,
+            embed_model,
+            embed_queue: QueueConfig::default(),
+            embed_limits: EmbedLimits::default(),
+            document_limits: DocumentLimits::default(),
+            search_limits: SearchLimits::default(),
+            index: IndexConfig::default(),
+            generate_model: None,
+            generate_queue_capacity: 1,
+            ask: AskConfig::default(),
+            record_key: None,
+        }
+    }
+}
+
 /// The engine. Clone it freely: clones share everything.
 #[derive(Clone)]
 pub struct Engine {

@@ -78,20 +78,7 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
     let data = tempfile::Builder::new()
         .prefix("quarry-bench-ingest-")
         .tempdir()?;
-    let config = EngineConfig {
-        data_dir: data.path().to_path_buf(),
-        model_cache: cache,
-        embed_model: source,
-        embed_queue: QueueConfig::default(),
-        embed_limits: Default::default(),
-        document_limits: Default::default(),
-        search_limits: Default::default(),
-        index: Default::default(),
-        generate_model: None,
-        generate_queue_capacity: 1,
-        ask: Default::default(),
-        record_key: None,
-    };
+    let config = EngineConfig::retrieval_only(data.path().to_path_buf(), cache, source);
     let engine = tokio::task::spawn_blocking(move || Engine::open(config)).await??;
     engine
         .create_collection(CreateCollection {
