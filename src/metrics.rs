@@ -147,6 +147,14 @@ impl Metrics {
                 totals.with_label_values(&[what]).set(n as i64);
             }
         }
+        gauge(
+            "quarry_store_writes_failed",
+            "1 once a write to the data directory failed on the disk (writes are refused until \
+             a restart)",
+            &[],
+        )
+        .with_label_values(&[] as &[&str])
+        .set(i64::from(stats.disk_writes_failed));
         let sizes = gauge(
             "quarry_collection_size",
             "Documents and chunks (indexed vectors) per collection",
@@ -161,6 +169,12 @@ impl Metrics {
                 sizes
                     .with_label_values(&[&name, "chunks"])
                     .set(c.chunk_count as i64);
+                sizes
+                    .with_label_values(&[&name, "hnsw_chunks"])
+                    .set(c.indexed.dense as i64);
+                sizes
+                    .with_label_values(&[&name, "bm25_chunks"])
+                    .set(c.indexed.keyword as i64);
             }
         }
         let mut families = self.registry.gather();

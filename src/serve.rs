@@ -121,6 +121,7 @@ pub async fn open_engine(config: &ServeConfig) -> anyhow::Result<Engine> {
         generate_queue_capacity: config.generate_queue_capacity,
         ask: config.ask,
         record_key: config.record_key.clone(),
+        min_free_disk_bytes: config.min_free_disk_bytes,
     };
     tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await?

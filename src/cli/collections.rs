@@ -58,6 +58,8 @@ fn to_json(c: &proto::Collection) -> serde_json::Value {
         "name": c.name,
         "document_count": c.document_count,
         "chunk_count": c.chunk_count,
+        "dense_indexed_chunks": c.dense_indexed_chunks,
+        "keyword_indexed_chunks": c.keyword_indexed_chunks,
         "created_at_ms": c.created_at_ms,
         "settings": {
             "chunk_size": s.chunk_size,
@@ -75,6 +77,10 @@ fn print_details(c: &proto::Collection) {
     println!("name:        {}", c.name);
     println!("documents:   {}", c.document_count);
     println!("chunks:      {}", c.chunk_count);
+    println!(
+        "indexed:     {} in HNSW, {} in BM25",
+        c.dense_indexed_chunks, c.keyword_indexed_chunks
+    );
     println!("created:     {}", format_time(c.created_at_ms));
     println!(
         "chunking:    {} tokens, {} overlap",

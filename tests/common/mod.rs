@@ -58,6 +58,11 @@ impl TestServer {
     /// Starts a server with extra flags; without --keys-file among them,
     /// auth is off (--no-auth).
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_logging(data_dir, extra, "info")
+    }
+
+    /// Like [`Self::start_with`], with `rust_log` as the server's RUST_LOG.
+    pub fn start_logging(data_dir: &Path, extra: &[&str], rust_log: &str) -> Self {
         ensure_models();
         let auth: &[&str] = if extra.contains(&"--keys-file") {
             &[]
@@ -69,7 +74,7 @@ impl TestServer {
             .arg(data_dir)
             .args(auth)
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .env_remove("QUARRY_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -144,6 +149,57 @@ impl TestServer {
         let status = wait_bounded(&mut child, STOP_LIMIT);
         self.stderr_lines.extend(self.stderr.try_iter());
         status
+    }
+
+    /// Waits (at most `limit`) for a log line containing `needle` that
+    /// arrives after the last one read, and returns it.
+    pub fn wait_for_log(&mut self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self
+                .stderr
+                .recv_timeout(left.min(Duration::from_millis(100)))
+            {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    self.stderr_lines.push(line.clone());
+                    if hit {
+                        return Some(line);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// The number of log lines read so far (an index into [`Self::logs`]'
+    /// lines).
+    pub fn log_len(&self) -> usize {
+        self.stderr_lines.len()
+    }
+
+    /// Log lines from index `from` on, after reading everything pending.
+    pub fn log_lines_from(&mut self, from: usize) -> Vec<String> {
+        self.stderr_lines.extend(self.stderr.try_iter());
+        self.stderr_lines[from.min(self.stderr_lines.len())..].to_vec()
+    }
+
+    /// Waits (bounded) for the process to exit and returns every line it
+    /// logged, up to the pipe's end.
+    pub fn wait_exit_with_logs(mut self) -> (ExitStatus, Vec<String>) {
+        let mut child = self.child.take().unwrap();
+        let status = wait_bounded(&mut child, STOP_LIMIT);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match self.stderr.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => self.stderr_lines.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        (status, std::mem::take(&mut self.stderr_lines))
     }
 
     /// Everything the server logged so far.

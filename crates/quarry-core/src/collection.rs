@@ -209,6 +209,19 @@ pub struct CollectionInfo {
     pub document_count: u64,
     /// Number of chunks stored.
     pub chunk_count: u64,
+    /// What the search indexes hold of it.
+    pub indexed: IndexedCounts,
+}
+
+/// Chunks each search index of a collection holds. Both equal the stored
+/// chunk count whenever no write is in flight; a difference after a
+/// restart means recovery went wrong.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexedCounts {
+    /// Live chunks in the vector (HNSW) index, deleted ones not counted.
+    pub dense: u64,
+    /// Chunks in the keyword (BM25) index's committed state.
+    pub keyword: u64,
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@ pub mod filter;
 pub mod record;
 pub mod time;
 
-pub use collection::{CollectionInfo, CollectionName, CollectionSettings, SettingsPatch};
+pub use collection::{
+    CollectionInfo, CollectionName, CollectionSettings, IndexedCounts, SettingsPatch,
+};
 pub use document::{Chunk, Document, MetaValue, Metadata};
 pub use error::InvalidArgument;
 pub use filter::Filter;

@@ -540,7 +540,7 @@ impl Engine {
             previous_record_id: run.prepared.previous,
         };
         let stored = self
-            .blocking(move |inner| Ok(inner.store.insert_record(record)?))
+            .blocking(move |inner| Ok(inner.disk.watch(inner.store.insert_record(record))?))
             .await;
         let event = stored.map(|r| {
             AskEvent::Done(AskDone {
@@ -618,8 +618,8 @@ fn prepare(
                 break;
             }
             used += cost;
-            turns.push(Message::new("assistant", record.answer));
-            turns.push(Message::new("user", record.question));
+            turns.push(Message::new("assistant", queue.defuse(&record.answer)));
+            turns.push(Message::new("user", queue.defuse(&record.question)));
         }
         turns.reverse();
     }
@@ -636,7 +636,10 @@ fn prepare(
         m.extend(turns.iter().cloned());
         m.push(Message::new(
             "user",
-            format!("Passages:\n{passages}Question: {}", req.question.trim()),
+            format!(
+                "Passages:\n{passages}Question: {}",
+                queue.defuse(req.question.trim())
+            ),
         ));
         m
     };
@@ -644,12 +647,19 @@ fn prepare(
     let overhead = count(&frame) + 1 + PROMPT_SLACK;
     let window = queue.context_length();
     let budget = window.saturating_sub(max_new_tokens + overhead);
-    let candidates: Vec<Candidate> = relevant
+    // Defused before packing, so that the token counts are the prompt's.
+    let safe: Vec<(String, String)> = relevant
         .iter()
-        .map(|(h, _)| Candidate {
-            title: &h.title,
-            text: &h.text,
+        .map(|(h, _)| {
+            (
+                queue.defuse(&h.title).into_owned(),
+                queue.defuse(&h.text).into_owned(),
+            )
         })
+        .collect();
+    let candidates: Vec<Candidate> = safe
+        .iter()
+        .map(|(title, text)| Candidate { title, text })
         .collect();
     let packed = context::pack(&candidates, budget, &count);
     if packed.is_empty() {

@@ -1,8 +1,8 @@
 //! Collection management: create, get, list, delete.
 
-use quarry_core::{CollectionInfo, CollectionName, CollectionSettings};
+use quarry_core::{CollectionInfo, CollectionName, CollectionSettings, IndexedCounts};
 
-use crate::{Engine, Result};
+use crate::{Engine, EngineError, Result};
 
 /// A validated request to create a collection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +28,10 @@ impl Engine {
     /// Creates a collection.
     pub async fn create_collection(&self, req: CreateCollection) -> Result<CollectionInfo> {
         self.blocking(move |inner| {
-            let stored = inner.store.create_collection(&req.name, req.settings)?;
+            inner.disk.check_room()?;
+            let stored = inner
+                .disk
+                .watch(inner.store.create_collection(&req.name, req.settings))?;
             // No op of the new collection can follow before its index
             // exists, so the store's last sequence number covers it.
             let seq = inner.store.last_seq()?;
@@ -38,26 +41,30 @@ impl Engine {
                 return Err(e);
             }
             tracing::info!(collection = %req.name, "collection created");
-            Ok(stored.info())
+            Ok(stored.info(IndexedCounts::default()))
         })
         .await
     }
 
     /// Returns one collection with its counts.
     pub async fn get_collection(&self, name: CollectionName) -> Result<CollectionInfo> {
-        self.blocking(move |inner| Ok(inner.store.collection(&name)?.info()))
+        self.blocking(move |inner| inner.indexes.info(&inner.store, &name))
             .await
     }
 
     /// Lists every collection, ordered by name.
     pub async fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
         self.blocking(|inner| {
-            Ok(inner
-                .store
-                .list_collections()?
-                .iter()
-                .map(|c| c.info())
-                .collect())
+            let mut infos = Vec::new();
+            for c in inner.store.list_collections()? {
+                match inner.indexes.info(&inner.store, &c.name) {
+                    Ok(info) => infos.push(info),
+                    // Deleted since the list was read.
+                    Err(EngineError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(infos)
         })
         .await
     }
@@ -66,7 +73,8 @@ impl Engine {
     pub async fn delete_collection(&self, name: CollectionName) -> Result<DeletedCollection> {
         self.blocking(move |inner| {
             let id = inner.store.collection(&name)?.id;
-            let dropped = inner.store.drop_collection(&name)?;
+            inner.disk.check_not_failed()?;
+            let dropped = inner.disk.watch(inner.store.drop_collection(&name))?;
             inner.indexes.remove(id)?;
             tracing::info!(
                 collection = %name,

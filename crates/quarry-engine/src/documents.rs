@@ -262,6 +262,7 @@ impl Engine {
             }
         }
         let docs: Vec<Document> = docs.into_iter().map(normalise).collect();
+        self.inner.disk.check_room()?;
 
         // Decide what changed and chunk it, off the async workers.
         let tokenizer = self.inner.embedder.counting_tokenizer();
@@ -302,10 +303,14 @@ impl Engine {
             .flat_map(|(doc, _, chunks)| chunks.iter().map(|c| embedding_text(&doc.title, c)))
             .collect();
         let embedded = texts.len() as u64;
+        // The debug lines around each stage let an operator see where a
+        // slow load spends its time (and the crash tests where a kill hit).
+        tracing::debug!(chunks = embedded, "embedding chunks");
         let mut vectors = Vec::with_capacity(texts.len());
         for request in texts.chunks(EMBED_REQUEST_TEXTS) {
             vectors.extend(self.inner.embedder.embed(request.to_vec()).await?);
         }
+        tracing::debug!(chunks = embedded, "chunks embedded");
         let mut vectors = vectors.into_iter();
         let new_docs: Vec<NewDocument> = pending
             .into_iter()
@@ -329,7 +334,11 @@ impl Engine {
                 // Held across the write and the apply, so that the index
                 // sees writes to this collection in the store's order.
                 let mut index = indexes::write(&shared)?;
-                let outcome = store.upsert_documents(&collection, &new_docs)?;
+                tracing::debug!(documents = new_docs.len(), "writing documents to the store");
+                let outcome = inner
+                    .disk
+                    .watch(store.upsert_documents(&collection, &new_docs))?;
+                tracing::debug!(seq = outcome.last_seq, "documents stored");
                 // The index gets what was just written, from memory: the
                 // store hands out chunk ids in input order, document by
                 // document, for every document it did not skip.
@@ -360,9 +369,14 @@ impl Engine {
                     });
                 }
                 if outcome.last_seq > 0 {
+                    tracing::debug!(
+                        documents = changed.len(),
+                        "applying documents to the indexes"
+                    );
                     index
                         .upsert(changed, outcome.last_seq)
-                        .map_err(indexes::index_error)?;
+                        .map_err(|e| inner.disk.index_write_failed(e))?;
+                    tracing::debug!(seq = outcome.last_seq, "indexes updated");
                 }
                 drop(index);
                 // Replaced documents leave tombstones too.
@@ -423,11 +437,16 @@ impl Engine {
                     ids
                 }
             };
-            let outcome = store.delete_documents(&collection, &ids)?;
+            // Deletes stay allowed under the free-space reserve: they are
+            // how an operator makes room.
+            inner.disk.check_not_failed()?;
+            let outcome = inner
+                .disk
+                .watch(store.delete_documents(&collection, &ids))?;
             if outcome.last_seq > 0 {
                 index
                     .remove(&outcome.deleted, outcome.last_seq)
-                    .map_err(indexes::index_error)?;
+                    .map_err(|e| inner.disk.index_write_failed(e))?;
             }
             drop(index);
             indexes::maybe_rebuild(&shared);

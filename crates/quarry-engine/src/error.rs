@@ -71,6 +71,9 @@ impl From<StoreError> for EngineError {
             | StoreError::RecordNotFound(_) => Self::NotFound(e.to_string()),
             // An I/O failure (disk full, read-only) is the server's state, not
             // a bug: the client may retry elsewhere or later.
+            e if e.io_kind() == Some(std::io::ErrorKind::StorageFull) => {
+                Self::ResourceExhausted(format!("the data directory's disk is full: {e}"))
+            }
             e if e.is_io() => Self::Unavailable(e.to_string()),
             StoreError::Open { .. }
             | StoreError::RecordKey(_)

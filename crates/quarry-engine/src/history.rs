@@ -243,10 +243,11 @@ impl Engine {
             .into());
         }
         self.blocking(move |inner| {
-            Ok(inner.store.update_record(id, |r| {
+            inner.disk.check_not_failed()?;
+            Ok(inner.disk.watch(inner.store.update_record(id, |r| {
                 r.rating = Some(score);
                 r.comment = comment.clone();
-            })?)
+            }))?)
         })
         .await
     }
@@ -289,10 +290,11 @@ impl Engine {
             _ => {}
         }
         self.blocking(move |inner| {
-            Ok(match &selector {
-                RecordSelector::Ids(ids) => inner.store.delete_records(ids)?,
-                RecordSelector::Session(s) => inner.store.delete_session_records(s)?,
-            })
+            inner.disk.check_not_failed()?;
+            Ok(inner.disk.watch(match &selector {
+                RecordSelector::Ids(ids) => inner.store.delete_records(ids),
+                RecordSelector::Session(s) => inner.store.delete_session_records(s),
+            })?)
         })
         .await
     }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use quarry_core::{CollectionInfo, CollectionName, IndexedCounts};
 use quarry_index::{Change, CollectionIndex, Recovered, Truth, TruthChunk, TruthDocument};
 use quarry_store::{OpKind, Store, StoreError, StoredCollection};
 
@@ -178,7 +179,7 @@ impl Indexes {
             let ms = started.elapsed().as_millis() as u64;
             for (name, part) in [("dense", &report.dense), ("keyword", &report.keyword)] {
                 if matches!(part, Recovered::Rebuilt { .. }) {
-                    tracing::warn!(collection = %coll.name, index = name, "{}", describe(part));
+                    tracing::warn!(collection = %coll.name, index = %name, "{}", describe(part));
                 }
             }
             tracing::info!(
@@ -261,6 +262,28 @@ impl Indexes {
             .ok_or_else(|| {
                 EngineError::Internal(format!("collection {collection_id} has no index"))
             })
+    }
+
+    /// A collection's stored counts beside its indexes' counts, read under
+    /// the index's lock: writers hold it from their store write to their
+    /// index update, so the two agree unless recovery went wrong.
+    pub(crate) fn info(&self, store: &Store, name: &CollectionName) -> Result<CollectionInfo> {
+        let id = store.collection(name)?.id;
+        let shared = self
+            .map
+            .read()
+            .map_err(|_| lock_poisoned())?
+            .get(&id)
+            .cloned();
+        // Dropped between the two reads.
+        let shared = shared
+            .ok_or_else(|| EngineError::from(StoreError::CollectionNotFound(name.to_string())))?;
+        let index = read(&shared)?;
+        let stored = store.collection(name)?;
+        Ok(stored.info(IndexedCounts {
+            dense: index.len() as u64,
+            keyword: index.keyword().len(),
+        }))
     }
 
     /// Saves every changed dense graph, then drops the op-log entries that

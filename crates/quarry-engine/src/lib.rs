@@ -11,6 +11,7 @@ mod bulk;
 mod chunk;
 mod collections;
 pub mod context;
+mod disk;
 mod documents;
 mod embed;
 mod error;
@@ -34,6 +35,7 @@ pub use ask::{
 pub use bulk::BulkSummary;
 pub use chunk::chunk_text;
 pub use collections::{CreateCollection, DeletedCollection};
+pub use disk::DEFAULT_MIN_FREE_BYTES;
 pub use documents::{
     content_hash, validate_document, DeleteSelector, DeleteSummary, DocumentLimits, UpsertSummary,
 };
@@ -77,6 +79,9 @@ pub struct EngineConfig {
     pub ask: AskConfig,
     /// Seals prompt/response records at rest, when set.
     pub record_key: Option<quarry_store::RecordKey>,
+    /// Document writes are refused while the data directory's disk has
+    /// less free space than this (0: never).
+    pub min_free_disk_bytes: u64,
 }
 
 impl EngineConfig {
@@ -100,6 +105,7 @@ impl EngineConfig {
             generate_queue_capacity: 1,
             ask: AskConfig::default(),
             record_key: None,
+            min_free_disk_bytes: disk::DEFAULT_MIN_FREE_BYTES,
         }
     }
 }
@@ -120,6 +126,7 @@ pub(crate) struct Inner {
     search_limits: SearchLimits,
     generator: Option<Arc<Generator>>,
     ask: AskConfig,
+    disk: disk::DiskGuard,
 }
 
 /// What the models have done, for metrics.
@@ -135,6 +142,8 @@ pub struct EngineStats {
     pub generate_model: Option<String>,
     /// The generation thread's counters, if one is loaded.
     pub generation: Option<quarry_generate::QueueStats>,
+    /// A write failed on the disk: writes are refused until a restart.
+    pub disk_writes_failed: bool,
 }
 
 /// The generation model's thread and its id.
@@ -205,6 +214,7 @@ impl Engine {
                 search_limits: config.search_limits,
                 generator,
                 ask: config.ask,
+                disk: disk::DiskGuard::new(config.data_dir.clone(), config.min_free_disk_bytes),
             }),
         };
         indexes::spawn_checkpointer(
@@ -224,6 +234,7 @@ impl Engine {
             embedded_texts: inner.embedder.embedded_texts(),
             generate_model: inner.generator.as_ref().map(|g| g.model_id.clone()),
             generation: inner.generator.as_ref().map(|g| g.queue.stats()),
+            disk_writes_failed: inner.disk.has_failed(),
         }
     }
 

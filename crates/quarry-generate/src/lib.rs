@@ -26,4 +26,4 @@ pub use model_files::{
 pub use queue::{Event, Finish, FinishReason, GenerateQueue, QueueStats};
 pub use sampling::{argmax, Sampler, SamplingParams};
 pub use stream::{Delta, TextStream};
-pub use template::{ChatTemplate, Message};
+pub use template::{defuse, ChatTemplate, Message};

@@ -119,6 +119,8 @@ pub struct GenerateQueue {
     jobs: SyncSender<Job>,
     vocab: Arc<Vocab>,
     template: Option<ChatTemplate>,
+    /// The control tokens' texts, longest first.
+    control_texts: Vec<String>,
     context_length: usize,
     capacity: usize,
 }
@@ -143,6 +145,8 @@ impl GenerateQueue {
             None => None,
         };
         let context_length = model.config().context_length;
+        let mut control_texts: Vec<String> = vocab.control.iter().map(|(_, t)| t.clone()).collect();
+        control_texts.sort_by_key(|t| std::cmp::Reverse(t.len()));
         let (jobs, rx) = sync_channel(capacity.max(1));
         let thread_vocab = Arc::clone(&vocab);
         let counters = Arc::new(Counters::default());
@@ -158,6 +162,7 @@ impl GenerateQueue {
             jobs,
             vocab,
             template,
+            control_texts,
             context_length,
             capacity: capacity.max(1),
         })
@@ -189,6 +194,12 @@ impl GenerateQueue {
             .as_ref()
             .ok_or_else(|| GenerateError::Model("the model has no chat template".into()))?;
         template.render(messages, true)
+    }
+
+    /// `text` made safe to render into a prompt: the model's control
+    /// tokens in it no longer tokenize as such ([`crate::defuse`]).
+    pub fn defuse<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        crate::defuse(text, &self.control_texts)
     }
 
     /// The token count of `text` as a prompt would hold it (no BOS).

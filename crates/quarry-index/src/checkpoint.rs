@@ -8,13 +8,16 @@
 //! at any point leaves `CURRENT` naming either the old checkpoint or the new
 //! one, both complete. Older directories are removed afterwards.
 //!
-//! hnsw_rs's loader asserts on bad input instead of returning errors, so
-//! loading runs under `catch_unwind` and any failure is reported as
-//! [`IndexError::Damaged`], which recovery answers with a rebuild.
+//! hnsw_rs's loader asserts on bad input, and on a truncated file it ends
+//! the process (`std::process::exit`), instead of returning errors. So the
+//! manifest records each dump file's length and CRC-32, checked before
+//! hnsw_rs sees the files, and loading runs under `catch_unwind`; any
+//! failure is reported as [`IndexError::Damaged`], which recovery answers
+//! with a rebuild.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
@@ -29,7 +32,8 @@ use crate::IndexError;
 const CURRENT: &str = "CURRENT";
 const META: &str = "meta.json";
 const BASENAME: &str = "graph";
-const FORMAT: u32 = 1;
+/// 2: the manifest lists the dump files' lengths and checksums.
+const FORMAT: u32 = 2;
 
 /// What a checkpoint directory holds besides the graph.
 #[derive(Debug, Serialize, Deserialize)]
@@ -45,6 +49,74 @@ struct Manifest {
     dimension: usize,
     /// Points deleted since the graph was built.
     tombstones: Vec<u64>,
+    /// The dump files, as written.
+    files: Vec<FileCheck>,
+}
+
+/// A file's length and checksum, to refuse a damaged file before hnsw_rs
+/// reads it.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct FileCheck {
+    name: String,
+    bytes: u64,
+    crc32: u32,
+}
+
+impl FileCheck {
+    fn of(path: &Path) -> Result<Self, IndexError> {
+        let mut f = File::open(path).map_err(IndexError::io(path))?;
+        let mut hasher = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut bytes = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(IndexError::io(path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            bytes += n as u64;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Self {
+            name,
+            bytes,
+            crc32: hasher.finalize(),
+        })
+    }
+
+    /// Checks the file of this name in `dir` against the recorded one.
+    fn verify(&self, dir: &Path) -> Result<(), IndexError> {
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            return Err(IndexError::damaged(
+                dir,
+                format!("the manifest names {:?}", self.name),
+            ));
+        }
+        let path = dir.join(&self.name);
+        let len = fs::metadata(&path)
+            .map_err(|e| IndexError::damaged(&path, e.to_string()))?
+            .len();
+        if len != self.bytes {
+            return Err(IndexError::damaged(
+                &path,
+                format!("is {len} bytes; the manifest says {}", self.bytes),
+            ));
+        }
+        let found = Self::of(&path).map_err(|e| IndexError::damaged(&path, e.to_string()))?;
+        if found.crc32 != self.crc32 {
+            return Err(IndexError::damaged(
+                &path,
+                format!(
+                    "CRC-32 {:08x}; the manifest says {:08x}",
+                    found.crc32, self.crc32
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Writes `bytes` to `path` so that a crash leaves the old or the new
@@ -84,6 +156,7 @@ pub fn save(index: &DenseIndex, dir: &Path, seq: u64) -> Result<(), IndexError> 
 
     let graph = index.graph();
     let points = graph.get_nb_point();
+    let mut files = Vec::new();
     let basename = if points == 0 {
         // hnsw_rs cannot dump a graph without an entry point.
         String::new()
@@ -92,7 +165,9 @@ pub fn save(index: &DenseIndex, dir: &Path, seq: u64) -> Result<(), IndexError> 
             .file_dump(&path, BASENAME)
             .map_err(|e| IndexError::damaged(&path, format!("hnsw_rs dump failed: {e}")))?;
         for ext in ["hnsw.graph", "hnsw.data"] {
-            sync_file(&path.join(format!("{basename}.{ext}")))?;
+            let file = path.join(format!("{basename}.{ext}"));
+            sync_file(&file)?;
+            files.push(FileCheck::of(&file)?);
         }
         basename
     };
@@ -103,6 +178,7 @@ pub fn save(index: &DenseIndex, dir: &Path, seq: u64) -> Result<(), IndexError> 
         points,
         dimension: index.dimension(),
         tombstones: index.tombstones().collect(),
+        files,
     };
     let json = serde_json::to_vec(&manifest).expect("a manifest serialises");
     let meta = path.join(META);
@@ -161,6 +237,18 @@ pub fn load(
     let tombstones: HashSet<u64> = manifest.tombstones.iter().copied().collect();
     if manifest.points == 0 {
         return Ok(Some((DenseIndex::new(settings, 0), manifest.seq)));
+    }
+    if manifest.files.len() != 2 {
+        return Err(IndexError::damaged(
+            &meta,
+            format!(
+                "lists {} files, not the graph and its data",
+                manifest.files.len()
+            ),
+        ));
+    }
+    for file in &manifest.files {
+        file.verify(&path)?;
     }
     let graph = load_graph(&path, &manifest.basename)?;
     if graph.get_nb_point() != manifest.points {
@@ -301,5 +389,41 @@ mod tests {
             load(dir.path(), CollectionSettings::default()),
             Err(IndexError::Damaged { .. })
         ));
+    }
+
+    /// hnsw_rs ends the process on a truncated data file; the manifest's
+    /// lengths and checksums must catch that, and a flipped byte, first.
+    #[test]
+    fn a_truncated_or_altered_data_file_is_damage_not_an_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = DenseIndex::new(CollectionSettings::default(), 80);
+        idx.insert(vectors(80, 8, 2));
+        save(&idx, dir.path(), 3).unwrap();
+        let name = fs::read_to_string(dir.path().join(CURRENT)).unwrap();
+        let data = dir.path().join(&name).join("graph.hnsw.data");
+        let original = fs::read(&data).unwrap();
+
+        fs::write(&data, &original[..original.len() / 2]).unwrap();
+        let err = load(dir.path(), CollectionSettings::default()).err();
+        assert!(
+            matches!(&err, Some(IndexError::Damaged { reason, .. }) if reason.contains("bytes; the manifest says")),
+            "{err:?}"
+        );
+
+        let mut altered = original.clone();
+        let middle = altered.len() / 2;
+        altered[middle] ^= 0x40;
+        fs::write(&data, &altered).unwrap();
+        let err = load(dir.path(), CollectionSettings::default()).err();
+        assert!(
+            matches!(&err, Some(IndexError::Damaged { reason, .. }) if reason.contains("CRC-32")),
+            "{err:?}"
+        );
+
+        fs::write(&data, &original).unwrap();
+        let (loaded, seq) = load(dir.path(), CollectionSettings::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!((loaded.len(), seq), (80, 3));
     }
 }

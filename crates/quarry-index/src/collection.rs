@@ -297,6 +297,11 @@ impl CollectionIndex {
         if !self.dense_dirty.load(Ordering::Acquire) {
             return Ok(false);
         }
+        tracing::debug!(
+            seq,
+            chunks = self.dense.len(),
+            "saving a dense index checkpoint"
+        );
         checkpoint::save(&self.dense, &dense_dir(dir), seq)?;
         self.dense_saved.store(seq, Ordering::Release);
         self.dense_dirty.store(false, Ordering::Release);

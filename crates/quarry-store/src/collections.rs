@@ -2,7 +2,9 @@
 //! from the name table atomically and its data is purged afterwards; a purge
 //! that a crash interrupted is finished on the next open.
 
-use quarry_core::{time::now_ms, CollectionInfo, CollectionName, CollectionSettings};
+use quarry_core::{
+    time::now_ms, CollectionInfo, CollectionName, CollectionSettings, IndexedCounts,
+};
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
@@ -34,14 +36,16 @@ pub struct StoredCollection {
 }
 
 impl StoredCollection {
-    /// The summary the API reports.
-    pub fn info(&self) -> CollectionInfo {
+    /// The summary the API reports, with what the indexes (which the
+    /// store does not see) hold.
+    pub fn info(&self, indexed: IndexedCounts) -> CollectionInfo {
         CollectionInfo {
             name: self.name.clone(),
             settings: self.settings,
             created_at_ms: self.created_at_ms,
             document_count: self.document_count,
             chunk_count: self.chunk_count,
+            indexed,
         }
     }
 }

@@ -82,7 +82,15 @@ impl StoreError {
     /// True when the disk refused an operation (full, read-only, gone): the
     /// server's state, not a bug.
     pub fn is_io(&self) -> bool {
-        matches!(self, Self::Sled(sled::Error::Io(_)))
+        self.io_kind().is_some()
+    }
+
+    /// The kind of the disk's refusal, for an I/O failure.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Self::Sled(sled::Error::Io(e)) => Some(e.kind()),
+            _ => None,
+        }
     }
 }
 

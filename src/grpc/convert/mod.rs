@@ -91,6 +91,7 @@ impl From<CollectionInfo> for proto::Collection {
             created_at_ms,
             document_count,
             chunk_count,
+            indexed,
         } = c;
         Self {
             name: name.into(),
@@ -98,6 +99,8 @@ impl From<CollectionInfo> for proto::Collection {
             document_count,
             chunk_count,
             created_at_ms,
+            dense_indexed_chunks: indexed.dense,
+            keyword_indexed_chunks: indexed.keyword,
         }
     }
 }
