@@ -8,6 +8,9 @@
 //!   queries per second at several ef_search values.
 //! - [`generate`]: the decoder alone: prefill, time to first token and
 //!   decode speed on a RAG-sized prompt.
+//! - [`ingest`]: the bulk loader end to end beside embedding alone.
+//! - [`load`]: a real server under K concurrent clients mixing Search, Ask
+//!   and Upsert: latency percentiles, throughput, peak RSS, and a soak.
 
 use std::path::Path;
 
@@ -15,6 +18,7 @@ pub mod ann;
 pub mod embed;
 pub mod generate;
 pub mod ingest;
+pub mod load;
 pub mod search;
 
 /// Benchmarks.
@@ -30,6 +34,9 @@ pub enum BenchCommand {
     Generate(generate::GenerateBench),
     /// The bulk loader end to end beside embedding alone.
     Ingest(ingest::IngestBench),
+    /// K concurrent clients mixing Search, Ask and Upsert against a real
+    /// server: latency percentiles, throughput, peak RSS, and a soak.
+    Load(load::LoadBench),
 }
 
 /// Runs a benchmark.
@@ -40,6 +47,7 @@ pub fn run(cmd: BenchCommand, runtime: &tokio::runtime::Runtime) -> anyhow::Resu
         BenchCommand::Ann(args) => ann::run(args),
         BenchCommand::Generate(args) => generate::run(args),
         BenchCommand::Ingest(args) => runtime.block_on(ingest::run(args)),
+        BenchCommand::Load(args) => runtime.block_on(load::run(args)),
     }
 }
 

@@ -310,7 +310,8 @@ fn build(dir: &Path, data: &Path, chunks: usize, model: &str) -> anyhow::Result<
 }
 
 /// A `quarry serve` child process.
-struct Server {
+/// A `quarry serve` child process on loopback, for benchmarks.
+pub(super) struct Server {
     child: Child,
     addr: String,
 }
@@ -318,7 +319,16 @@ struct Server {
 impl Server {
     /// Starts a server on `dir`, logging to `log`; returns it with the time
     /// from spawn to listening.
-    async fn start(dir: &Path, log: &Path) -> anyhow::Result<(Self, Duration)> {
+    pub(super) async fn start(dir: &Path, log: &Path) -> anyhow::Result<(Self, Duration)> {
+        Self::start_with(dir, log, &[]).await
+    }
+
+    /// [`Self::start`] with extra flags.
+    pub(super) async fn start_with(
+        dir: &Path,
+        log: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<(Self, Duration)> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -334,6 +344,7 @@ impl Server {
                 "--data-dir",
             ])
             .arg(dir)
+            .args(extra)
             .env("RUST_LOG", "warn,quarry_engine=info,quarry=info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -358,7 +369,12 @@ impl Server {
         }
     }
 
-    async fn channel(&self) -> anyhow::Result<Channel> {
+    /// The server's process id.
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(super) async fn channel(&self) -> anyhow::Result<Channel> {
         Ok(Channel::from_shared(format!("http://{}", self.addr))?
             .connect_timeout(Duration::from_secs(10))
             .connect()
@@ -366,7 +382,7 @@ impl Server {
     }
 
     /// SIGTERM, then waits for a clean exit.
-    fn stop(mut self) -> anyhow::Result<()> {
+    pub(super) fn stop(mut self) -> anyhow::Result<()> {
         // SAFETY: kill(2) on a child we spawned and have not reaped.
         let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         anyhow::ensure!(rc == 0, "cannot signal the server");
