@@ -13,6 +13,10 @@ mod rag;
 mod retrieval;
 mod status;
 
+/// The wire filter's conversion, which validates untrusted input (fuzzed by
+/// fuzz/fuzz_targets/filter.rs).
+pub use convert::filter_from_proto;
+
 use std::future::Future;
 use std::time::Duration;
 

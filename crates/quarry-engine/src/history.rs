@@ -128,11 +128,16 @@ fn signature(secret: &[u8], filter: &RecordFilter, last: RecordId) -> String {
         .collect()
 }
 
-fn page_token(secret: &[u8], filter: &RecordFilter, last: RecordId) -> String {
+/// The page token after record `last` for `filter`: the id and a
+/// signature over the data directory's secret, the filter and the id.
+pub fn page_token(secret: &[u8], filter: &RecordFilter, last: RecordId) -> String {
     format!("{last}.{}", signature(secret, filter, last))
 }
 
-fn parse_page_token(
+/// The record a page token continues after, `None` for the empty token;
+/// INVALID_ARGUMENT for a token not issued with this secret and filter.
+/// Parses untrusted client input (fuzzed by fuzz/fuzz_targets/page_token.rs).
+pub fn parse_page_token(
     secret: &[u8],
     filter: &RecordFilter,
     token: &str,

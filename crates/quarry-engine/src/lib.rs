@@ -8,7 +8,7 @@
 
 mod ask;
 mod bulk;
-mod chunk;
+pub mod chunk;
 mod collections;
 pub mod context;
 mod disk;
@@ -42,7 +42,8 @@ pub use documents::{
 pub use embed::{EmbedLimits, Embeddings};
 pub use error::EngineError;
 pub use history::{
-    RecordFilter, RecordPage, RecordSelector, DEFAULT_PAGE_SIZE, MAX_COMMENT_BYTES, MAX_PAGE_SIZE,
+    page_token, parse_page_token, RecordFilter, RecordPage, RecordSelector, DEFAULT_PAGE_SIZE,
+    MAX_COMMENT_BYTES, MAX_PAGE_SIZE,
 };
 pub use indexes::IndexConfig;
 pub use quarry_index::{Fusion, Mode, DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K};

@@ -21,7 +21,8 @@ pub use gguf_vocab::{vocab_from_gguf, Vocab};
 pub use hf_vocab::vocab_from_hf;
 pub use llama::{KvCache, LlamaModel};
 pub use model_files::{
-    fetch_generator, find_gguf, read_gguf_metadata, ModelFormat, GGUF_FILES, SAFETENSORS_FILES,
+    fetch_generator, find_gguf, parse_gguf_metadata, read_gguf_metadata, ModelFormat, GGUF_FILES,
+    SAFETENSORS_FILES,
 };
 pub use queue::{Event, Finish, FinishReason, GenerateQueue, QueueStats};
 pub use sampling::{argmax, Sampler, SamplingParams};

@@ -113,7 +113,16 @@ pub fn read_gguf_metadata(path: &Path) -> Result<HashMap<String, gguf_file::Valu
         source,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
-    let content = gguf_file::Content::read(&mut file)
-        .map_err(|e| GenerateError::Model(format!("{}: not a GGUF file: {e}", path.display())))?;
+    parse_gguf_metadata(&mut file, &path.display().to_string())
+}
+
+/// Reads GGUF metadata from `reader` (`name` for messages). The bytes are
+/// untrusted (fuzzed by fuzz/fuzz_targets/gguf_metadata.rs).
+pub fn parse_gguf_metadata<R: std::io::Read + std::io::Seek>(
+    reader: &mut R,
+    name: &str,
+) -> Result<HashMap<String, gguf_file::Value>, GenerateError> {
+    let content = gguf_file::Content::read(reader)
+        .map_err(|e| GenerateError::Model(format!("{name}: not a GGUF file: {e}")))?;
     Ok(content.metadata)
 }

@@ -39,7 +39,7 @@ pub enum Record {
 
 /// File kinds the loader reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FileKind {
+pub enum FileKind {
     Jsonl,
     Text,
     Markdown,
@@ -158,7 +158,7 @@ fn text_field(v: &serde_json::Value) -> Option<String> {
 }
 
 /// A JSON line as a document.
-fn json_record(line: &str, fields: &Fields) -> Result<proto::Document, String> {
+pub fn json_record(line: &str, fields: &Fields) -> Result<proto::Document, String> {
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     let obj = value
@@ -200,7 +200,11 @@ fn json_record(line: &str, fields: &Fields) -> Result<proto::Document, String> {
 
 /// A whole file as a document: its text (HTML converted to text), the
 /// first Markdown heading or HTML title as the title, else the file name.
-fn file_document(input: &Input, kind: FileKind, bytes: &[u8]) -> Result<proto::Document, String> {
+pub fn file_document(
+    input: &Input,
+    kind: FileKind,
+    bytes: &[u8],
+) -> Result<proto::Document, String> {
     let stem = input
         .path
         .file_name()

@@ -86,7 +86,7 @@ fn document_from_proto(d: proto::Document, field: &str) -> Result<Document, Inva
 }
 
 /// Converts a filter, naming each clause by its path in the request.
-pub(crate) fn filter_from_proto(f: proto::Filter, field: &str) -> Result<Filter, InvalidArgument> {
+pub fn filter_from_proto(f: proto::Filter, field: &str) -> Result<Filter, InvalidArgument> {
     use proto::filter::Clause;
     let proto::Filter { clause } = f;
     let list = |l: proto::FilterList, name: &str| -> Result<Vec<Filter>, InvalidArgument> {

@@ -15,7 +15,8 @@ mod documents;
 mod rag;
 
 pub use documents::{
-    bulk_batch_from_proto, filter_to_proto, DeleteDocuments, GetDocument, UpsertDocuments,
+    bulk_batch_from_proto, filter_from_proto, filter_to_proto, DeleteDocuments, GetDocument,
+    UpsertDocuments,
 };
 pub use rag::{
     ask_from_proto, delete_from_proto, list_from_proto, record_filter_from_proto, record_id,
