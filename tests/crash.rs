@@ -629,7 +629,7 @@ async fn damaged_indexes_are_rebuilt(data: &Path, model: &mut Model) {
         verify(&channel, model).await;
         same_answers(what, &before, &answers(&channel, &queries).await);
         println!(
-            "{what}: rebuilt, {} searches answered as before",
+            "{what}: rebuilt, {} probe queries answered as before",
             before.len()
         );
         assert!(server.stop().success());
