@@ -9,8 +9,10 @@
 //!   RESOURCE_EXHAUSTED, later writes UNAVAILABLE, reads still work, and a
 //!   restart with space finds every acknowledged document, the three chunk
 //!   counts equal;
-//! - a server started on a read-only data directory exits with a message
-//!   naming it, and loses nothing once the directory is writable again.
+//! - a data directory made immutable under a running server (no new files
+//!   or renames): writes UNAVAILABLE, reads work; a server started on a
+//!   read-only file system exits with a message naming the directory; and
+//!   after either, nothing acknowledged is lost.
 
 mod common;
 
@@ -93,6 +95,16 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
+}
+
+/// Sets or clears the immutable attribute of everything under `path`.
+fn chattr(path: &Path, flag: &str) {
+    let status = Command::new("chattr")
+        .args(["-R", flag])
+        .arg(path)
+        .status()
+        .expect("run chattr");
+    assert!(status.success(), "chattr -R {flag} {}", path.display());
 }
 
 /// Free bytes of the file system holding `path`.
@@ -337,7 +349,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_only_data_dir_stops_the_start_and_loses_nothing() {
+async fn a_read_only_data_dir_refuses_writes_keeps_reads_and_loses_nothing() {
     let disk = Tmpfs::mount(64);
     let data = disk.path.join("data");
     let small_reserve = ["--min-free-disk-mb", "8"];
@@ -346,14 +358,56 @@ async fn a_read_only_data_dir_stops_the_start_and_loses_nothing() {
     create(&channel).await;
     upsert(&channel, 0..BATCH).await.unwrap();
 
-    assert!(server.stop().success());
+    // Under the running server the directory stops taking changes: Linux
+    // will not remount a file system read-only while a process holds a
+    // file on it open for writing (sled does), so the test makes every
+    // file and folder immutable instead (chattr +i: no new files, no
+    // renames, even for root). Open files still take writes, as on a disk
+    // that fails part way; the first write that needs a new file fails.
+    chattr(&data, "+i");
+    let failed = upsert(&channel, BATCH..2 * BATCH).await.unwrap_err();
+    assert_eq!(failed.code(), Code::Unavailable, "{failed:?}");
+    println!(
+        "first write on the immutable directory: {}",
+        failed.message()
+    );
+    let latched = upsert(&channel, 2 * BATCH..3 * BATCH).await.unwrap_err();
+    assert_eq!(latched.code(), Code::Unavailable, "{latched:?}");
+    assert!(
+        latched
+            .message()
+            .contains("refuses writes since one failed"),
+        "{latched:?}"
+    );
+    for n in 0..BATCH {
+        let d = DocumentsClient::new(channel.clone())
+            .get_document(proto::GetDocumentRequest {
+                collection: COLLECTION.into(),
+                id: format!("doc-{n}"),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(d.text, text(n));
+    }
+    let hits = RetrievalClient::new(channel.clone())
+        .search(proto::SearchRequest {
+            collection: COLLECTION.into(),
+            query: text(5),
+            top_k: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .hits;
+    assert_eq!(hits[0].document_id, "doc-5");
+    // The stop's checkpoint cannot be written; the process still ends.
+    let _ = server.stop();
+    chattr(&data, "-i");
 
-    // Linux will not remount a file system read-only while a process holds
-    // a file on it open for writing (sled does), so the read-only case
-    // tested here is a start on a read-only directory: a clear exit with
-    // the directory named, not a hang; and nothing lost once it is
-    // writable again. (A disk failing under a running server takes the
-    // latch path the full-disk test drives.)
+    // And a start on a read-only file system: a clear exit with the
+    // directory named, not a hang; nothing lost once it is writable.
     disk.remount("ro");
     let out = Command::new(quarry_bin())
         .args([
