@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use common::{data_dir, TestServer};
 use quarry::proto::{
-    self, ask_event::Event, collections_client::CollectionsClient,
-    documents_client::DocumentsClient, history_client::HistoryClient, metadata_value::Kind,
-    rag_client::RagClient,
+    self, ask_event::Event, documents_client::DocumentsClient, history_client::HistoryClient,
+    metadata_value::Kind, rag_client::RagClient,
 };
 use tonic::transport::Channel;
 use tonic::Code;
@@ -54,13 +53,7 @@ const QUESTIONS: &[(&str, &str, &str)] = &[
 ];
 
 async fn load(channel: &Channel) {
-    CollectionsClient::new(channel.clone())
-        .create_collection(proto::CreateCollectionRequest {
-            name: COLLECTION.into(),
-            settings: None,
-        })
-        .await
-        .unwrap();
+    common::create_collection(channel, COLLECTION).await;
     let documents = include_str!("fixtures/ask_corpus.jsonl")
         .lines()
         .map(|line| {

@@ -145,13 +145,7 @@ async fn upsert(channel: &Channel, ids: std::ops::Range<usize>) -> Result<(), to
 }
 
 async fn create(channel: &Channel) {
-    CollectionsClient::new(channel.clone())
-        .create_collection(proto::CreateCollectionRequest {
-            name: COLLECTION.into(),
-            settings: None,
-        })
-        .await
-        .unwrap();
+    common::create_collection(channel, COLLECTION).await;
 }
 
 async fn counts(channel: &Channel) -> proto::Collection {

@@ -224,13 +224,7 @@ async fn bad_documents_are_refused_and_change_nothing() {
     let dir = data_dir();
     let server = TestServer::start(dir.path());
     let channel = server.channel().await;
-    CollectionsClient::new(channel.clone())
-        .create_collection(proto::CreateCollectionRequest {
-            name: "docs".into(),
-            settings: None,
-        })
-        .await
-        .unwrap();
+    common::create_collection(&channel, "docs").await;
     let mut client = DocumentsClient::new(channel.clone());
     upsert(&mut client, vec![doc("keep", "This document stays.", 1999)])
         .await

@@ -5,8 +5,8 @@ mod common;
 
 use common::{data_dir, TestServer};
 use quarry::proto::{
-    self, collections_client::CollectionsClient, documents_client::DocumentsClient,
-    rag_client::RagClient, retrieval_client::RetrievalClient,
+    self, documents_client::DocumentsClient, rag_client::RagClient,
+    retrieval_client::RetrievalClient,
 };
 use tonic::Code;
 
@@ -47,13 +47,7 @@ async fn each_limit_answers_its_code() {
         ],
     );
     let channel = server.channel().await;
-    CollectionsClient::new(channel.clone())
-        .create_collection(proto::CreateCollectionRequest {
-            name: "kb".into(),
-            settings: None,
-        })
-        .await
-        .unwrap();
+    common::create_collection(&channel, "kb").await;
     let mut docs = DocumentsClient::new(channel.clone());
     let short = |i: usize| {
         doc(
@@ -157,13 +151,7 @@ async fn an_oversized_message_is_refused_with_both_sizes() {
     let dir = data_dir();
     let server = TestServer::start_with(dir.path(), &["--max-message-bytes", "65536"]);
     let channel = server.channel().await;
-    CollectionsClient::new(channel.clone())
-        .create_collection(proto::CreateCollectionRequest {
-            name: "kb".into(),
-            settings: None,
-        })
-        .await
-        .unwrap();
+    common::create_collection(&channel, "kb").await;
     let err = DocumentsClient::new(channel.clone())
         .upsert(proto::UpsertRequest {
             collection: "kb".into(),

@@ -8,10 +8,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{data_dir, TestServer};
-use quarry::proto::{
-    self, collections_client::CollectionsClient, documents_client::DocumentsClient,
-    retrieval_client::RetrievalClient,
-};
+use quarry::proto::{self, documents_client::DocumentsClient, retrieval_client::RetrievalClient};
 use tonic::transport::Channel;
 
 const DOCS: &[(&str, &str)] = &[
@@ -114,13 +111,7 @@ async fn indexes_recover_from_a_crash_a_clean_stop_and_damage() {
     // disk is the empty one from creation and everything is replayed.
     let server = TestServer::start(dir.path());
     let channel = server.channel().await;
-    CollectionsClient::new(channel.clone())
-        .create_collection(proto::CreateCollectionRequest {
-            name: "kb".into(),
-            settings: None,
-        })
-        .await
-        .unwrap();
+    common::create_collection(&channel, "kb").await;
     upsert(&channel, DOCS).await;
     DocumentsClient::new(channel.clone())
         .delete_documents(proto::DeleteDocumentsRequest {
@@ -200,13 +191,7 @@ async fn deleting_most_documents_rebuilds_the_graph_while_search_answers() {
     let dir = data_dir();
     let mut server = TestServer::start(dir.path());
     let channel = server.channel().await;
-    CollectionsClient::new(channel.clone())
-        .create_collection(proto::CreateCollectionRequest {
-            name: "kb".into(),
-            settings: None,
-        })
-        .await
-        .unwrap();
+    common::create_collection(&channel, "kb").await;
     let texts: Vec<(String, String)> = (0..40)
         .map(|i| {
             (

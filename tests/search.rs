@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use common::{data_dir, TestServer};
 use quarry::proto::{
-    self, collections_client::CollectionsClient, documents_client::DocumentsClient,
-    metadata_value::Kind, retrieval_client::RetrievalClient,
+    self, documents_client::DocumentsClient, metadata_value::Kind,
+    retrieval_client::RetrievalClient,
 };
 use tonic::transport::Channel;
 use tonic::Code;
@@ -55,13 +55,7 @@ fn topic(t: &str) -> proto::Filter {
 }
 
 async fn load(channel: &Channel) {
-    CollectionsClient::new(channel.clone())
-        .create_collection(proto::CreateCollectionRequest {
-            name: "kb".into(),
-            settings: None,
-        })
-        .await
-        .unwrap();
+    common::create_collection(channel, "kb").await;
     let documents = DOCS
         .iter()
         .map(|(id, topic, text)| proto::Document {

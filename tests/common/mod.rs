@@ -247,6 +247,17 @@ fn pipe_lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Strin
     rx
 }
 
+/// Creates a collection with default settings (panics on failure).
+pub async fn create_collection(channel: &Channel, name: &str) {
+    quarry::proto::collections_client::CollectionsClient::new(channel.clone())
+        .create_collection(quarry::proto::CreateCollectionRequest {
+            name: name.into(),
+            settings: None,
+        })
+        .await
+        .unwrap_or_else(|s| panic!("create collection {name}: {s}"));
+}
+
 /// A fresh temporary data directory.
 pub fn data_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
