@@ -176,11 +176,15 @@ async fn an_oversized_message_is_refused_with_both_sizes() {
     });
     req.set_timeout(std::time::Duration::from_millis(1));
     let late = RetrievalClient::new(channel.clone()).embed(req).await;
-    // tonic drops the handler at the deadline and answers CANCELLED
-    // "Timeout expired" (a 64-text Embed takes longer than 1 ms here).
+    // The server drops the handler at the deadline and answers
+    // DEADLINE_EXCEEDED (a 64-text Embed takes longer than 1 ms here).
     let late = late.expect_err("past its deadline");
-    assert_eq!(late.code(), Code::Cancelled, "{}", late.message());
-    assert!(late.message().contains("Timeout"), "{}", late.message());
+    assert_eq!(late.code(), Code::DeadlineExceeded, "{}", late.message());
+    assert!(
+        late.message().contains("deadline (1 ms)"),
+        "{}",
+        late.message()
+    );
     drop(channel);
     assert!(server.stop().success());
 }

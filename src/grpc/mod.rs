@@ -106,11 +106,7 @@ pub async fn serve(
         builder = builder.tls_config(tls)?;
     }
     builder
-        // With a server timeout set, tonic also honours each client's
-        // grpc-timeout (the smaller wins): a unary call past its deadline
-        // is dropped and answered as such. A day bounds even the longest
-        // bulk load.
-        .timeout(Duration::from_secs(24 * 3600))
+        .layer(tower_layer::layer_fn(Deadline))
         .layer(tower_layer::layer_fn(SizeLimitCode))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
@@ -193,6 +189,83 @@ where
     }
 }
 
+/// The longest any call may take, whatever its client asks: it bounds even
+/// the longest bulk load.
+const MAX_CALL: Duration = Duration::from_secs(24 * 3600);
+
+/// Honours each client's `grpc-timeout`: a call whose response has not
+/// started by its deadline is dropped (its handler cancelled) and answered
+/// DEADLINE_EXCEEDED, as gRPC specifies. tonic's own server timeout answers
+/// CANCELLED instead, so it is not used. A streamed response (Ask) has
+/// started once its first message is ready; the engine watches its deadline
+/// from there.
+#[derive(Clone)]
+struct Deadline<S>(S);
+
+impl<S, B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for Deadline<S>
+where
+    S: tonic::codegen::Service<
+        tonic::codegen::http::Request<B>,
+        Response = tonic::codegen::http::Response<tonic::body::Body>,
+    >,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<B>) -> Self::Future {
+        let limit = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map_or(MAX_CALL, |t| t.min(MAX_CALL));
+        let response = self.0.call(request);
+        Box::pin(async move {
+            match tokio::time::timeout(limit, response).await {
+                Ok(response) => response,
+                Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
+                    "the call's deadline ({} ms) passed before it finished",
+                    limit.as_millis()
+                ))
+                .into_http()),
+            }
+        })
+    }
+}
+
+/// A `grpc-timeout` value: up to eight digits and a unit (H, M, S, m, u,
+/// n); `None` when malformed (the call then runs without a deadline of its
+/// own, as the gRPC spec leaves it).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// Accepted connections with Nagle's algorithm off: a small response
 /// otherwise waits for the client's delayed ACK, which measured here as a
 /// 40 ms floor on every unary call.
@@ -206,4 +279,23 @@ fn incoming(
         }
         Ok(stream)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_by_the_spec() {
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in ["", "m", "5", "123456789S", "-5S", "5s", "1.5S", "5 S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -20,18 +20,7 @@ use crate::proto;
 /// unit: H, M, S, m, u or n), counted from now.
 pub fn deadline(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Instant> {
     let value = metadata.get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok()?;
-    let timeout = match unit {
-        "H" => std::time::Duration::from_secs(n.saturating_mul(3600)),
-        "M" => std::time::Duration::from_secs(n.saturating_mul(60)),
-        "S" => std::time::Duration::from_secs(n),
-        "m" => std::time::Duration::from_millis(n),
-        "u" => std::time::Duration::from_micros(n),
-        "n" => std::time::Duration::from_nanos(n),
-        _ => return None,
-    };
-    std::time::Instant::now().checked_add(timeout)
+    std::time::Instant::now().checked_add(super::parse_grpc_timeout(value)?)
 }
 
 /// The Rag service.
