@@ -525,7 +525,12 @@ async fn stalled_and_broken_uploads_leave_no_partial_document() {
         .bulk_ingest(request)
         .await
         .unwrap_err();
-    assert!(stalled.code() == Code::DeadlineExceeded, "{stalled:?}");
+    // The server's DEADLINE_EXCEEDED, or tonic's client giving up on its
+    // own timer first (CANCELLED "Timeout expired").
+    assert!(
+        matches!(stalled.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{stalled:?}"
+    );
     assert_eq!(digest(&channel).await, before);
 
     // A first batch, then a large second message cut off by the client

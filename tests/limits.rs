@@ -177,14 +177,21 @@ async fn an_oversized_message_is_refused_with_both_sizes() {
     req.set_timeout(std::time::Duration::from_millis(1));
     let late = RetrievalClient::new(channel.clone()).embed(req).await;
     // The server drops the handler at the deadline and answers
-    // DEADLINE_EXCEEDED (a 64-text Embed takes longer than 1 ms here).
+    // DEADLINE_EXCEEDED (a 64-text Embed takes longer than 1 ms here);
+    // tonic's client runs its own timer too and may report CANCELLED
+    // "Timeout expired" first. (src/grpc's unit test pins the server's.)
     let late = late.expect_err("past its deadline");
-    assert_eq!(late.code(), Code::DeadlineExceeded, "{}", late.message());
-    assert!(
-        late.message().contains("deadline (1 ms)"),
-        "{}",
-        late.message()
-    );
+    match late.code() {
+        Code::DeadlineExceeded => {
+            assert!(
+                late.message().contains("deadline (1 ms)"),
+                "{}",
+                late.message()
+            )
+        }
+        Code::Cancelled => assert!(late.message().contains("Timeout"), "{}", late.message()),
+        other => panic!("{other:?}: {}", late.message()),
+    }
     drop(channel);
     assert!(server.stop().success());
 }

@@ -284,6 +284,43 @@ fn incoming(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::codegen::http;
+    use tonic::codegen::Service;
+
+    /// A handler that never answers.
+    struct Never;
+
+    impl Service<http::Request<()>> for Never {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Pending<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            std::future::pending()
+        }
+    }
+
+    /// The server's own answer at the deadline (a tonic client races it
+    /// with its own timer and may report CANCELLED first, so the end-to-end
+    /// tests accept either).
+    #[tokio::test]
+    async fn a_call_past_its_deadline_is_answered_deadline_exceeded() {
+        let request = http::Request::builder()
+            .header("grpc-timeout", "20m")
+            .body(())
+            .unwrap();
+        let response = Deadline(Never).call(request).await.unwrap();
+        assert_eq!(response.headers()["grpc-status"], "4");
+        let message = response.headers()["grpc-message"].to_str().unwrap();
+        assert!(message.contains("deadline"), "{message}");
+    }
 
     #[test]
     fn grpc_timeouts_parse_by_the_spec() {
