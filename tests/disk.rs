@@ -148,35 +148,25 @@ async fn create(channel: &Channel) {
     common::create_collection(channel, COLLECTION).await;
 }
 
-async fn counts(channel: &Channel) -> proto::Collection {
-    CollectionsClient::new(channel.clone())
-        .get_collection(proto::GetCollectionRequest {
-            name: COLLECTION.into(),
+/// Document `doc-n`'s stored text.
+async fn stored_text(channel: &Channel, n: usize) -> String {
+    DocumentsClient::new(channel.clone())
+        .get_document(proto::GetDocumentRequest {
+            collection: COLLECTION.into(),
+            id: format!("doc-{n}"),
         })
         .await
-        .unwrap()
+        .unwrap_or_else(|s| panic!("doc-{n}: {s}"))
         .into_inner()
+        .text
 }
 
-/// Every acknowledged document is there with its text, one of them is
-/// found by search, and the chunk counts of sled, HNSW and tantivy agree.
-async fn assert_reads(channel: &Channel, acked: usize) {
-    for n in 0..acked {
-        let d = DocumentsClient::new(channel.clone())
-            .get_document(proto::GetDocumentRequest {
-                collection: COLLECTION.into(),
-                id: format!("doc-{n}"),
-            })
-            .await
-            .unwrap_or_else(|s| panic!("doc-{n}: {s}"))
-            .into_inner();
-        assert_eq!(d.text, text(n));
-    }
-    let probe = acked / 2;
+/// Asserts that a hybrid search for document `n`'s text finds it first.
+async fn assert_found(channel: &Channel, n: usize) {
     let hits = RetrievalClient::new(channel.clone())
         .search(proto::SearchRequest {
             collection: COLLECTION.into(),
-            query: text(probe),
+            query: text(n),
             top_k: 3,
             ..Default::default()
         })
@@ -184,10 +174,17 @@ async fn assert_reads(channel: &Channel, acked: usize) {
         .unwrap()
         .into_inner()
         .hits;
-    assert_eq!(hits[0].document_id, format!("doc-{probe}"));
-    let c = counts(channel).await;
-    assert_eq!(c.dense_indexed_chunks, c.chunk_count, "{c:?}");
-    assert_eq!(c.keyword_indexed_chunks, c.chunk_count, "{c:?}");
+    assert_eq!(hits[0].document_id, format!("doc-{n}"));
+}
+
+/// Every acknowledged document is there with its text, one of them is
+/// found by search, and the chunk counts of sled, HNSW and tantivy agree.
+async fn assert_reads(channel: &Channel, acked: usize) {
+    for n in 0..acked {
+        assert_eq!(stored_text(channel, n).await, text(n));
+    }
+    assert_found(channel, acked / 2).await;
+    common::assert_index_counts_agree(channel, COLLECTION).await;
 }
 
 /// An Ask answered to the end, and the id of its record.
@@ -303,28 +300,9 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing() {
     // Reads go on (the failed batch may show in the store's memory until
     // the restart; it was never acknowledged, so either way is right).
     for n in (0..acked).step_by(7) {
-        let d = DocumentsClient::new(channel.clone())
-            .get_document(proto::GetDocumentRequest {
-                collection: COLLECTION.into(),
-                id: format!("doc-{n}"),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(d.text, text(n));
+        assert_eq!(stored_text(&channel, n).await, text(n));
     }
-    let hits = RetrievalClient::new(channel.clone())
-        .search(proto::SearchRequest {
-            collection: COLLECTION.into(),
-            query: text(3),
-            top_k: 3,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .hits;
-    assert_eq!(hits[0].document_id, "doc-3");
+    assert_found(&channel, 3).await;
     // A stop with a full disk still ends the process.
     let _ = server.stop();
 
@@ -374,28 +352,9 @@ async fn a_read_only_data_dir_refuses_writes_keeps_reads_and_loses_nothing() {
         "{latched:?}"
     );
     for n in 0..BATCH {
-        let d = DocumentsClient::new(channel.clone())
-            .get_document(proto::GetDocumentRequest {
-                collection: COLLECTION.into(),
-                id: format!("doc-{n}"),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(d.text, text(n));
+        assert_eq!(stored_text(&channel, n).await, text(n));
     }
-    let hits = RetrievalClient::new(channel.clone())
-        .search(proto::SearchRequest {
-            collection: COLLECTION.into(),
-            query: text(5),
-            top_k: 3,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .hits;
-    assert_eq!(hits[0].document_id, "doc-5");
+    assert_found(&channel, 5).await;
     // The stop's checkpoint cannot be written; the process still ends.
     let _ = server.stop();
     chattr(&data, "-i");

@@ -495,17 +495,6 @@ async fn hostile_requests_get_exact_codes_and_change_nothing() {
     assert!(server.stop().success());
 }
 
-/// sled, HNSW and tantivy hold the same number of chunks.
-async fn assert_counts_agree(ch: &Channel) {
-    let c = CollectionsClient::new(ch.clone())
-        .get_collection(proto::GetCollectionRequest { name: "kb".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(c.dense_indexed_chunks, c.chunk_count, "{c:?}");
-    assert_eq!(c.keyword_indexed_chunks, c.chunk_count, "{c:?}");
-}
-
 /// A client that opens BulkIngest and sends nothing until its deadline,
 /// and one that goes away in the middle of an upload: the server answers
 /// others throughout, and every document is whole or absent.
@@ -579,7 +568,7 @@ async fn stalled_and_broken_uploads_leave_no_partial_document() {
             Err(s) => assert_eq!(s.code(), Code::NotFound, "{s:?}"),
         }
     }
-    assert_counts_agree(&channel).await;
+    common::assert_index_counts_agree(&channel, "kb").await;
 
     // And the server goes on as before.
     DocumentsClient::new(channel.clone())
@@ -589,7 +578,7 @@ async fn stalled_and_broken_uploads_leave_no_partial_document() {
         })
         .await
         .unwrap();
-    assert_counts_agree(&channel).await;
+    common::assert_index_counts_agree(&channel, "kb").await;
     drop(channel);
     assert!(server.stop().success());
 }

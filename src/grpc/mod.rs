@@ -106,8 +106,7 @@ pub async fn serve(
         builder = builder.tls_config(tls)?;
     }
     builder
-        .layer(tower_layer::layer_fn(Deadline))
-        .layer(tower_layer::layer_fn(SizeLimitCode))
+        .layer(tower_layer::layer_fn(ReplyPolicy))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -146,63 +145,26 @@ pub async fn serve(
         .await
 }
 
-/// Turns tonic's OUT_OF_RANGE for a message over the size limit into
-/// RESOURCE_EXHAUSTED, the code this API promises for a limit (the
-/// message, which names both sizes, is kept). Nothing else in Quarry
-/// answers OUT_OF_RANGE.
-#[derive(Clone)]
-struct SizeLimitCode<S>(S);
-
-impl<S, B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for SizeLimitCode<S>
-where
-    S: tonic::codegen::Service<
-        tonic::codegen::http::Request<B>,
-        Response = tonic::codegen::http::Response<tonic::body::Body>,
-    >,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future =
-        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: tonic::codegen::http::Request<B>) -> Self::Future {
-        let response = self.0.call(request);
-        Box::pin(async move {
-            let mut response = response.await?;
-            let headers = response.headers_mut();
-            if headers.get("grpc-status").is_some_and(|v| v == "11") {
-                headers.insert(
-                    "grpc-status",
-                    tonic::codegen::http::HeaderValue::from_static("8"),
-                );
-            }
-            Ok(response)
-        })
-    }
-}
-
 /// The longest any call may take, whatever its client asks: it bounds even
 /// the longest bulk load.
 const MAX_CALL: Duration = Duration::from_secs(24 * 3600);
 
-/// Honours each client's `grpc-timeout`: a call whose response has not
-/// started by its deadline is dropped (its handler cancelled) and answered
-/// DEADLINE_EXCEEDED, as gRPC specifies. tonic's own server timeout answers
-/// CANCELLED instead, so it is not used. A streamed response (Ask) has
-/// started once its first message is ready; the engine watches its deadline
-/// from there.
+/// What every call's reply gets, in one layer:
+///
+/// - Each client's `grpc-timeout` is honoured: a call whose response has
+///   not started by its deadline is dropped (its handler cancelled) and
+///   answered DEADLINE_EXCEEDED, as gRPC specifies. tonic's own server
+///   timeout answers CANCELLED instead, so it is not used. A streamed
+///   response (Ask) has started once its first message is ready; the
+///   engine watches its deadline from there.
+/// - tonic's OUT_OF_RANGE for a message over the size limit becomes
+///   RESOURCE_EXHAUSTED, the code this API promises for a limit (the
+///   message, which names both sizes, is kept). Nothing else in Quarry
+///   answers OUT_OF_RANGE.
 #[derive(Clone)]
-struct Deadline<S>(S);
+struct ReplyPolicy<S>(S);
 
-impl<S, B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for Deadline<S>
+impl<S, B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for ReplyPolicy<S>
 where
     S: tonic::codegen::Service<
         tonic::codegen::http::Request<B>,
@@ -231,14 +193,22 @@ where
             .map_or(MAX_CALL, |t| t.min(MAX_CALL));
         let response = self.0.call(request);
         Box::pin(async move {
-            match tokio::time::timeout(limit, response).await {
-                Ok(response) => response,
-                Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
+            let Ok(response) = tokio::time::timeout(limit, response).await else {
+                return Ok(tonic::Status::deadline_exceeded(format!(
                     "the call's deadline ({} ms) passed before it finished",
                     limit.as_millis()
                 ))
-                .into_http()),
+                .into_http());
+            };
+            let mut response = response?;
+            let headers = response.headers_mut();
+            if headers.get("grpc-status").is_some_and(|v| v == "11") {
+                headers.insert(
+                    "grpc-status",
+                    tonic::codegen::http::HeaderValue::from_static("8"),
+                );
             }
+            Ok(response)
         })
     }
 }
@@ -316,7 +286,7 @@ mod tests {
             .header("grpc-timeout", "20m")
             .body(())
             .unwrap();
-        let response = Deadline(Never).call(request).await.unwrap();
+        let response = ReplyPolicy(Never).call(request).await.unwrap();
         assert_eq!(response.headers()["grpc-status"], "4");
         let message = response.headers()["grpc-message"].to_str().unwrap();
         assert!(message.contains("deadline"), "{message}");

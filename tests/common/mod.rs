@@ -258,6 +258,30 @@ pub async fn create_collection(channel: &Channel, name: &str) {
         .unwrap_or_else(|s| panic!("create collection {name}: {s}"));
 }
 
+/// A collection as GetCollection reports it (panics on failure).
+pub async fn collection(channel: &Channel, name: &str) -> quarry::proto::Collection {
+    quarry::proto::collections_client::CollectionsClient::new(channel.clone())
+        .get_collection(quarry::proto::GetCollectionRequest { name: name.into() })
+        .await
+        .unwrap_or_else(|s| panic!("get collection {name}: {s}"))
+        .into_inner()
+}
+
+/// Asserts that sled, HNSW and tantivy hold the same number of the
+/// collection's chunks; returns the collection.
+pub async fn assert_index_counts_agree(channel: &Channel, name: &str) -> quarry::proto::Collection {
+    let c = collection(channel, name).await;
+    assert_eq!(
+        c.dense_indexed_chunks, c.chunk_count,
+        "chunks in HNSW: {c:?}"
+    );
+    assert_eq!(
+        c.keyword_indexed_chunks, c.chunk_count,
+        "chunks in tantivy: {c:?}"
+    );
+    c
+}
+
 /// A fresh temporary data directory.
 pub fn data_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
