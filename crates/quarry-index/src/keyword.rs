@@ -215,6 +215,29 @@ impl KeywordIndex {
         self.len() == 0
     }
 
+    /// How rare each word is in the collection's texts: BM25's inverse
+    /// document frequency of the word as the analyzer reads it, `None` for
+    /// a word the analyzer drops (a stop word). Grounding weighs a
+    /// question's words by it, so that "Lusitania" counts for more than
+    /// "year".
+    pub fn idf(&self, words: &[&str]) -> Vec<Option<f32>> {
+        let searcher = self.reader.searcher();
+        let n = searcher.num_docs() as f32;
+        let mut analyzer = self.analyzer.clone();
+        words
+            .iter()
+            .map(|word| {
+                let mut stream = analyzer.token_stream(word);
+                if !stream.advance() {
+                    return None;
+                }
+                let term = Term::from_field_text(self.text, &stream.token().text);
+                let df = searcher.doc_freq(&term).unwrap_or(0) as f32;
+                Some((1.0 + (n - df + 0.5) / (df + 0.5)).ln())
+            })
+            .collect()
+    }
+
     /// The query as BM25 sees it: every analysed term, in title or text,
     /// any of them may match. The text is a user's question, never parsed
     /// as a query language, and a question of only stop words matches
@@ -340,6 +363,22 @@ mod tests {
         idx.commit(2).unwrap();
         assert!(idx.search("cat", 10, None).unwrap().is_empty());
         assert_eq!(idx.ids().unwrap(), HashSet::from([2, 3]));
+    }
+
+    #[test]
+    fn rare_words_weigh_more_than_common_ones() {
+        let mut idx = KeywordIndex::in_memory().unwrap();
+        idx.add(&[
+            (1, "", "The Lusitania sank in the year 1915"),
+            (2, "", "The year was long"),
+            (3, "", "A year of rain"),
+        ])
+        .unwrap();
+        idx.commit(1).unwrap();
+        let w = idx.idf(&["Lusitania", "year", "the", "unseen"]);
+        let (rare, common, unseen) = (w[0].unwrap(), w[1].unwrap(), w[3].unwrap());
+        assert!(rare > common && unseen > rare, "{w:?}");
+        assert_eq!(w[2], None, "a stop word");
     }
 
     #[test]
