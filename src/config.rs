@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use quarry_embed::QueueConfig;
-use quarry_engine::{AskConfig, DocumentLimits, EmbedLimits, IndexConfig, SearchLimits};
+use quarry_engine::{
+    AskConfig, DocumentLimits, EmbedLimits, EvidenceLayout, GroundingConfig, IndexConfig,
+    SearchLimits,
+};
 use quarry_models::{ModelCache, ModelSource};
 use serde::Deserialize;
 
@@ -139,6 +142,31 @@ pub struct ServeArgs {
     #[arg(long, env = "QUARRY_MAX_NEW_TOKENS")]
     pub max_new_tokens: Option<usize>,
 
+    /// The passages answer a question only when their best evidence
+    /// sentence scores at least this (0-1); below it grounded and
+    /// extractive answers are "not found" (NOT_SUPPORTED). Higher refuses
+    /// more, also of what could be answered. [default: 0.4]
+    #[arg(long, env = "QUARRY_ASK_MIN_ANSWER_SCORE")]
+    pub ask_min_answer_score: Option<f32>,
+
+    /// A generated sentence is shown (grounded mode) only when a passage
+    /// sentence supports it at least this much (0-1: half embedding cosine,
+    /// half word overlap) and its numbers and names are in that passage.
+    /// [default: 0.55]
+    #[arg(long, env = "QUARRY_ASK_MIN_SUPPORT")]
+    pub ask_min_support: Option<f32>,
+
+    /// Evidence sentences a grounded prompt gives the model (1-20).
+    /// [default: 6]
+    #[arg(long, env = "QUARRY_ASK_EVIDENCE_SENTENCES")]
+    pub ask_evidence_sentences: Option<usize>,
+
+    /// How a grounded prompt lays out the evidence: ranked (one sentence a
+    /// line, best first) or grouped (one line per passage, in passage
+    /// order). [default: ranked]
+    #[arg(long, env = "QUARRY_ASK_EVIDENCE_LAYOUT")]
+    pub ask_evidence_layout: Option<String>,
+
     /// The API keys file (hashes, roles, allow-lists; `quarry keys create`
     /// writes it). Required unless --no-auth.
     #[arg(long, env = "QUARRY_KEYS_FILE")]
@@ -224,6 +252,10 @@ struct FileConfig {
     ask_top_k: Option<usize>,
     ask_min_similarity: Option<f32>,
     max_new_tokens: Option<usize>,
+    ask_min_answer_score: Option<f32>,
+    ask_min_support: Option<f32>,
+    ask_evidence_sentences: Option<usize>,
+    ask_evidence_layout: Option<String>,
     keys_file: Option<PathBuf>,
     no_auth: Option<bool>,
     metrics_listen: Option<SocketAddr>,
@@ -504,7 +536,54 @@ impl ServeArgs {
             ask_defaults.max_new_tokens,
             1..=quarry_generate::sampling::MAX_NEW_TOKENS,
         )?;
+        let unit = |setting: &'static str, value: Option<f32>, default: f32| {
+            let v = value.unwrap_or(default);
+            if (0.0..=1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(ConfigError::Invalid {
+                    setting,
+                    reason: format!("is {v}; allowed range is 0..=1"),
+                })
+            }
+        };
+        let g = ask_defaults.grounding;
+        let layout = match self
+            .ask_evidence_layout
+            .clone()
+            .or(file.ask_evidence_layout.clone())
+        {
+            None => g.layout,
+            Some(name) => EvidenceLayout::parse(&name).ok_or_else(|| ConfigError::Invalid {
+                setting: "--ask-evidence-layout",
+                reason: format!("is {name:?}; choose ranked or grouped"),
+            })?,
+        };
+        let grounding = GroundingConfig {
+            min_answer_score: unit(
+                "--ask-min-answer-score",
+                self.ask_min_answer_score.or(file.ask_min_answer_score),
+                g.min_answer_score,
+            )?,
+            verify: quarry_engine::VerifyConfig {
+                min_support: unit(
+                    "--ask-min-support",
+                    self.ask_min_support.or(file.ask_min_support),
+                    g.verify.min_support,
+                )?,
+                ..g.verify
+            },
+            evidence_sentences: in_range(
+                "--ask-evidence-sentences",
+                self.ask_evidence_sentences.or(file.ask_evidence_sentences),
+                g.evidence_sentences,
+                1..=20,
+            )?,
+            layout,
+            ..g
+        };
         let ask = AskConfig {
+            grounding,
             default_top_k: in_range(
                 "--ask-top-k",
                 self.ask_top_k.or(file.ask_top_k),
@@ -707,6 +786,45 @@ mod tests {
             c.generate_model.map(|m| m.to_string()),
             defaults.generate_model.map(|m| m.to_string())
         );
+    }
+
+    #[test]
+    fn grounding_settings_are_checked() {
+        let c = ServeArgs {
+            ask_min_answer_score: Some(0.6),
+            ask_evidence_layout: Some("grouped".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.ask.grounding.min_answer_score, 0.6);
+        assert_eq!(c.ask.grounding.layout, EvidenceLayout::Grouped);
+        for (args, setting) in [
+            (
+                ServeArgs {
+                    ask_min_support: Some(1.5),
+                    ..Default::default()
+                },
+                "--ask-min-support",
+            ),
+            (
+                ServeArgs {
+                    ask_evidence_layout: Some("sideways".into()),
+                    ..Default::default()
+                },
+                "--ask-evidence-layout",
+            ),
+            (
+                ServeArgs {
+                    ask_evidence_sentences: Some(0),
+                    ..Default::default()
+                },
+                "--ask-evidence-sentences",
+            ),
+        ] {
+            let err = args.resolve().unwrap_err().to_string();
+            assert!(err.contains(setting), "{err}");
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! service, conversations, "not found", cancellation and a restart.
 
 mod common;
+#[path = "ask/grounded.rs"]
+mod grounded;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -82,10 +84,13 @@ async fn load(channel: &Channel) {
         .unwrap();
 }
 
-/// An Ask's events, checked for order: citations, deltas, done.
+/// An Ask's events, checked for order: citations, deltas and checks,
+/// done.
 struct Answer {
     citations: Vec<proto::Citation>,
     text: String,
+    deltas: Vec<proto::Delta>,
+    checks: Vec<proto::SentenceCheck>,
     done: proto::Done,
 }
 
@@ -106,6 +111,8 @@ async fn ask(channel: &Channel, req: proto::AskRequest) -> Result<Answer, tonic:
     let mut stream = RagClient::new(channel.clone()).ask(req).await?.into_inner();
     let mut citations = None;
     let mut text = String::new();
+    let mut deltas = Vec::new();
+    let mut checks = Vec::new();
     let mut done = None;
     while let Some(event) = stream.message().await? {
         assert!(done.is_none(), "an event after done");
@@ -117,6 +124,11 @@ async fn ask(channel: &Channel, req: proto::AskRequest) -> Result<Answer, tonic:
             Event::Delta(d) => {
                 assert!(citations.is_some(), "a delta before the citations");
                 text.push_str(&d.text);
+                deltas.push(d);
+            }
+            Event::Check(c) => {
+                assert!(citations.is_some(), "a check before the citations");
+                checks.push(c);
             }
             Event::Done(d) => done = Some(d),
         }
@@ -124,6 +136,8 @@ async fn ask(channel: &Channel, req: proto::AskRequest) -> Result<Answer, tonic:
     Ok(Answer {
         citations: citations.expect("citations"),
         text,
+        deltas,
+        checks,
         done: done.expect("done"),
     })
 }
@@ -430,6 +444,13 @@ async fn conversations_link_their_turns_and_cancelled_asks_are_recorded() {
         (ask_request("Why?", "bad session!", 8), "session_id"),
         (ask_request("Why?", "", 0), "max_new_tokens"),
         (ask_request("Why?", "", 100_000), "max_new_tokens"),
+        (
+            proto::AskRequest {
+                answer_mode: 99,
+                ..ask_request("Why?", "", 8)
+            },
+            "answer_mode",
+        ),
     ] {
         let err = ask(&channel, req).await.err().expect("refused");
         assert_eq!(
@@ -449,12 +470,17 @@ async fn conversations_link_their_turns_and_cancelled_asks_are_recorded() {
 
     // A client that leaves mid-answer: the generation stops and the record
     // says so.
+    // Free generation runs as long as the model writes; a grounded answer
+    // stops after a few verified sentences (the grounded tests cancel one
+    // too).
+    let mut long = ask_request(
+        "Describe everything about the Tollen Copper Mine and its history in detail.",
+        "",
+        1000,
+    );
+    long.answer_mode = proto::AnswerMode::Generative as i32;
     let mut stream = RagClient::new(channel.clone())
-        .ask(ask_request(
-            "Describe everything about the Tollen Copper Mine and its history in detail.",
-            "",
-            1000,
-        ))
+        .ask(long)
         .await
         .unwrap()
         .into_inner();
@@ -497,11 +523,13 @@ async fn conversations_link_their_turns_and_cancelled_asks_are_recorded() {
     // A client deadline stops the work: the stream ends with
     // DEADLINE_EXCEEDED (the prompt alone takes longer than 300 ms here)
     // and the record says cancelled.
-    let mut req = tonic::Request::new(ask_request(
+    let mut late = ask_request(
         "Describe everything about the Northern Coast Railway in great detail.",
         "",
         1000,
-    ));
+    );
+    late.answer_mode = proto::AnswerMode::Generative as i32;
+    let mut req = tonic::Request::new(late);
     req.set_timeout(Duration::from_millis(300));
     let mut stream = RagClient::new(channel.clone())
         .ask(req)

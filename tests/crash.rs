@@ -344,7 +344,7 @@ async fn write_record(channel: &Channel, round: u64) -> KnownRecord {
     let mut id = None;
     while let Some(event) = stream.message().await.unwrap() {
         match event.event.unwrap() {
-            Event::Citations(_) => {}
+            Event::Citations(_) | Event::Check(_) => {}
             Event::Delta(d) => answer.push_str(&d.text),
             Event::Done(d) => id = Some(d.record_id),
         }

@@ -9,6 +9,61 @@ use serde_json::json;
 use super::search::ModeArg;
 use super::{call_failed, filter_arg, ClientArgs};
 
+/// Answer modes, as the command line takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnswerModeArg {
+    /// The model answers from evidence; every sentence verified.
+    Grounded,
+    /// The best evidence sentences, quoted; no model.
+    Extractive,
+    /// Free generation, verified and annotated.
+    Generative,
+}
+
+impl From<AnswerModeArg> for proto::AnswerMode {
+    fn from(m: AnswerModeArg) -> Self {
+        match m {
+            AnswerModeArg::Grounded => Self::Grounded,
+            AnswerModeArg::Extractive => Self::Extractive,
+            AnswerModeArg::Generative => Self::Generative,
+        }
+    }
+}
+
+/// The lower-case name of an answer mode on the wire (0 reads as
+/// grounded, the server's default).
+pub fn answer_mode_name(m: i32) -> String {
+    match proto::AnswerMode::try_from(m) {
+        Ok(proto::AnswerMode::Unspecified) => "grounded".into(),
+        Ok(m) => m
+            .as_str_name()
+            .trim_start_matches("ANSWER_MODE_")
+            .to_lowercase(),
+        Err(_) => format!("mode {m}"),
+    }
+}
+
+/// The lower-case name of a sentence status.
+pub fn status_name(s: i32) -> String {
+    proto::SentenceStatus::try_from(s)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("SENTENCE_STATUS_")
+                .to_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// A sentence check as JSON.
+pub fn check_json(c: &proto::SentenceCheck) -> serde_json::Value {
+    json!({
+        "index": c.index, "generated": c.generated, "shown": c.shown,
+        "status": status_name(c.status), "citations": c.citations,
+        "written_citations": c.written_citations, "support": c.support,
+        "passage": c.passage, "unsupported_facts": c.unsupported_facts,
+    })
+}
+
 /// Flags of `quarry ask`.
 #[derive(Debug, clap::Args)]
 pub struct AskArgs {
@@ -42,9 +97,18 @@ pub struct AskArgs {
     /// Penalty on recently generated tokens (1: off, up to 2).
     #[arg(long)]
     pub repetition_penalty: Option<f32>,
+    /// How the answer is built: grounded (the model answers from evidence
+    /// sentences, every sentence verified before it is shown), extractive
+    /// (the best evidence quoted, no model), or generative (free
+    /// generation, annotated).
+    #[arg(long, value_enum, default_value = "grounded")]
+    pub answer_mode: AnswerModeArg,
     /// Print the timings (retrieval, prefill, first token, total).
     #[arg(long)]
     pub timings: bool,
+    /// Print each sentence's verification after the answer.
+    #[arg(long)]
+    pub verification: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -69,6 +133,7 @@ pub async fn run(args: AskArgs) -> anyhow::Result<()> {
                 repetition_penalty: args.repetition_penalty,
                 ..Default::default()
             }),
+            answer_mode: proto::AnswerMode::from(args.answer_mode) as i32,
         })
         .await
         .map_err(call_failed)?
@@ -77,10 +142,12 @@ pub async fn run(args: AskArgs) -> anyhow::Result<()> {
     let mut citations = Vec::new();
     let mut answer = String::new();
     let mut done = None;
+    let mut checks = Vec::new();
     let mut out = std::io::stdout();
     while let Some(event) = stream.message().await.map_err(call_failed)? {
         match event.event {
             Some(Event::Citations(c)) => citations = c.citations,
+            Some(Event::Check(c)) => checks.push(c),
             Some(Event::Delta(d)) => {
                 if !json {
                     out.write_all(d.text.as_bytes())?;
@@ -115,6 +182,11 @@ pub async fn run(args: AskArgs) -> anyhow::Result<()> {
                 "title": c.title, "score": c.score, "snippet": c.snippet,
             })).collect::<Vec<_>>(),
             "used_citations": done.used_citations.iter().map(|c| c.number).collect::<Vec<_>>(),
+            "answer_mode": answer_mode_name(done.answer_mode),
+            "supported_share": done.supported_share,
+            "replaced_sentences": done.replaced_sentences,
+            "dropped_sentences": done.dropped_sentences,
+            "sentences": checks.iter().map(check_json).collect::<Vec<_>>(),
             "timings_ms": {
                 "retrieve": timings.retrieve_ms, "prefill": timings.prefill_ms,
                 "first_token": timings.first_token_ms, "total": timings.total_ms,
@@ -140,9 +212,37 @@ pub async fn run(args: AskArgs) -> anyhow::Result<()> {
             println!("  [{}] {} ({}){used}", c.number, title, c.document_id);
         }
     }
+    if args.verification && !checks.is_empty() {
+        println!("\nVerification:");
+        for c in &checks {
+            let cites: String = c.citations.iter().map(|n| format!("[{n}]")).collect();
+            println!(
+                "  {}. {} · support {:.2} · cites {}",
+                c.index + 1,
+                status_name(c.status),
+                c.support,
+                if cites.is_empty() { "nothing" } else { &cites }
+            );
+            if !c.generated.is_empty() && c.generated != c.shown {
+                println!("     model wrote: {}", c.generated);
+            }
+            if !c.unsupported_facts.is_empty() {
+                println!(
+                    "     not in the passages: {}",
+                    c.unsupported_facts.join(", ")
+                );
+            }
+        }
+    }
+    let verified = done.supported_share.map_or(String::new(), |s| {
+        format!(" · {:.0}% of the model's sentences supported", s * 100.0)
+    });
     println!(
-        "\nrecord {} · {reason} · {} prompt + {} answer tokens",
-        done.record_id, done.prompt_tokens, done.answer_tokens
+        "\nrecord {} · {} · {reason} · {} prompt + {} answer tokens{verified}",
+        done.record_id,
+        answer_mode_name(done.answer_mode),
+        done.prompt_tokens,
+        done.answer_tokens
     );
     if args.timings {
         println!(

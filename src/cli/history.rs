@@ -8,6 +8,7 @@ use anyhow::Context;
 use quarry::proto::{self, history_client::HistoryClient};
 use serde_json::json;
 
+use super::ask::{answer_mode_name, status_name, AnswerModeArg};
 use super::{call_failed, format_time, ClientArgs};
 
 /// Filters shared by `list` and `export`.
@@ -39,6 +40,47 @@ pub struct FilterArgs {
     /// Only rated (true) or unrated (false) records.
     #[arg(long)]
     pub rated: Option<bool>,
+    /// Only answers with a sentence that failed verification or refused as
+    /// not supported (true), or only answers whose every sentence was
+    /// supported (false).
+    #[arg(long)]
+    pub unsupported: Option<bool>,
+    /// Only answers built in this mode.
+    #[arg(long, value_enum)]
+    pub answer_mode: Option<AnswerModeArg>,
+    /// Only answers that ended for this reason.
+    #[arg(long, value_enum)]
+    pub finish_reason: Option<FinishArg>,
+}
+
+/// Finish reasons, as `--finish-reason` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FinishArg {
+    /// The answer ended normally.
+    Stop,
+    /// max_new_tokens was reached.
+    Length,
+    /// A stop sequence was produced.
+    StopSequence,
+    /// Nothing relevant was retrieved.
+    NoContext,
+    /// The passages support no answer.
+    NotSupported,
+    /// The client left or its deadline passed.
+    Cancelled,
+}
+
+impl From<FinishArg> for proto::FinishReason {
+    fn from(f: FinishArg) -> Self {
+        match f {
+            FinishArg::Stop => Self::Stop,
+            FinishArg::Length => Self::Length,
+            FinishArg::StopSequence => Self::StopSequence,
+            FinishArg::NoContext => Self::NoContext,
+            FinishArg::NotSupported => Self::NotSupported,
+            FinishArg::Cancelled => Self::Cancelled,
+        }
+    }
 }
 
 impl FilterArgs {
@@ -57,6 +99,13 @@ impl FilterArgs {
             max_rating: self.max_rating,
             text_contains: self.contains.clone().unwrap_or_default(),
             rated: self.rated,
+            unsupported: self.unsupported,
+            answer_mode: self
+                .answer_mode
+                .map_or(0, |m| proto::AnswerMode::from(m) as i32),
+            finish_reason: self
+                .finish_reason
+                .map_or(0, |f| proto::FinishReason::from(f) as i32),
         }
     }
 }
@@ -164,6 +213,15 @@ fn to_json(r: &proto::Record) -> serde_json::Value {
         "rating": r.rating,
         "comment": r.comment,
         "previous_record_id": r.previous_record_id,
+        "answer_mode": answer_mode_name(r.answer_mode),
+        "generated_answer": r.generated_answer,
+        "evidence": r.evidence.iter().map(|e| json!({
+            "passage": e.passage, "text": e.text, "score": e.score,
+        })).collect::<Vec<_>>(),
+        "sentences": r.sentences.iter().map(super::ask::check_json).collect::<Vec<_>>(),
+        "supported_share": r.supported_share,
+        "replaced_sentences": r.replaced_sentences,
+        "dropped_sentences": r.dropped_sentences,
     })
 }
 
@@ -208,11 +266,24 @@ pub async fn run(cmd: HistoryCommand) -> anyhow::Result<()> {
             }
             for r in &page.records {
                 let rating = r.rating.map_or(String::new(), |v| format!(" ★{v}"));
+                let flag = if r.sentences.iter().any(|c| {
+                    matches!(
+                        proto::SentenceStatus::try_from(c.status),
+                        Ok(proto::SentenceStatus::Replaced
+                            | proto::SentenceStatus::Dropped
+                            | proto::SentenceStatus::Unsupported)
+                    )
+                }) {
+                    " ⚠ unsupported sentence"
+                } else {
+                    ""
+                };
                 println!(
-                    "{}  {}  {}{rating}  [{}]\n    Q: {}\n    A: {}",
+                    "{}  {}  {}{rating}  [{} · {}]{flag}\n    Q: {}\n    A: {}",
                     r.id,
                     format_time(r.created_at),
                     r.collection,
+                    answer_mode_name(r.answer_mode),
                     reason_name(r.finish_reason),
                     one_line(&r.question, 100),
                     one_line(&r.answer, 100)
@@ -248,11 +319,20 @@ pub async fn run(cmd: HistoryCommand) -> anyhow::Result<()> {
                 r.generator_model, r.embedding_model
             );
             println!(
-                "finish      {} · {} prompt + {} answer tokens",
+                "finish      {} · {} mode · {} prompt + {} answer tokens",
                 reason_name(r.finish_reason),
+                answer_mode_name(r.answer_mode),
                 r.prompt_tokens,
                 r.answer_tokens
             );
+            if let Some(share) = r.supported_share {
+                println!(
+                    "verified    {:.0}% of the model's sentences supported · {} replaced · {} dropped",
+                    share * 100.0,
+                    r.replaced_sentences,
+                    r.dropped_sentences
+                );
+            }
             println!(
                 "timings     retrieve {:.0} ms · prefill {:.0} ms · first token {:.0} ms · total {:.0} ms",
                 t.retrieve_ms, t.prefill_ms, t.first_token_ms, t.total_ms
@@ -261,6 +341,59 @@ pub async fn run(cmd: HistoryCommand) -> anyhow::Result<()> {
                 println!("rating      {rating} {}", r.comment);
             }
             println!("\nQuestion:\n{}\n\nAnswer:\n{}\n", r.question, r.answer);
+            if !r.sentences.is_empty() {
+                println!("Sentences:");
+                for c in &r.sentences {
+                    let cites: Vec<String> = c.citations.iter().map(|n| format!("[{n}]")).collect();
+                    println!(
+                        "  {}. {} · support {:.2} · cites {}{}",
+                        c.index + 1,
+                        status_name(c.status),
+                        c.support,
+                        if cites.is_empty() {
+                            "nothing".to_owned()
+                        } else {
+                            cites.join("")
+                        },
+                        if c.written_citations.is_empty() || c.written_citations == c.citations {
+                            String::new()
+                        } else {
+                            format!(
+                                " (model wrote {})",
+                                c.written_citations
+                                    .iter()
+                                    .map(|n| format!("[{n}]"))
+                                    .collect::<String>()
+                            )
+                        }
+                    );
+                    if !c.generated.is_empty() {
+                        println!("     model: {}", one_line(&c.generated, 200));
+                    }
+                    if c.shown != c.generated && !c.shown.is_empty() {
+                        println!("     shown: {}", one_line(&c.shown, 200));
+                    }
+                    if !c.unsupported_facts.is_empty() {
+                        println!(
+                            "     not in the passages: {}",
+                            c.unsupported_facts.join(", ")
+                        );
+                    }
+                }
+                println!();
+            }
+            if !r.evidence.is_empty() {
+                println!("Evidence:");
+                for e in &r.evidence {
+                    println!(
+                        "  [{}] {:.3} {}",
+                        e.passage,
+                        e.score,
+                        one_line(&e.text, 160)
+                    );
+                }
+                println!();
+            }
             println!("Retrieved:");
             for (i, c) in r.retrieved.iter().enumerate() {
                 let cited = r.citations.iter().any(|u| u.number as usize == i + 1);

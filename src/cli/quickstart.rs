@@ -271,7 +271,7 @@ pub async fn run(mut args: QuickstartArgs) -> anyhow::Result<()> {
                 out.flush()?;
             }
             Some(Event::Done(d)) => done = Some(d),
-            None => {}
+            Some(Event::Check(_)) | None => {}
         }
     }
     println!("\n\nSources:");

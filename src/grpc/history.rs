@@ -117,7 +117,10 @@ impl proto::history_server::History for HistoryService {
             let proto::ExportRecordsRequest { filter } = request.into_inner();
             let records = self
                 .engine
-                .export_records(own(&who, record_filter_from_proto(filter)))
+                .export_records(own(
+                    &who,
+                    record_filter_from_proto(filter).map_err(invalid)?,
+                ))
                 .map_err(to_status)?;
             let stream = ReceiverStream::new(records)
                 .map(|record| record.map(Into::into).map_err(to_status));

@@ -41,3 +41,12 @@ impl InvalidArgument {
         Ok(())
     }
 }
+
+/// At most `max_chars` characters of `text`, with "…" when cut: client
+/// input quoted back in an error message stays short.
+pub fn capped(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}

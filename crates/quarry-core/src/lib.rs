@@ -18,5 +18,8 @@ pub use collection::{
 pub use document::{Chunk, Document, MetaValue, Metadata};
 pub use error::InvalidArgument;
 pub use filter::Filter;
-pub use record::{Record, RecordId, RetrievedChunk, Timings, UsedCitation};
+pub use record::{
+    AnswerMode, EvidenceSentence, Record, RecordId, RetrievedChunk, SentenceCheck, SentenceStatus,
+    Timings, UsedCitation,
+};
 pub use time::now_ms;

@@ -1,27 +1,17 @@
-//! Ask: retrieve passages, pack them into a grounded prompt, generate on
-//! the model thread, stream the answer, and record everything.
-//!
-//! Everything that can refuse the call (validation, an unknown
-//! collection, a full generation queue, a prompt over the context window)
-//! happens before the stream starts, so the client gets a status instead
-//! of a broken stream. After that the answer streams; when the client
-//! goes away the generation is stopped within a token and the record
-//! still written, marked cancelled.
+//! The Ask API's types: requests and their validation, limits and
+//! defaults, and the events of the answer stream. The flow itself is in
+//! [`crate::answer`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quarry_core::{
-    CollectionName, Filter, InvalidArgument, Record, RecordId, RetrievedChunk, Timings,
+    AnswerMode, CollectionName, Filter, InvalidArgument, RecordId, SentenceCheck, Timings,
     UsedCitation,
 };
-use quarry_generate::{Event, FinishReason, Message, SamplingParams};
-use quarry_index::{Fusion, Mode};
-use tokio::sync::mpsc;
+use quarry_generate::SamplingParams;
+use quarry_index::Mode;
 
-use crate::context::{self, Candidate};
-use crate::{Engine, EngineError, Result, SearchHit, SearchRequest};
+use crate::grounding::GroundingConfig;
 
 /// The answer when nothing relevant was retrieved; the model is not run.
 pub const NOT_FOUND_ANSWER: &str =
@@ -33,13 +23,6 @@ pub const SYSTEM_PROMPT: &str =
 Cite the passage each fact comes from by its number in square brackets, like [1]. \
 If the passages do not contain the answer, say that you cannot find it in the collection. \
 Answer briefly.";
-
-/// Tokens kept free between the packed prompt and the context window:
-/// the template's joins can tokenize a little differently from the parts.
-const PROMPT_SLACK: usize = 16;
-
-/// Events that may wait for a slow client before generation waits.
-const EVENT_BUFFER: usize = 32;
 
 /// Limits and defaults of Ask.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,6 +48,8 @@ pub struct AskConfig {
     /// Store records with e-mail addresses, card and phone numbers
     /// replaced ([`crate::redact`]).
     pub redact_records: bool,
+    /// Evidence selection and verification.
+    pub grounding: GroundingConfig,
 }
 
 impl Default for AskConfig {
@@ -79,6 +64,7 @@ impl Default for AskConfig {
             max_new_tokens: 1024,
             snippet_chars: 240,
             redact_records: false,
+            grounding: GroundingConfig::default(),
         }
     }
 }
@@ -120,6 +106,8 @@ pub struct AskRequest {
     pub mode: Mode,
     /// Generation settings.
     pub generation: GenerationOptions,
+    /// How the answer is built.
+    pub answer_mode: AnswerMode,
     /// Who asks (empty when auth is off).
     pub principal: String,
     /// When the client stops waiting (its gRPC deadline): generation stops
@@ -159,6 +147,9 @@ pub enum AskFinish {
     StopSequence,
     /// Nothing relevant was retrieved; the fixed answer was given.
     NoContext,
+    /// Passages were retrieved but none supports an answer; the fixed
+    /// answer was given.
+    NotSupported,
     /// The client went away.
     Cancelled,
     /// The generator failed (logged); the answer is what was produced.
@@ -173,6 +164,7 @@ impl AskFinish {
             Self::Length => "length",
             Self::StopSequence => "stop_sequence",
             Self::NoContext => "no_context",
+            Self::NotSupported => "not_supported",
             Self::Cancelled => "cancelled",
             Self::Failed => "failed",
         }
@@ -185,6 +177,7 @@ impl AskFinish {
             Self::Length,
             Self::StopSequence,
             Self::NoContext,
+            Self::NotSupported,
             Self::Cancelled,
             Self::Failed,
         ]
@@ -210,18 +203,50 @@ pub struct AskDone {
     pub used: Vec<UsedCitation>,
     /// Markers that pointed at no given passage.
     pub invalid_citations: u32,
-    /// The generator's id.
+    /// The generator's id (empty when no model ran).
     pub model: String,
+    /// How the answer was built.
+    pub answer_mode: AnswerMode,
+    /// The share of the model's sentences that verification supported
+    /// (`None` when the model wrote none).
+    pub supported_share: Option<f64>,
+    /// Sentences replaced by quoted evidence.
+    pub replaced_sentences: u32,
+    /// Sentences dropped.
+    pub dropped_sentences: u32,
 }
 
-/// One event of an Ask's stream, in order: `Citations` once, `Delta`s,
-/// `Done` once.
+/// A piece of the answer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Delta {
+    /// Text to append.
+    pub text: String,
+    /// When the delta is one verified sentence: the passages cited.
+    pub citations: Vec<u32>,
+    /// When the delta is one verified sentence: its support score.
+    pub support: Option<f64>,
+}
+
+impl Delta {
+    /// Raw text, not a verified sentence.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// One event of an Ask's stream, in order: `Citations` once, then
+/// `Delta`s and `Check`s, `Done` once.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AskEvent {
     /// The passages given to the model.
     Citations(Vec<Citation>),
     /// More answer text.
-    Delta(String),
+    Delta(Delta),
+    /// The verification of a sentence.
+    Check(SentenceCheck),
     /// The end.
     Done(AskDone),
 }
@@ -232,7 +257,7 @@ fn valid_session_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
-fn validate(req: &AskRequest, cfg: &AskConfig) -> Result<(), InvalidArgument> {
+pub(crate) fn validate(req: &AskRequest, cfg: &AskConfig) -> Result<(), InvalidArgument> {
     InvalidArgument::check_text("question", &req.question, cfg.max_question_bytes)?;
     if let Some(s) = &req.session_id {
         if !valid_session_id(s) {
@@ -281,7 +306,7 @@ pub fn sampling_params(
     Ok(params)
 }
 
-fn params_json(p: &SamplingParams) -> String {
+pub(crate) fn params_json(p: &SamplingParams) -> String {
     serde_json::json!({
         "temperature": p.temperature,
         "top_k": p.top_k,
@@ -294,7 +319,7 @@ fn params_json(p: &SamplingParams) -> String {
     .to_string()
 }
 
-fn snippet(text: &str, chars: usize) -> String {
+pub(crate) fn snippet(text: &str, chars: usize) -> String {
     let text = text.trim();
     match text.char_indices().nth(chars) {
         Some((end, _)) => format!("{}…", &text[..end]),
@@ -302,392 +327,8 @@ fn snippet(text: &str, chars: usize) -> String {
     }
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// What the blocking part of an Ask prepares.
-struct Prepared {
-    /// The hits given to the model, with their numbers.
-    given: Vec<(u32, SearchHit, String, f64)>,
-    /// The rendered prompt (empty when nothing relevant was found).
-    prompt: String,
-    previous: Option<RecordId>,
-}
-
-impl Engine {
-    /// Answers a question from a collection; returns the event stream.
-    pub async fn ask(&self, req: AskRequest) -> Result<mpsc::Receiver<Result<AskEvent>>> {
-        let started = Instant::now();
-        let cfg = self.inner.ask;
-        let generator = self.inner.generator.clone().ok_or_else(|| {
-            EngineError::Unavailable(
-                "this server has no generation model (started with --generate-model none)".into(),
-            )
-        })?;
-        validate(&req, &cfg)?;
-        let params = sampling_params(&req.generation, &cfg)?;
-        if req.deadline.is_some_and(|d| d <= Instant::now()) {
-            return Err(EngineError::DeadlineExceeded(
-                "the call's deadline passed before retrieval".into(),
-            ));
-        }
-        let top_k = if req.top_k == 0 {
-            cfg.default_top_k
-        } else {
-            req.top_k
-        };
-        // The question's vector serves the dense retriever and the
-        // relevance gate, in every mode.
-        let vector = self.embed_one(&req.question).await?;
-        let hits = self
-            .search_with_vector(
-                SearchRequest {
-                    collection: req.collection.clone(),
-                    query: req.question.clone(),
-                    top_k,
-                    mode: req.mode,
-                    filter: req.filter.clone(),
-                    fusion: Fusion::default(),
-                },
-                (req.mode != Mode::Keyword).then(|| vector.clone()),
-            )
-            .await?;
-        let retrieve = started.elapsed();
-
-        let prep_req = req.clone();
-        let prep_gen = Arc::clone(&generator);
-        let max_new = params.max_new_tokens;
-        let prepared = self
-            .blocking(move |inner| {
-                prepare(inner, &prep_gen, &cfg, &prep_req, hits, &vector, max_new)
-            })
-            .await?;
-
-        let citations: Vec<Citation> = prepared
-            .given
-            .iter()
-            .map(|(number, h, _, sim)| Citation {
-                number: *number,
-                chunk_id: h.chunk_id,
-                document_id: h.document_id.clone(),
-                title: h.title.clone(),
-                snippet: snippet(&h.text, cfg.snippet_chars),
-                score: h.score,
-                dense_score: Some(*sim),
-                keyword_score: h.keyword.map(|(_, s)| s as f64),
-            })
-            .collect();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let generation = if prepared.given.is_empty() {
-            None
-        } else {
-            Some(
-                generator
-                    .queue
-                    .submit_cancellable(&prepared.prompt, params.clone(), Arc::clone(&cancel))
-                    .map_err(EngineError::from)?,
-            )
-        };
-
-        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
-        // Sent before the task starts, so it is the stream's first event.
-        let _ = tx.try_send(Ok(AskEvent::Citations(citations)));
-        let engine = self.clone();
-        let run = Run {
-            req,
-            params,
-            prepared,
-            retrieve,
-            started,
-            model: generator.model_id.clone(),
-        };
-        tokio::spawn(async move {
-            engine.stream_answer(run, generation, cancel, tx).await;
-        });
-        Ok(rx)
-    }
-
-    /// Forwards the generation to the client, then records it.
-    async fn stream_answer(
-        &self,
-        run: Run,
-        generation: Option<mpsc::Receiver<Event>>,
-        cancel: Arc<AtomicBool>,
-        tx: mpsc::Sender<Result<AskEvent>>,
-    ) {
-        let mut answer = String::new();
-        let mut first_text = None;
-        let mut client_gone = false;
-        let mut finish = None;
-        match generation {
-            None => {
-                answer.push_str(NOT_FOUND_ANSWER);
-                client_gone = tx
-                    .send(Ok(AskEvent::Delta(NOT_FOUND_ANSWER.to_owned())))
-                    .await
-                    .is_err();
-            }
-            Some(mut events) => loop {
-                let deadline = run.req.deadline;
-                tokio::select! {
-                    _ = async move {
-                        match deadline {
-                            Some(d) => tokio::time::sleep_until(d.into()).await,
-                            None => std::future::pending().await,
-                        }
-                    }, if !client_gone => {
-                        // Past the client's deadline: it has stopped
-                        // listening; so does the model.
-                        client_gone = true;
-                        cancel.store(true, Ordering::Relaxed);
-                        let _ = tx.try_send(Err(EngineError::DeadlineExceeded(
-                            "the call's deadline passed; the generation was stopped".into(),
-                        )));
-                    }
-                    event = events.recv() => match event {
-                        Some(Event::Text(text)) => {
-                            first_text.get_or_insert_with(|| run.started.elapsed());
-                            answer.push_str(&text);
-                            if !client_gone && tx.send(Ok(AskEvent::Delta(text))).await.is_err() {
-                                client_gone = true;
-                                cancel.store(true, Ordering::Relaxed);
-                            }
-                        }
-                        Some(Event::Done(f)) => {
-                            finish = Some(f);
-                            break;
-                        }
-                        // The generator failed (it logged why).
-                        None => break,
-                    },
-                    _ = tx.closed(), if !client_gone => {
-                        client_gone = true;
-                        cancel.store(true, Ordering::Relaxed);
-                    }
-                }
-            },
-        }
-        let reason = match (&finish, run.prepared.given.is_empty()) {
-            (_, true) => AskFinish::NoContext,
-            (None, false) => AskFinish::Failed,
-            (Some(f), false) => match f.reason {
-                FinishReason::EndOfTurn => AskFinish::Stop,
-                FinishReason::Length => AskFinish::Length,
-                FinishReason::Stop => AskFinish::StopSequence,
-                FinishReason::Cancelled => AskFinish::Cancelled,
-            },
-        };
-        let reason = if client_gone && reason != AskFinish::NoContext {
-            AskFinish::Cancelled
-        } else {
-            reason
-        };
-        let given = &run.prepared.given;
-        let (numbers, invalid) = context::cited_numbers(&answer, given.len() as u32);
-        let used: Vec<UsedCitation> = numbers
-            .iter()
-            .map(|n| {
-                let (_, hit, _, _) = &given[*n as usize - 1];
-                UsedCitation {
-                    number: *n,
-                    chunk_id: hit.chunk_id,
-                    document_id: hit.document_id.clone(),
-                }
-            })
-            .collect();
-        let total = run.started.elapsed();
-        let private = |text: String| {
-            if self.inner.ask.redact_records {
-                crate::redact::redact(&text)
-            } else {
-                text
-            }
-        };
-        let timings = Timings {
-            retrieve_ms: ms(run.retrieve),
-            prefill_ms: finish.map_or(0.0, |f| ms(f.time_to_first_token)),
-            first_token_ms: ms(first_text.unwrap_or(total)),
-            total_ms: ms(total),
-        };
-        let record = Record {
-            id: RecordId(0),
-            created_at: quarry_core::now_ms(),
-            collection: run.req.collection.to_string(),
-            question: private(run.req.question.clone()),
-            answer: private(answer),
-            session_id: run.req.session_id.clone().unwrap_or_default(),
-            principal: run.req.principal.clone(),
-            retrieved: given
-                .iter()
-                .map(|(_, h, _, _)| RetrievedChunk {
-                    chunk_id: h.chunk_id,
-                    document_id: h.document_id.clone(),
-                    score: h.score,
-                })
-                .collect(),
-            prompt: private(run.prepared.prompt.clone()),
-            citations: used.clone(),
-            generator_model: run.model.clone(),
-            embedding_model: self.inner.embed_model.clone(),
-            generation_json: params_json(&run.params),
-            prompt_tokens: finish.map_or(0, |f| f.prompt_tokens as u32),
-            answer_tokens: finish.map_or(0, |f| f.completion_tokens as u32),
-            timings,
-            finish_reason: reason.as_str().to_owned(),
-            rating: None,
-            comment: String::new(),
-            previous_record_id: run.prepared.previous,
-        };
-        let stored = self
-            .blocking(move |inner| Ok(inner.disk.watch(inner.store.insert_record(record))?))
-            .await;
-        let event = stored.map(|r| {
-            AskEvent::Done(AskDone {
-                record_id: r.id,
-                finish: reason,
-                prompt_tokens: r.prompt_tokens,
-                answer_tokens: r.answer_tokens,
-                timings,
-                used,
-                invalid_citations: invalid,
-                model: run.model,
-            })
-        });
-        if let Err(e) = &event {
-            tracing::error!(error = %e, "the answer could not be recorded");
-        }
-        if !client_gone {
-            let _ = tx.send(event).await;
-        }
-    }
-}
-
-/// What the streaming task carries.
-struct Run {
-    req: AskRequest,
-    params: SamplingParams,
-    prepared: Prepared,
-    retrieve: Duration,
-    started: Instant,
-    model: String,
-}
-
-/// The blocking part of an Ask: the relevance gate, the session's earlier
-/// turns, packing, rendering.
-fn prepare(
-    inner: &crate::Inner,
-    generator: &crate::Generator,
-    cfg: &AskConfig,
-    req: &AskRequest,
-    hits: Vec<SearchHit>,
-    vector: &[f32],
-    max_new_tokens: usize,
-) -> Result<Prepared> {
-    let queue = &generator.queue;
-    let count = |text: &str| queue.count_tokens(text).unwrap_or(usize::MAX / 4);
-    let coll = inner.store.collection(&req.collection)?;
-    // Cosine similarity of every hit (stored vectors are normalised), also
-    // for hits only the keyword retriever found.
-    let mut relevant = Vec::new();
-    for hit in hits {
-        let sim = match hit.dense {
-            Some((_, s)) => s as f64,
-            None => match inner.store.vector(coll.id, hit.chunk_id)? {
-                Some(v) => v.iter().zip(vector).map(|(a, b)| a * b).sum::<f32>() as f64,
-                None => continue,
-            },
-        };
-        if sim >= cfg.min_similarity as f64 {
-            relevant.push((hit, sim));
-        }
-    }
-
-    let mut previous = None;
-    let mut turns: Vec<Message> = Vec::new();
-    if let Some(session) = &req.session_id {
-        let mut used = 0;
-        for id in inner.store.session_record_ids(session) {
-            let record = inner.store.record(id?)?;
-            previous.get_or_insert(record.id);
-            if record.answer.trim().is_empty() {
-                continue;
-            }
-            let cost = count(&record.question) + count(&record.answer);
-            if used + cost > cfg.history_tokens {
-                break;
-            }
-            used += cost;
-            turns.push(Message::new("assistant", queue.defuse(&record.answer)));
-            turns.push(Message::new("user", queue.defuse(&record.question)));
-        }
-        turns.reverse();
-    }
-    if relevant.is_empty() {
-        return Ok(Prepared {
-            given: Vec::new(),
-            prompt: String::new(),
-            previous,
-        });
-    }
-
-    let messages = |passages: &str| {
-        let mut m = vec![Message::new("system", SYSTEM_PROMPT)];
-        m.extend(turns.iter().cloned());
-        m.push(Message::new(
-            "user",
-            format!(
-                "Passages:\n{passages}Question: {}",
-                queue.defuse(req.question.trim())
-            ),
-        ));
-        m
-    };
-    let frame = queue.render(&messages(""))?;
-    let overhead = count(&frame) + 1 + PROMPT_SLACK;
-    let window = queue.context_length();
-    let budget = window.saturating_sub(max_new_tokens + overhead);
-    // Defused before packing, so that the token counts are the prompt's.
-    let safe: Vec<(String, String)> = relevant
-        .iter()
-        .map(|(h, _)| {
-            (
-                queue.defuse(&h.title).into_owned(),
-                queue.defuse(&h.text).into_owned(),
-            )
-        })
-        .collect();
-    let candidates: Vec<Candidate> = safe
-        .iter()
-        .map(|(title, text)| Candidate { title, text })
-        .collect();
-    let packed = context::pack(&candidates, budget, &count);
-    if packed.is_empty() {
-        return Err(InvalidArgument::new(
-            "generation.max_new_tokens",
-            format!(
-                "is {max_new_tokens}; with the question and conversation ({overhead} tokens) it leaves no room for a passage in the model's context window of {window} tokens"
-            ),
-        )
-        .into());
-    }
-    let passages: String = packed
-        .iter()
-        .map(|p| context::format_passage(p.number, candidates[p.candidate].title, &p.text))
-        .collect();
-    let prompt = queue.render(&messages(&passages))?;
-    let given = packed
-        .into_iter()
-        .map(|p| {
-            let (hit, sim) = relevant[p.candidate].clone();
-            (p.number, hit, p.text, sim)
-        })
-        .collect();
-    Ok(Prepared {
-        given,
-        prompt,
-        previous,
-    })
 }
 
 #[cfg(test)]
@@ -701,6 +342,7 @@ mod tests {
             AskFinish::Length,
             AskFinish::StopSequence,
             AskFinish::NoContext,
+            AskFinish::NotSupported,
             AskFinish::Cancelled,
             AskFinish::Failed,
         ] {

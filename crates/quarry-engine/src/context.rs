@@ -130,27 +130,13 @@ pub fn pack(candidates: &[Candidate], budget: usize, count: &dyn Fn(&str) -> usi
 pub fn cited_numbers(answer: &str, given: u32) -> (Vec<u32>, u32) {
     let mut used = Vec::new();
     let mut invalid = 0;
-    let mut rest = answer;
-    while let Some(open) = rest.find('[') {
-        rest = &rest[open + 1..];
-        let Some(close) = rest.find(']') else { break };
-        let inside = &rest[..close];
-        let numbers: Option<Vec<u32>> = inside
-            .split(',')
-            .map(|n| n.trim().parse::<u32>().ok())
-            .collect();
-        // Only brackets that hold nothing but numbers are markers.
-        if let Some(numbers) = numbers.filter(|n| !n.is_empty() && inside.len() <= 40) {
-            rest = &rest[close + 1..];
-            for n in numbers {
-                if (1..=given).contains(&n) {
-                    if !used.contains(&n) {
-                        used.push(n);
-                    }
-                } else {
-                    invalid += 1;
-                }
+    for n in quarry_ground::verify::marker_numbers(answer) {
+        if (1..=given).contains(&n) {
+            if !used.contains(&n) {
+                used.push(n);
             }
+        } else {
+            invalid += 1;
         }
     }
     (used, invalid)

@@ -42,6 +42,13 @@ pub struct RecordFilter {
     pub rated: Option<bool>,
     /// Only this principal's records (set by the server for non-admins).
     pub principal: Option<String>,
+    /// Only answers with a sentence that failed verification or refused as
+    /// not supported (true), or only answers without (false).
+    pub unsupported: Option<bool>,
+    /// Only answers built in this mode.
+    pub answer_mode: Option<quarry_core::AnswerMode>,
+    /// Only answers that ended for this reason ([`crate::AskFinish`] name).
+    pub finish_reason: Option<String>,
 }
 
 impl RecordFilter {
@@ -96,6 +103,14 @@ impl RecordFilter {
                 .is_none_or(|m| r.rating.is_some_and(|v| v <= m))
             && self.rated.is_none_or(|want| r.rating.is_some() == want)
             && self.text_contains.as_deref().is_none_or(text)
+            && self
+                .unsupported
+                .is_none_or(|want| r.has_unsupported() == want)
+            && self.answer_mode.is_none_or(|m| r.answer_mode == m)
+            && self
+                .finish_reason
+                .as_ref()
+                .is_none_or(|f| *f == r.finish_reason)
     }
 }
 

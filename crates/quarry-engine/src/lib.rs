@@ -6,6 +6,7 @@
 //! its fsyncs hops to the blocking pool, and model work goes to the model
 //! threads behind their bounded queues.
 
+mod answer;
 mod ask;
 mod bulk;
 pub mod chunk;
@@ -15,8 +16,10 @@ mod disk;
 mod documents;
 mod embed;
 mod error;
+pub mod grounding;
 mod history;
 mod indexes;
+mod prompt;
 pub mod redact;
 mod search;
 
@@ -29,7 +32,7 @@ use quarry_models::{ModelCache, ModelSource};
 use quarry_store::Store;
 
 pub use ask::{
-    AskConfig, AskDone, AskEvent, AskFinish, AskRequest, Citation, GenerationOptions,
+    AskConfig, AskDone, AskEvent, AskFinish, AskRequest, Citation, Delta, GenerationOptions,
     NOT_FOUND_ANSWER, SYSTEM_PROMPT,
 };
 pub use bulk::BulkSummary;
@@ -41,11 +44,14 @@ pub use documents::{
 };
 pub use embed::{EmbedLimits, Embeddings};
 pub use error::EngineError;
+pub use grounding::{EvidenceLayout, GroundingConfig, GROUNDED_SYSTEM_PROMPT};
 pub use history::{
     page_token, parse_page_token, RecordFilter, RecordPage, RecordSelector, DEFAULT_PAGE_SIZE,
     MAX_COMMENT_BYTES, MAX_PAGE_SIZE,
 };
 pub use indexes::IndexConfig;
+pub use quarry_core::{AnswerMode, SentenceCheck, SentenceStatus};
+pub use quarry_ground::VerifyConfig;
 pub use quarry_index::{Fusion, Mode, DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K};
 pub use quarry_store::StoredDocument;
 pub use search::{SearchHit, SearchLimits, SearchRequest};

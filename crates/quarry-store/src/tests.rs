@@ -70,6 +70,13 @@ fn record(session: &str, question: &str) -> Record {
         rating: None,
         comment: String::new(),
         previous_record_id: None,
+        answer_mode: Default::default(),
+        generated_answer: String::new(),
+        evidence: vec![],
+        sentences: vec![],
+        supported_share: None,
+        replaced_sentences: 0,
+        dropped_sentences: 0,
     }
 }
 

@@ -1,10 +1,13 @@
 //! Conversions of Ask requests and events, and of history records and
 //! their filters.
 
-use quarry_core::{CollectionName, InvalidArgument, Record, RecordId, Timings, UsedCitation};
+use quarry_core::{
+    AnswerMode, CollectionName, EvidenceSentence, InvalidArgument, Record, RecordId, SentenceCheck,
+    SentenceStatus, Timings, UsedCitation,
+};
 use quarry_engine::{
-    AskDone, AskEvent, AskFinish, AskRequest, Citation, GenerationOptions, Mode, RecordFilter,
-    RecordSelector,
+    AskDone, AskEvent, AskFinish, AskRequest, Citation, Delta, GenerationOptions, Mode,
+    RecordFilter, RecordSelector,
 };
 
 use super::documents::filter_from_proto;
@@ -19,6 +22,82 @@ fn mode_from_proto(mode: i32) -> Result<Mode, InvalidArgument> {
             "mode",
             format!("{mode} is not a SearchMode"),
         )),
+    }
+}
+
+/// An answer mode field (`field` names it in errors); unset is GROUNDED.
+pub fn answer_mode_from_proto(mode: i32, field: &str) -> Result<AnswerMode, InvalidArgument> {
+    match proto::AnswerMode::try_from(mode) {
+        Ok(proto::AnswerMode::Unspecified | proto::AnswerMode::Grounded) => {
+            Ok(AnswerMode::Grounded)
+        }
+        Ok(proto::AnswerMode::Extractive) => Ok(AnswerMode::Extractive),
+        Ok(proto::AnswerMode::Generative) => Ok(AnswerMode::Generative),
+        Err(_) => Err(InvalidArgument::new(
+            field,
+            format!("{mode} is not an AnswerMode (1 GROUNDED, 2 EXTRACTIVE, 3 GENERATIVE)"),
+        )),
+    }
+}
+
+fn answer_mode_to_proto(mode: AnswerMode) -> proto::AnswerMode {
+    match mode {
+        AnswerMode::Grounded => proto::AnswerMode::Grounded,
+        AnswerMode::Extractive => proto::AnswerMode::Extractive,
+        AnswerMode::Generative => proto::AnswerMode::Generative,
+    }
+}
+
+fn status_to_proto(s: SentenceStatus) -> proto::SentenceStatus {
+    match s {
+        SentenceStatus::Supported => proto::SentenceStatus::Supported,
+        SentenceStatus::Replaced => proto::SentenceStatus::Replaced,
+        SentenceStatus::Dropped => proto::SentenceStatus::Dropped,
+        SentenceStatus::Unsupported => proto::SentenceStatus::Unsupported,
+        SentenceStatus::Quoted => proto::SentenceStatus::Quoted,
+        SentenceStatus::Repeated => proto::SentenceStatus::Repeated,
+    }
+}
+
+impl From<SentenceCheck> for proto::SentenceCheck {
+    fn from(c: SentenceCheck) -> Self {
+        let SentenceCheck {
+            index,
+            generated,
+            shown,
+            status,
+            citations,
+            written_citations,
+            support,
+            passage,
+            unsupported_facts,
+        } = c;
+        Self {
+            index,
+            generated,
+            shown,
+            status: status_to_proto(status) as i32,
+            citations,
+            written_citations,
+            support,
+            passage,
+            unsupported_facts,
+        }
+    }
+}
+
+impl From<EvidenceSentence> for proto::EvidenceSentence {
+    fn from(e: EvidenceSentence) -> Self {
+        let EvidenceSentence {
+            passage,
+            text,
+            score,
+        } = e;
+        Self {
+            passage,
+            text,
+            score,
+        }
     }
 }
 
@@ -59,8 +138,10 @@ pub fn ask_from_proto(
         filter,
         mode,
         generation,
+        answer_mode,
     } = req;
     Ok(AskRequest {
+        answer_mode: answer_mode_from_proto(answer_mode, "answer_mode")?,
         collection: CollectionName::parse_field(&collection, "collection")?,
         question,
         session_id: (!session_id.is_empty()).then_some(session_id),
@@ -79,6 +160,7 @@ fn finish_to_proto(f: AskFinish) -> proto::FinishReason {
         AskFinish::Length => proto::FinishReason::Length,
         AskFinish::StopSequence => proto::FinishReason::StopSequence,
         AskFinish::NoContext => proto::FinishReason::NoContext,
+        AskFinish::NotSupported => proto::FinishReason::NotSupported,
         AskFinish::Cancelled => proto::FinishReason::Cancelled,
         // The answer is cut short like a cancelled one; the log has why.
         AskFinish::Failed => proto::FinishReason::Cancelled,
@@ -138,7 +220,16 @@ impl From<AskEvent> for proto::AskEvent {
             AskEvent::Citations(c) => Event::Citations(proto::Citations {
                 citations: c.into_iter().map(Into::into).collect(),
             }),
-            AskEvent::Delta(text) => Event::Delta(proto::Delta { text }),
+            AskEvent::Delta(Delta {
+                text,
+                citations,
+                support,
+            }) => Event::Delta(proto::Delta {
+                text,
+                citations,
+                support,
+            }),
+            AskEvent::Check(c) => Event::Check(c.into()),
             AskEvent::Done(d) => {
                 let AskDone {
                     record_id,
@@ -149,6 +240,10 @@ impl From<AskEvent> for proto::AskEvent {
                     used,
                     invalid_citations,
                     model,
+                    answer_mode,
+                    supported_share,
+                    replaced_sentences,
+                    dropped_sentences,
                 } = d;
                 Event::Done(proto::Done {
                     record_id: record_id.to_string(),
@@ -159,6 +254,10 @@ impl From<AskEvent> for proto::AskEvent {
                     used_citations: used.into_iter().map(Into::into).collect(),
                     invalid_citations,
                     model,
+                    answer_mode: answer_mode_to_proto(answer_mode) as i32,
+                    supported_share,
+                    replaced_sentences,
+                    dropped_sentences,
                 })
             }
         };
@@ -189,6 +288,13 @@ impl From<Record> for proto::Record {
             rating,
             comment,
             previous_record_id,
+            answer_mode,
+            generated_answer,
+            evidence,
+            sentences,
+            supported_share,
+            replaced_sentences,
+            dropped_sentences,
         } = r;
         // Parameters are stored as JSON so that new ones need no migration.
         let g: serde_json::Value = serde_json::from_str(&generation_json).unwrap_or_default();
@@ -240,12 +346,21 @@ impl From<Record> for proto::Record {
             previous_record_id: previous_record_id
                 .map(|p| p.to_string())
                 .unwrap_or_default(),
+            answer_mode: answer_mode_to_proto(answer_mode) as i32,
+            generated_answer,
+            evidence: evidence.into_iter().map(Into::into).collect(),
+            sentences: sentences.into_iter().map(Into::into).collect(),
+            supported_share,
+            replaced_sentences,
+            dropped_sentences,
         }
     }
 }
 
 /// The shared filters of ListRecords and ExportRecords.
-pub fn record_filter_from_proto(f: Option<proto::RecordFilter>) -> RecordFilter {
+pub fn record_filter_from_proto(
+    f: Option<proto::RecordFilter>,
+) -> Result<RecordFilter, InvalidArgument> {
     let Some(proto::RecordFilter {
         collection,
         session_id,
@@ -255,12 +370,32 @@ pub fn record_filter_from_proto(f: Option<proto::RecordFilter>) -> RecordFilter 
         max_rating,
         text_contains,
         rated,
+        unsupported,
+        answer_mode,
+        finish_reason,
     }) = f
     else {
-        return RecordFilter::default();
+        return Ok(RecordFilter::default());
     };
     let some = |s: String| (!s.is_empty()).then_some(s);
-    RecordFilter {
+    let answer_mode = match answer_mode {
+        0 => None,
+        m => Some(answer_mode_from_proto(m, "filter.answer_mode")?),
+    };
+    let finish_reason = match proto::FinishReason::try_from(finish_reason) {
+        Ok(proto::FinishReason::Unspecified) => None,
+        Ok(r) => Some(finish_from_proto(r).as_str().to_owned()),
+        Err(_) => {
+            return Err(InvalidArgument::new(
+                "filter.finish_reason",
+                format!("{finish_reason} is not a FinishReason"),
+            ))
+        }
+    };
+    Ok(RecordFilter {
+        unsupported,
+        answer_mode,
+        finish_reason,
         collection: some(collection),
         session_id: some(session_id),
         created_after,
@@ -270,6 +405,17 @@ pub fn record_filter_from_proto(f: Option<proto::RecordFilter>) -> RecordFilter 
         text_contains: some(text_contains),
         rated,
         principal: None,
+    })
+}
+
+fn finish_from_proto(r: proto::FinishReason) -> AskFinish {
+    match r {
+        proto::FinishReason::Unspecified | proto::FinishReason::Stop => AskFinish::Stop,
+        proto::FinishReason::Length => AskFinish::Length,
+        proto::FinishReason::StopSequence => AskFinish::StopSequence,
+        proto::FinishReason::NoContext => AskFinish::NoContext,
+        proto::FinishReason::NotSupported => AskFinish::NotSupported,
+        proto::FinishReason::Cancelled => AskFinish::Cancelled,
     }
 }
 
@@ -284,7 +430,7 @@ pub fn list_from_proto(
         page_token,
         filter,
     } = req;
-    let mut f = record_filter_from_proto(filter);
+    let mut f = record_filter_from_proto(filter)?;
     // The request's own fields and the filter's must not disagree.
     for (field, outer, inner) in [
         ("collection", collection, &mut f.collection),
