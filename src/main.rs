@@ -58,8 +58,9 @@ enum Command {
     /// List, show, rate, export and delete the records of past asks.
     #[command(subcommand)]
     History(cli::history::HistoryCommand),
-    /// Retrieval quality (nDCG@10, Recall@100, MRR@10) on a BEIR folder.
-    Eval(cli::eval::EvalArgs),
+    /// Retrieval quality (nDCG@10, Recall@100, MRR@10) on a BEIR folder;
+    /// `eval ask QA.jsonl`: answer quality of a running server.
+    Eval(cli::eval::EvalCommand),
     /// Create and list API keys (edits the keys file).
     #[command(subcommand)]
     Keys(cli::keys::KeysCommand),
@@ -102,7 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ask(args) => runtime.block_on(cli::ask::run(args)),
         Command::Ingest(args) => runtime.block_on(cli::ingest::run(args)),
         Command::History(cmd) => runtime.block_on(cli::history::run(cmd)),
-        Command::Eval(args) => runtime.block_on(cli::eval::run(args)),
+        Command::Eval(cmd) => runtime.block_on(cli::eval::run_command(cmd)),
         Command::Models(cmd) => cli::models::run(cmd),
         Command::Keys(cmd) => cli::keys::run(cmd),
         Command::Bench(cmd) => cli::bench::run(cmd, &runtime),

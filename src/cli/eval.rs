@@ -15,11 +15,38 @@ use quarry_engine::{CreateCollection, Engine, EngineConfig, Fusion, Mode, Search
 use quarry_models::{ModelCache, DEFAULT_EMBED_MODEL};
 use serde_json::json;
 
-/// Flags of `quarry eval`.
+/// `quarry eval DIR` (retrieval) or `quarry eval ask QA.jsonl` (answers).
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EvalCommand {
+    /// Answer quality instead of retrieval quality.
+    #[command(subcommand)]
+    pub command: Option<EvalSubcommand>,
+    #[command(flatten)]
+    pub retrieval: EvalArgs,
+}
+
+/// Subcommands of `quarry eval`.
+#[derive(Debug, clap::Subcommand)]
+pub enum EvalSubcommand {
+    /// Answer quality of a running server on a QA file: facts, citations,
+    /// refusals, verification, latency, per answer mode.
+    Ask(super::eval_ask::EvalAskArgs),
+}
+
+/// Runs `quarry eval`.
+pub async fn run_command(cmd: EvalCommand) -> anyhow::Result<()> {
+    match cmd.command {
+        Some(EvalSubcommand::Ask(args)) => super::eval_ask::run(args).await,
+        None => run(cmd.retrieval).await,
+    }
+}
+
+/// Flags of `quarry eval DIR`.
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     /// BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv.
-    pub dir: PathBuf,
+    pub dir: Option<PathBuf>,
     /// Embedding model source.
     #[arg(long, env = "QUARRY_EMBED_MODEL", default_value = DEFAULT_EMBED_MODEL)]
     pub embed_model: String,
@@ -180,9 +207,13 @@ pub fn mrr_at(ranking: &[String], judged: &HashMap<String, i64>, k: usize) -> f6
 
 /// Runs `quarry eval`.
 pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let corpus_path = args.dir.join("corpus.jsonl");
-    let queries_path = args.dir.join("queries.jsonl");
-    let qrels_path = args.dir.join("qrels/test.tsv");
+    let dir = args
+        .dir
+        .clone()
+        .context("name a BEIR folder (quarry eval DIR) or a QA file (quarry eval ask QA.jsonl)")?;
+    let corpus_path = dir.join("corpus.jsonl");
+    let queries_path = dir.join("queries.jsonl");
+    let qrels_path = dir.join("qrels/test.tsv");
     let qrels = read_qrels(
         &std::fs::read_to_string(&qrels_path)
             .with_context(|| format!("read {}", qrels_path.display()))?,
@@ -326,7 +357,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
 
     let report = json!({
-        "dataset": args.dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "dataset": dir.file_name().map(|n| n.to_string_lossy().into_owned()),
         "documents": total,
         "queries": queries.len(),
         "scored_queries": judged.len(),

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod collections;
 pub mod embed;
 pub mod eval;
+pub mod eval_ask;
 pub mod history;
 pub mod ingest;
 pub mod keys;

@@ -67,6 +67,27 @@ pub struct IngestArgs {
     pub client: ClientArgs,
 }
 
+impl IngestArgs {
+    /// Loading `paths` into `collection` (created when missing) with the
+    /// default field names and batch sizes: for other commands that load a
+    /// corpus first.
+    pub fn for_collection(paths: Vec<PathBuf>, collection: &str, client: ClientArgs) -> Self {
+        Self {
+            paths,
+            collection: collection.to_owned(),
+            create: true,
+            id_field: "id".into(),
+            title_field: "title".into(),
+            text_field: "text".into(),
+            metadata_field: "metadata".into(),
+            batch_docs: 256,
+            batch_bytes: 4 * 1024 * 1024,
+            strict: false,
+            client,
+        }
+    }
+}
+
 /// Messages waiting for the server before the reader waits.
 const QUEUED_BATCHES: usize = 2;
 
