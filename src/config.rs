@@ -161,9 +161,9 @@ pub struct ServeArgs {
     #[arg(long, env = "QUARRY_ASK_EVIDENCE_SENTENCES")]
     pub ask_evidence_sentences: Option<usize>,
 
-    /// How a grounded prompt lays out the evidence: ranked (one sentence a
-    /// line, best first) or grouped (one line per passage, in passage
-    /// order). [default: ranked]
+    /// How a grounded prompt lays out the evidence: grouped (one line per
+    /// passage, in passage order) or ranked (one sentence a line, best
+    /// first). [default: grouped]
     #[arg(long, env = "QUARRY_ASK_EVIDENCE_LAYOUT")]
     pub ask_evidence_layout: Option<String>,
 
@@ -792,13 +792,13 @@ mod tests {
     fn grounding_settings_are_checked() {
         let c = ServeArgs {
             ask_min_answer_score: Some(0.6),
-            ask_evidence_layout: Some("grouped".into()),
+            ask_evidence_layout: Some("ranked".into()),
             ..Default::default()
         }
         .resolve()
         .unwrap();
         assert_eq!(c.ask.grounding.min_answer_score, 0.6);
-        assert_eq!(c.ask.grounding.layout, EvidenceLayout::Grouped);
+        assert_eq!(c.ask.grounding.layout, EvidenceLayout::Ranked);
         for (args, setting) in [
             (
                 ServeArgs {

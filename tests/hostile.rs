@@ -658,16 +658,23 @@ async fn a_document_that_tries_to_override_the_system_prompt_is_only_text() {
             .await
             .unwrap()
             .into_inner();
-        // The template's own turns only: system, user, assistant.
+        // The template's own turns only: system, user, assistant (a
+        // grounded prompt also has its example exchange, a user and an
+        // assistant turn).
+        let turns = if mode == proto::AnswerMode::Grounded {
+            5
+        } else {
+            3
+        };
         assert_eq!(
             record.prompt.matches("<|im_start|>").count(),
-            3,
+            turns,
             "{}",
             record.prompt
         );
         assert_eq!(
             record.prompt.matches("<|im_end|>").count(),
-            2,
+            turns - 1,
             "{}",
             record.prompt
         );

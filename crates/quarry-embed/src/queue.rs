@@ -210,6 +210,46 @@ fn estimate_tokens(texts: &[String]) -> usize {
     texts.iter().map(|t| t.len() / 4 + 2).sum()
 }
 
+/// The fixed cost of one forward pass, in padded tokens: what splitting a
+/// batch must save in padding to be worth it.
+const BATCH_OVERHEAD_TOKENS: usize = 32;
+
+/// Splits texts of ascending token `lengths` into batches `[start, end)`
+/// that each stay within `budget` padded tokens (batch size times its
+/// longest text) and, together, cost the fewest padded tokens: one batch
+/// of a 10-token sentence and a 90-token one pads the short one ninefold,
+/// so mixed lengths go in separate passes when that is cheaper.
+fn batches(lengths: &[usize], budget: usize) -> Vec<(usize, usize)> {
+    let n = lengths.len();
+    // cost[i]: the cheapest split of the first i texts; from[i]: where its
+    // last batch starts.
+    let mut cost = vec![usize::MAX; n + 1];
+    let mut from = vec![0; n + 1];
+    cost[0] = 0;
+    for end in 1..=n {
+        let longest = lengths[end - 1];
+        for start in (0..end).rev() {
+            let size = end - start;
+            if size > 1 && size * longest > budget {
+                break;
+            }
+            let c = cost[start].saturating_add(size * longest + BATCH_OVERHEAD_TOKENS);
+            if c < cost[end] {
+                cost[end] = c;
+                from[end] = start;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut end = n;
+    while end > 0 {
+        out.push((from[end], end));
+        end = from[end];
+    }
+    out.reverse();
+    out
+}
+
 fn run_jobs(model: &SentenceEmbedder, jobs: Vec<Job>, budget: usize) {
     // Tokenise each job; a job whose texts fail to tokenise fails alone.
     let mut live: Vec<(Reply, Vec<Encoding>)> = Vec::with_capacity(jobs.len());
@@ -235,19 +275,11 @@ fn run_jobs(model: &SentenceEmbedder, jobs: Vec<Job>, budget: usize) {
         .map(|(_, encs)| vec![None; encs.len()])
         .collect();
     let mut failure: Option<String> = None;
-    let mut start = 0;
-    while start < order.len() {
-        // Grow the batch while batch_size * longest stays within budget; the
-        // order is ascending, so the newest text is the longest.
-        let mut end = start + 1;
-        while end < order.len() {
-            let (j, i) = order[end];
-            let longest = live[j].1[i].len().max(1);
-            if (end - start + 1) * longest > budget {
-                break;
-            }
-            end += 1;
-        }
+    let lengths: Vec<usize> = order
+        .iter()
+        .map(|&(j, i)| live[j].1[i].len().max(1))
+        .collect();
+    for (start, end) in batches(&lengths, budget) {
         let batch: Vec<&Encoding> = order[start..end]
             .iter()
             .map(|&(j, i)| &live[j].1[i])
@@ -264,7 +296,6 @@ fn run_jobs(model: &SentenceEmbedder, jobs: Vec<Job>, budget: usize) {
                 break;
             }
         }
-        start = end;
     }
     for ((reply, _), vectors) in live.into_iter().zip(results) {
         let outcome = match (&failure, vectors.into_iter().collect::<Option<Vec<_>>>()) {
@@ -276,5 +307,26 @@ fn run_jobs(model: &SentenceEmbedder, jobs: Vec<Job>, budget: usize) {
         };
         // The caller may have gone away; nothing to do then.
         let _ = reply.send(outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_cover_every_text_within_the_budget_and_cut_padding() {
+        // Equal lengths: one pass.
+        assert_eq!(batches(&[20; 10], 2048), [(0, 10)]);
+        // Short and long texts: the short ones are not padded to the long.
+        let mut lengths = vec![8; 12];
+        lengths.extend([90, 95]);
+        assert_eq!(batches(&lengths, 2048), [(0, 12), (12, 14)]);
+        // The budget caps a batch; a text longer than the budget goes alone.
+        let b = batches(&[100; 50], 1000);
+        assert!(b.iter().all(|(s, e)| (e - s) * 100 <= 1000));
+        assert_eq!(b.last().unwrap().1, 50);
+        assert_eq!(batches(&[5000], 1000), [(0, 1)]);
+        assert!(batches(&[], 1000).is_empty());
     }
 }

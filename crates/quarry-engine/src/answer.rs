@@ -134,6 +134,7 @@ impl Engine {
         // The question's vector serves the dense retriever, the relevance
         // gate and the evidence scores, in every mode.
         let vector = self.embed_one(&req.question).await?;
+        let embedded = started.elapsed();
         let hits = self
             .search_with_vector(
                 SearchRequest {
@@ -165,12 +166,23 @@ impl Engine {
                 )
             })
             .await?;
+        let searched = started.elapsed();
         let grounding = if prepared.given.is_empty() {
             None
         } else {
-            Some(self.ground(&req.question, &vector, &prepared).await?)
+            Some(
+                self.ground(&req.question, &vector, &prepared, req.answer_mode)
+                    .await?,
+            )
         };
         let retrieve = started.elapsed();
+        tracing::debug!(
+            target: "quarry::timing",
+            embed_ms = ms(embedded),
+            search_ms = ms(searched - embedded),
+            evidence_ms = ms(retrieve - searched),
+            "ask prepared"
+        );
 
         let cancel = Arc::new(AtomicBool::new(false));
         let mut prompt = prepared.prompt.clone();
@@ -247,14 +259,27 @@ impl Engine {
         question: &str,
         vector: &[f32],
         prepared: &Prepared,
+        mode: AnswerMode,
     ) -> Result<Grounding> {
+        let t0 = Instant::now();
         let passages = prepared.ground_passages();
-        let candidates = Grounding::candidates(&passages);
+        let mut candidates = Grounding::candidates(&passages);
+        if mode == AnswerMode::Extractive {
+            // Milliseconds matter more than the last sentence or two.
+            Grounding::prune(
+                &mut candidates,
+                question,
+                &prepared.word_weights,
+                &passages,
+                &self.inner.ask.grounding,
+            );
+        }
         let vectors = if candidates.is_empty() {
             Vec::new()
         } else {
             self.inner.embedder.embed(candidates.texts()).await?
         };
+        let t1 = Instant::now();
         let mut g = Grounding::new(
             question,
             vector,
@@ -266,9 +291,32 @@ impl Engine {
         );
         let words = g.alignment_words();
         if !words.is_empty() {
-            let word_vectors = self.inner.embedder.embed(words).await?;
-            g.align(&word_vectors);
+            let cached = self.inner.word_vectors.get(&words);
+            let missing: Vec<String> = words
+                .iter()
+                .zip(&cached)
+                .filter(|(_, v)| v.is_none())
+                .map(|(w, _)| w.clone())
+                .collect();
+            let fresh = self.inner.embedder.embed(missing.clone()).await?;
+            self.inner.word_vectors.put(&missing, &fresh);
+            let mut fresh = fresh.into_iter();
+            let vectors: Vec<Vec<f32>> = cached
+                .into_iter()
+                .map(|v| match v {
+                    Some(v) => v.to_vec(),
+                    None => fresh.next().unwrap_or_default(),
+                })
+                .collect();
+            g.align(&vectors);
         }
+        tracing::debug!(
+            target: "quarry::timing",
+            sentences = g.evidence.ranked.len(),
+            sentences_ms = ms(t1 - t0),
+            score_and_words_ms = ms(t1.elapsed()),
+            "evidence scored"
+        );
         if tracing::enabled!(target: "quarry::evidence", tracing::Level::DEBUG) {
             for (position, s) in g.evidence.ranked.iter().enumerate() {
                 tracing::debug!(
@@ -557,9 +605,16 @@ impl Engine {
             replaced_sentences: replaced,
             dropped_sentences: dropped,
         };
+        let before_store = Instant::now();
         let stored = self
             .blocking(move |inner| Ok(inner.disk.watch(inner.store.insert_record(record))?))
             .await;
+        tracing::debug!(
+            target: "quarry::timing",
+            answer_ms = ms(total),
+            record_ms = ms(before_store.elapsed()),
+            "ask recorded"
+        );
         let event = stored.map(|r| {
             AskEvent::Done(AskDone {
                 record_id: r.id,

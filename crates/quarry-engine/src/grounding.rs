@@ -18,18 +18,18 @@ use std::collections::{HashMap, HashSet};
 
 use quarry_core::{AnswerMode, EvidenceSentence, SentenceCheck, SentenceStatus};
 use quarry_ground::{
-    answer_facts, with_citations, AnswerType, Candidates, CitationChange, Evidence,
-    EvidenceWeights, FactSet, PassageText, Question, ScoredSentence, Verifier, VerifyConfig,
+    answer_facts, with_citations, Candidates, CitationChange, Evidence, EvidenceWeights, FactSet,
+    PassageText, Question, ScoredSentence, Verifier, VerifyConfig,
 };
 
 /// How the evidence sentences are laid out in the grounded prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EvidenceLayout {
     /// One sentence a line, best first, each with its passage number.
-    #[default]
     Ranked,
     /// One line per passage, in passage order, its evidence sentences in
-    /// text order.
+    /// text order (the default: measured best, docs/answers.md).
+    #[default]
     Grouped,
 }
 
@@ -65,6 +65,8 @@ pub struct GroundingConfig {
     pub verify: VerifyConfig,
     /// Most sentences an extractive answer quotes.
     pub extractive_sentences: usize,
+    /// Most candidate sentences an extractive answer embeds.
+    pub extractive_candidates: usize,
     /// A second extractive sentence is quoted when it scores at least this
     /// share of the best.
     pub extractive_second_ratio: f32,
@@ -82,6 +84,7 @@ impl Default for GroundingConfig {
             weights: EvidenceWeights::default(),
             verify: VerifyConfig::default(),
             extractive_sentences: 2,
+            extractive_candidates: 10,
             extractive_second_ratio: 0.95,
             max_shown_sentences: 3,
             layout: EvidenceLayout::default(),
@@ -89,14 +92,22 @@ impl Default for GroundingConfig {
     }
 }
 
-/// The instructions of a grounded prompt: short, with one example of the
-/// citation format, for models as small as 135M parameters.
+/// The instructions of a grounded prompt: short, for models as small as
+/// 135M parameters. Chosen by measurement on the dev set (docs/answers.md):
+/// an instruction with an inline example leaked the example's figure into
+/// answers; one example exchange ([`GROUNDED_EXAMPLE`]) did not, and got
+/// the most answers stated in the model's own verified words.
 pub const GROUNDED_SYSTEM_PROMPT: &str =
     "You answer the question using only the numbered evidence. \
-Write one or two short sentences and copy names and numbers exactly as the evidence writes them. \
-End each sentence with the number of the evidence it comes from in square brackets. \
-Example: The bridge is 380 metres long [2]. \
-If the evidence does not answer the question, say that you cannot find it.";
+Answer in one short sentence that repeats the words of the evidence, \
+and end it with the number of that evidence in square brackets.";
+
+/// The example exchange before the question: evidence, a question, and an
+/// answer that copies its evidence and cites it.
+pub const GROUNDED_EXAMPLE: (&str, &str) = (
+    "Evidence:\n[1] The Keld Gorge bridge opened to walkers in 2016.\n[2] Its glass floor panels are 5 centimetres thick.\n\nQuestion: How thick are the floor panels of the bridge?",
+    "The glass floor panels are 5 centimetres thick [2].",
+);
 
 /// A passage as the grounding sees it.
 #[derive(Debug, Clone)]
@@ -131,6 +142,26 @@ impl Grounding {
     /// The candidate sentences of `passages`, to embed.
     pub fn candidates(passages: &[GroundPassage]) -> Candidates {
         Candidates::of(&texts(passages))
+    }
+
+    /// Keeps the candidates an extractive answer embeds: all sentences of
+    /// the two best passages, and the likeliest others up to
+    /// [`GroundingConfig::extractive_candidates`].
+    pub fn prune(
+        candidates: &mut Candidates,
+        question: &str,
+        term_weights: &HashMap<String, f32>,
+        passages: &[GroundPassage],
+        config: &GroundingConfig,
+    ) {
+        let q = Question::weighted(question, &|w| term_weights.get(w).copied());
+        candidates.prune(
+            &q,
+            &texts(passages),
+            &config.weights,
+            2,
+            config.extractive_candidates,
+        );
     }
 
     /// The words whose vectors [`Grounding::align`] needs.
@@ -365,8 +396,11 @@ pub struct Composer<'a> {
     checks: Vec<SentenceCheck>,
     /// Term sets of every sentence generated or shown, for repeats.
     seen: Vec<HashSet<String>>,
-    /// Evidence sentences (by candidate index) already quoted or matched.
+    /// Evidence sentences (by candidate index) already quoted or matched
+    /// by a shown sentence: not offered as replacements.
     quoted: HashSet<usize>,
+    /// Evidence sentences quoted verbatim.
+    shown_evidence: HashSet<usize>,
     shown: String,
     failures_in_row: usize,
     replacements: usize,
@@ -393,6 +427,34 @@ fn jaccard(a: &HashSet<String>, b: &HashSet<String>) -> f64 {
     }
 }
 
+/// Openings with which small models announce an answer ("The answer is:
+/// 46%"): left off what is shown.
+const ANSWER_OPENINGS: &[&str] = &[
+    "the answer is:",
+    "the answer is",
+    "answer:",
+    "the evidence is:",
+    "the evidence says:",
+];
+
+/// A generated sentence as shown: without an announcing opening, starting
+/// with a capital.
+fn tidy(plain: &str) -> String {
+    let lower = plain.to_lowercase();
+    let rest = ANSWER_OPENINGS
+        .iter()
+        .find(|o| lower.starts_with(*o))
+        .map_or(plain, |o| plain[o.len()..].trim_start());
+    if rest.is_empty() {
+        return plain.to_owned();
+    }
+    let mut chars = rest.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => plain.to_owned(),
+    }
+}
+
 /// An evidence sentence as shown: in quotation marks, cited.
 pub fn quote(s: &ScoredSentence) -> String {
     with_citations(&format!("“{}”", one_line(&s.text)), &[s.number])
@@ -407,6 +469,7 @@ impl<'a> Composer<'a> {
             checks: Vec::new(),
             seen: Vec::new(),
             quoted: HashSet::new(),
+            shown_evidence: HashSet::new(),
             shown: String::new(),
             failures_in_row: 0,
             replacements: 0,
@@ -473,6 +536,7 @@ impl<'a> Composer<'a> {
         generated: &str,
     ) -> Vec<Output> {
         self.quoted.insert(s.index);
+        self.shown_evidence.insert(s.index);
         self.seen.push(term_set(&s.text));
         let shown = quote(s);
         let support = 1.0;
@@ -578,7 +642,7 @@ impl<'a> Composer<'a> {
             if let Some(i) = check.best_sentence {
                 self.quoted.insert(i);
             }
-            let shown = with_citations(&check.plain, &check.citations);
+            let shown = with_citations(&tidy(&check.plain), &check.citations);
             out.push(self.show(shown.clone(), check.citations.clone(), check.support as f64));
             out.push(self.push_check(SentenceCheck {
                 shown,
@@ -610,6 +674,7 @@ impl<'a> Composer<'a> {
             Some(s) => {
                 self.replacements += 1;
                 self.quoted.insert(s.index);
+                self.shown_evidence.insert(s.index);
                 let shown = quote(&s);
                 out.push(self.show(shown.clone(), vec![s.number], check.support as f64));
                 out.push(self.push_check(SentenceCheck {
@@ -635,8 +700,12 @@ impl<'a> Composer<'a> {
     }
 
     /// After the last sentence: a grounded answer that shows nothing, or
-    /// lacks the kind of fact the question asks for while the best
-    /// evidence holds one, gets the best evidence sentence quoted.
+    /// holds none of the facts that the best evidence sentence adds to the
+    /// question (of the kind the question asks for, or any when the kind
+    /// is unknown), gets the best evidence sentence quoted. A small model
+    /// often writes a true sentence that does not answer ("The answer is
+    /// 2024.", a different elevation from the same passage); the quote
+    /// makes sure the answer holds what the evidence says.
     pub fn finish(&mut self) -> Vec<Output> {
         if self.mode != AnswerMode::Grounded || !self.g.answerable {
             return Vec::new();
@@ -644,13 +713,11 @@ impl<'a> Composer<'a> {
         let Some(best) = self.g.evidence.best().cloned() else {
             return Vec::new();
         };
-        if self.quoted.contains(&best.index) {
+        if self.shown_evidence.contains(&best.index) {
             return Vec::new();
         }
         let lacks = if self.shown.is_empty() {
             true
-        } else if self.g.question.answer_type == AnswerType::Other {
-            false
         } else {
             let wanted = answer_facts(&self.g.question, &best.text);
             let shown = FactSet::from_texts([self.shown.as_str()]);
@@ -810,6 +877,30 @@ mod tests {
     }
 
     #[test]
+    fn a_true_sentence_that_does_not_answer_gets_the_evidence_too() {
+        // The question's kind is unknown; the best evidence adds a year the
+        // shown (supported) sentence lacks.
+        let g = grounding(
+            "What is known about the Greyhaven Lighthouse's construction?",
+            1,
+        );
+        let mut c = Composer::new(AnswerMode::Grounded, &g);
+        let (out, _) = c.sentence(
+            "The answer is: the Greyhaven Lighthouse stands on the north cape.",
+            &unit(0),
+        );
+        assert_eq!(
+            deltas(&out),
+            "The Greyhaven Lighthouse stands on the north cape [1]."
+        );
+        let out = c.finish();
+        assert_eq!(
+            deltas(&out),
+            " “It was built in 1874 by the harbour board.” [1]"
+        );
+    }
+
+    #[test]
     fn generative_answers_are_annotated_not_changed() {
         let g = grounding("When was the Greyhaven Lighthouse built?", 1);
         let mut c = Composer::new(AnswerMode::Generative, &g);
@@ -836,6 +927,7 @@ mod tests {
     #[test]
     fn both_layouts_number_sentences_by_passage() {
         let mut g = grounding("When was the Greyhaven Lighthouse built?", 1);
+        g.config.layout = EvidenceLayout::Ranked;
         let ranked = g.prompt_block(2, &|s| s.to_owned());
         assert!(ranked.starts_with("[1] It was built in 1874"), "{ranked}");
         g.config.layout = EvidenceLayout::Grouped;

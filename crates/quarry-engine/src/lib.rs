@@ -22,6 +22,7 @@ mod indexes;
 mod prompt;
 pub mod redact;
 mod search;
+mod word_vectors;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,7 +45,7 @@ pub use documents::{
 };
 pub use embed::{EmbedLimits, Embeddings};
 pub use error::EngineError;
-pub use grounding::{EvidenceLayout, GroundingConfig, GROUNDED_SYSTEM_PROMPT};
+pub use grounding::{EvidenceLayout, GroundingConfig, GROUNDED_EXAMPLE, GROUNDED_SYSTEM_PROMPT};
 pub use history::{
     page_token, parse_page_token, RecordFilter, RecordPage, RecordSelector, DEFAULT_PAGE_SIZE,
     MAX_COMMENT_BYTES, MAX_PAGE_SIZE,
@@ -127,6 +128,7 @@ pub(crate) struct Inner {
     store: Store,
     indexes: indexes::Indexes,
     embedder: EmbedQueue,
+    word_vectors: word_vectors::WordVectors,
     embed_model: String,
     embed_limits: EmbedLimits,
     document_limits: DocumentLimits,
@@ -215,6 +217,7 @@ impl Engine {
                 store,
                 indexes,
                 embedder,
+                word_vectors: Default::default(),
                 embed_model: config.embed_model.to_string(),
                 embed_limits: config.embed_limits,
                 document_limits: config.document_limits,

@@ -10,7 +10,7 @@ use quarry_generate::{GenerateQueue, Message};
 
 use crate::ask::{AskConfig, AskRequest, SYSTEM_PROMPT};
 use crate::context::{self, Candidate};
-use crate::grounding::{GroundPassage, Grounding, GROUNDED_SYSTEM_PROMPT};
+use crate::grounding::{GroundPassage, Grounding, GROUNDED_EXAMPLE, GROUNDED_SYSTEM_PROMPT};
 use crate::{Result, SearchHit};
 
 /// Tokens kept free between the packed prompt and the context window:
@@ -244,9 +244,10 @@ fn no_room(max_new_tokens: usize, overhead: usize, window: usize) -> InvalidArgu
     )
 }
 
-/// The grounded prompt: short instructions with one example, the
-/// session's turns, the numbered evidence sentences and the question. The
-/// evidence shrinks until the prompt fits the window.
+/// The grounded prompt: short instructions, one example exchange of the
+/// citation format, the session's turns, the numbered evidence sentences
+/// and the question. The evidence shrinks until the prompt fits the
+/// window.
 pub(crate) fn grounded_prompt(
     queue: &GenerateQueue,
     turns: &[Message],
@@ -259,7 +260,11 @@ pub(crate) fn grounded_prompt(
     let mut n = grounding.config.evidence_sentences.max(1);
     loop {
         let block = grounding.prompt_block(n, &defuse);
-        let mut m = vec![Message::new("system", GROUNDED_SYSTEM_PROMPT)];
+        let mut m = vec![
+            Message::new("system", GROUNDED_SYSTEM_PROMPT),
+            Message::new("user", GROUNDED_EXAMPLE.0),
+            Message::new("assistant", GROUNDED_EXAMPLE.1),
+        ];
         m.extend(turns.iter().cloned());
         m.push(Message::new(
             "user",

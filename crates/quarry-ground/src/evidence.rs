@@ -552,6 +552,44 @@ impl Candidates {
         Self { sentences }
     }
 
+    /// Keeps at most `keep` candidates for embedding: every sentence of the
+    /// first `whole` passages (the retriever's best), then the others that
+    /// score best on every signal but the cosine (which needs their
+    /// vectors). For answers that must be fast (extractive): embedding is
+    /// most of their cost.
+    pub fn prune(
+        &mut self,
+        question: &Question,
+        passages: &[PassageText],
+        weights: &EvidenceWeights,
+        whole: usize,
+        keep: usize,
+    ) {
+        if self.sentences.len() <= keep {
+            return;
+        }
+        let zero = vec![0.0; self.sentences.len()];
+        let pre = Evidence::score(question, passages, self.clone(), &zero, weights);
+        let mut chosen: HashSet<usize> = self
+            .sentences
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.0 < whole)
+            .map(|(i, _)| i)
+            .collect();
+        for s in &pre.ranked {
+            if chosen.len() >= keep {
+                break;
+            }
+            chosen.insert(s.index);
+        }
+        let mut i = 0;
+        self.sentences.retain(|_| {
+            i += 1;
+            chosen.contains(&(i - 1))
+        });
+    }
+
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.sentences.is_empty()
@@ -685,16 +723,14 @@ fn fact_fit(f: &Fact, question: &Question) -> f32 {
     }
 }
 
-/// The facts of `text` that answer `question`'s kind well (fit 1) and that
-/// the question does not already hold: the candidate answers in it.
+/// The facts of `text` that the question does not already hold and that
+/// could answer it (of a kind that fits the question at least half, or any
+/// kind when the question's is unknown): the candidate answers in it.
 pub fn answer_facts(question: &Question, text: &str) -> Vec<Fact> {
-    if question.answer_type == AnswerType::Other {
-        return Vec::new();
-    }
     facts(text)
         .into_iter()
         .filter(|f| !question.facts.iter().any(|q| same_fact(q, f)))
-        .filter(|f| fact_fit(f, question) >= 1.0)
+        .filter(|f| question.answer_type == AnswerType::Other || fact_fit(f, question) >= 0.5)
         .collect()
 }
 
@@ -1005,6 +1041,36 @@ mod tests {
         assert_eq!(best.text, "Its captain was William Turner.");
         assert_eq!(best.alignment, 1.0);
         assert_eq!(e.ranked[1].alignment, 0.0);
+    }
+
+    #[test]
+    fn pruning_keeps_the_best_passages_and_the_likeliest_others() {
+        let passages = [
+            PassageText {
+                number: 1,
+                title: "",
+                text: "One sentence here. Another sentence there.",
+                similarity: 0.6,
+            },
+            PassageText {
+                number: 2,
+                title: "",
+                text: "The mine closed in 1971 after a fire. Weather was mild that spring. Cats slept on the porch all day.",
+                similarity: 0.5,
+            },
+        ];
+        let q = Question::new("When did the mine close?");
+        let mut c = Candidates::of(&passages);
+        c.prune(&q, &passages, &EvidenceWeights::default(), 1, 3);
+        let texts: Vec<&str> = c.sentences.iter().map(|s| s.2.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "One sentence here.",
+                "Another sentence there.",
+                "The mine closed in 1971 after a fire."
+            ]
+        );
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //!
 //! - Facts: every number and name the sentence states must occur in the
 //!   passages ([`FactSet`], read generously on the passages' side), and
-//!   all of them in the one passage that supports it: a sentence that
-//!   joins a year from one passage to a claim from another is not
-//!   supported by either.
+//!   all of them in the passage that supports it, in sentences that match
+//!   the generated one nearly as well as its best match (or in the title):
+//!   a sentence that joins a year from one passage to a claim from
+//!   another, or that borrows "16" from an unrelated line to date an
+//!   event the passage dates "17 June", is supported by neither.
 //! - Support: the best match between the sentence and any passage
 //!   sentence, half embedding cosine and half token overlap (the share of
 //!   the sentence's content terms found in that sentence, half credit for
@@ -88,14 +90,20 @@ pub struct Reference {
     pub vector: Vec<f32>,
     /// Its content terms.
     terms: HashSet<String>,
+    /// Its numbers and names.
+    facts: FactSet,
 }
+
+/// A fact supports a claim only from a passage sentence whose own support
+/// for the claim is at least this share of the passage's best.
+const FACT_SENTENCE_RATIO: f32 = 0.8;
 
 /// Checks generated sentences against a fixed set of passages.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     numbers: Vec<u32>,
     facts: FactSet,
-    passage_facts: Vec<FactSet>,
+    title_facts: Vec<FactSet>,
     passage_terms: Vec<HashSet<String>>,
     references: Vec<Reference>,
     config: VerifyConfig,
@@ -188,9 +196,9 @@ impl Verifier {
         config: VerifyConfig,
     ) -> Self {
         let facts = FactSet::from_texts(passages.iter().flat_map(|p| [p.title, p.text]));
-        let passage_facts = passages
+        let title_facts = passages
             .iter()
-            .map(|p| FactSet::from_texts([p.title, p.text]))
+            .map(|p| FactSet::from_texts([p.title]))
             .collect();
         let passage_terms = passages
             .iter()
@@ -202,12 +210,13 @@ impl Verifier {
                 passage,
                 vector,
                 terms: terms(&text).into_iter().collect(),
+                facts: FactSet::from_texts([text.as_str()]),
             })
             .collect();
         Self {
             numbers: passages.iter().map(|p| p.number).collect(),
             facts,
-            passage_facts,
+            title_facts,
             passage_terms,
             references,
             config,
@@ -264,12 +273,6 @@ impl Verifier {
             .collect();
         let missing = self.facts.missing(&plain);
         let claimed = crate::facts::facts(&plain);
-        // The passages that hold every fact of the sentence.
-        let holds: Vec<bool> = self
-            .passage_facts
-            .iter()
-            .map(|set| claimed.iter().all(|f| set.contains(f)))
-            .collect();
         let mut sentence_terms = terms(&plain);
         if sentence_terms.len() < SHORT_SENTENCE_TERMS {
             for t in &self.question_terms {
@@ -278,20 +281,39 @@ impl Verifier {
                 }
             }
         }
-        // Best support per passage, and overall among the passages that
+        let supports: Vec<f32> = self
+            .references
+            .iter()
+            .map(|r| self.support_of(&sentence_terms, vector, r))
+            .collect();
+        let mut best_in = vec![0f32; self.numbers.len()];
+        for (r, s) in self.references.iter().zip(&supports) {
+            best_in[r.passage] = best_in[r.passage].max(*s);
+        }
+        // The passages whose close sentences (and title) hold every fact.
+        let holds: Vec<bool> = (0..self.numbers.len())
+            .map(|p| {
+                claimed.iter().all(|f| {
+                    self.title_facts[p].contains(f)
+                        || self.references.iter().zip(&supports).any(|(r, s)| {
+                            r.passage == p
+                                && *s >= FACT_SENTENCE_RATIO * best_in[p]
+                                && r.facts.contains(f)
+                        })
+                })
+            })
+            .collect();
+        // Best support per passage, and overall, among the passages that
         // hold all its facts.
         let mut per_passage = vec![0f32; self.numbers.len()];
         let mut best: Option<(usize, f32)> = None;
-        for (i, r) in self.references.iter().enumerate() {
-            let s = self.support_of(&sentence_terms, vector, r);
+        for (i, (r, s)) in self.references.iter().zip(&supports).enumerate() {
             if !holds[r.passage] {
                 continue;
             }
-            if s > per_passage[r.passage] {
-                per_passage[r.passage] = s;
-            }
-            if best.is_none_or(|(_, b)| s > b) {
-                best = Some((i, s));
+            per_passage[r.passage] = per_passage[r.passage].max(*s);
+            if best.is_none_or(|(_, b)| *s > b) {
+                best = Some((i, *s));
             }
         }
         let support = best.map_or(0.0, |(_, s)| s);
@@ -405,6 +427,29 @@ mod tests {
         );
         assert!(c.missing.is_empty());
         assert!(!c.supported, "{c:?}");
+        // A number borrowed from an unrelated line of the right passage.
+        let passages = [PassageText {
+            number: 1,
+            title: "Iceland",
+            text: "National holiday: Independence Day, 17 June (1944). Internet users: 16 per 100.",
+            similarity: 0.5,
+        }];
+        let v = Verifier::new(
+            &passages,
+            [
+                (
+                    0,
+                    "National holiday: Independence Day, 17 June (1944).".to_owned(),
+                    unit(0),
+                ),
+                (0, "Internet users: 16 per 100.".to_owned(), unit(1)),
+            ],
+            VerifyConfig::default(),
+        );
+        let borrowed = v.check("Iceland's national holiday is 16 June 1944.", &unit(0));
+        assert!(!borrowed.supported, "{borrowed:?}");
+        let right = v.check("Iceland's national holiday is 17 June 1944.", &unit(0));
+        assert!(right.supported, "{right:?}");
     }
 
     #[test]
