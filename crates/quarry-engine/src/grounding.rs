@@ -18,8 +18,8 @@ use std::collections::{HashMap, HashSet};
 
 use quarry_core::{AnswerMode, EvidenceSentence, SentenceCheck, SentenceStatus};
 use quarry_ground::{
-    answer_facts, with_citations, Candidates, CitationChange, Evidence, EvidenceWeights, FactSet,
-    PassageText, Question, ScoredSentence, Verifier, VerifyConfig,
+    answer_facts, with_citations, Candidates, Evidence, EvidenceWeights, FactSet, PassageText,
+    Question, ScoredSentence, Verifier, VerifyConfig,
 };
 
 /// How the evidence sentences are laid out in the grounded prompt.
@@ -729,11 +729,6 @@ impl<'a> Composer<'a> {
             Vec::new()
         }
     }
-}
-
-/// Whether a check's citation was changed (for logs and tests).
-pub fn citation_changed(change: CitationChange) -> bool {
-    matches!(change, CitationChange::Corrected | CitationChange::Added)
 }
 
 #[cfg(test)]

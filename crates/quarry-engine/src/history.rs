@@ -44,10 +44,15 @@ pub struct RecordFilter {
     pub principal: Option<String>,
     /// Only answers with a sentence that failed verification or refused as
     /// not supported (true), or only answers without (false).
+    // Unset filters stay out of the page-token signature, so tokens issued
+    // before these filters existed still verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unsupported: Option<bool>,
     /// Only answers built in this mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub answer_mode: Option<quarry_core::AnswerMode>,
     /// Only answers that ended for this reason ([`crate::AskFinish`] name).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,
 }
 
