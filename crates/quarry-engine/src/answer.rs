@@ -454,7 +454,8 @@ impl Engine {
                         let out = c.finish();
                         client.output(out).await;
                     }
-                    if mode == AnswerMode::Grounded && client.shown.is_empty() {
+                    let refused = composer.as_ref().is_some_and(Composer::refused);
+                    if mode == AnswerMode::Grounded && (client.shown.is_empty() || refused) {
                         // Nothing supported is left to show.
                         reason = Some(AskFinish::NotSupported);
                         client

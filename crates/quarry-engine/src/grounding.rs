@@ -17,9 +17,10 @@
 use std::collections::{HashMap, HashSet};
 
 use quarry_core::{AnswerMode, EvidenceSentence, SentenceCheck, SentenceStatus};
+use quarry_ground::Fact;
 use quarry_ground::{
-    answer_facts, with_citations, Candidates, Evidence, EvidenceWeights, FactSet, PassageText,
-    Question, ScoredSentence, Verifier, VerifyConfig,
+    answer_facts, answers_kind, with_citations, AnswerType, Candidates, Evidence, EvidenceWeights,
+    FactSet, PassageText, Question, ScoredSentence, Verifier, VerifyConfig,
 };
 
 /// How the evidence sentences are laid out in the grounded prompt.
@@ -72,6 +73,10 @@ pub struct GroundingConfig {
     pub extractive_second_ratio: f32,
     /// Generation stops once this many sentences are shown (grounded).
     pub max_shown_sentences: usize,
+    /// Below this evidence score, a "who/which/where" answer whose first
+    /// sentence names what no passage names is refused (NOT_SUPPORTED)
+    /// rather than replaced by quoted evidence.
+    pub invention_refusal_below: f32,
     /// Prompt layout of the evidence.
     pub layout: EvidenceLayout,
 }
@@ -87,6 +92,7 @@ impl Default for GroundingConfig {
             extractive_candidates: 10,
             extractive_second_ratio: 0.95,
             max_shown_sentences: 3,
+            invention_refusal_below: 0.75,
             layout: EvidenceLayout::default(),
         }
     }
@@ -108,6 +114,15 @@ pub const GROUNDED_EXAMPLE: (&str, &str) = (
     "Evidence:\n[1] The Keld Gorge bridge opened to walkers in 2016.\n[2] Its glass floor panels are 5 centimetres thick.\n\nQuestion: How thick are the floor panels of the bridge?",
     "The glass floor panels are 5 centimetres thick [2].",
 );
+
+/// Whether a lower-cased word comes from [`GROUNDED_EXAMPLE`]: a model
+/// that repeats the example has not invented an answer.
+fn example_word(norm: &str) -> bool {
+    let example = format!("{} {}", GROUNDED_EXAMPLE.0, GROUNDED_EXAMPLE.1).to_lowercase();
+    example
+        .split(|c: char| !c.is_alphanumeric())
+        .any(|w| w == norm)
+}
 
 /// A passage as the grounding sees it.
 #[derive(Debug, Clone)]
@@ -404,6 +419,9 @@ pub struct Composer<'a> {
     shown: String,
     failures_in_row: usize,
     replacements: usize,
+    /// The model's first sentence invented the kind of fact asked for and
+    /// the evidence holds none: the answer is "not found".
+    refused: bool,
 }
 
 /// Word-set similarity above which a sentence repeats another.
@@ -473,7 +491,14 @@ impl<'a> Composer<'a> {
             shown: String::new(),
             failures_in_row: 0,
             replacements: 0,
+            refused: false,
         }
+    }
+
+    /// Whether the answer was refused for lack of evidence (see
+    /// [`Composer::sentence`]).
+    pub fn refused(&self) -> bool {
+        self.refused
     }
 
     /// The text shown so far.
@@ -629,6 +654,36 @@ impl<'a> Composer<'a> {
             }));
             return (out, false);
         }
+        // Asked for a name the passages do not hold, a small model makes
+        // one up. When the evidence is only moderately strong and the
+        // model's first sentence names someone or something no passage
+        // names, the passages most likely do not answer: quoting evidence
+        // would show a true sentence that is not an answer. (Invented
+        // numbers are no such sign: the model miscopies figures that the
+        // evidence does hold.)
+        let first = !self.checks.iter().any(|c| !c.generated.is_empty());
+        let invented = check.missing.iter().any(|f| {
+            answers_kind(f, &self.g.question)
+                && matches!(f, Fact::Name { norm, .. } if !example_word(norm))
+        });
+        if first
+            && !check.supported
+            && invented
+            && self.g.question.answer_type == AnswerType::Name
+            && self
+                .g
+                .evidence
+                .best()
+                .is_some_and(|b| b.score < self.g.config.invention_refusal_below)
+        {
+            self.refused = true;
+            out.push(self.push_check(SentenceCheck {
+                status: SentenceStatus::Dropped,
+                citations: Vec::new(),
+                ..base
+            }));
+            return (out, true);
+        }
         if repeat {
             out.push(self.push_check(SentenceCheck {
                 status: SentenceStatus::Repeated,
@@ -707,7 +762,7 @@ impl<'a> Composer<'a> {
     /// 2024.", a different elevation from the same passage); the quote
     /// makes sure the answer holds what the evidence says.
     pub fn finish(&mut self) -> Vec<Output> {
-        if self.mode != AnswerMode::Grounded || !self.g.answerable {
+        if self.mode != AnswerMode::Grounded || !self.g.answerable || self.refused {
             return Vec::new();
         }
         let Some(best) = self.g.evidence.best().cloned() else {
@@ -893,6 +948,39 @@ mod tests {
             deltas(&out),
             " “It was built in 1874 by the harbour board.” [1]"
         );
+    }
+
+    #[test]
+    fn an_invented_name_on_moderate_evidence_is_refused() {
+        let mut g = grounding("Who designed the Greyhaven Lighthouse?", 0);
+        assert!(g.answerable, "{:?}", g.evidence.best());
+        let best = g.evidence.best().unwrap().score;
+        let invented = "The Greyhaven Lighthouse was designed by Henry Aldous [1].";
+        // Evidence weaker than the bar: the invented name means "not found".
+        g.config.invention_refusal_below = best + 0.01;
+        let mut c = Composer::new(AnswerMode::Grounded, &g);
+        let (out, stop) = c.sentence(invented, &unit(0));
+        assert!(stop && c.refused());
+        assert_eq!(deltas(&out), "");
+        assert_eq!(c.checks()[0].status, SentenceStatus::Dropped);
+        assert_eq!(c.checks()[0].unsupported_facts, ["Henry", "Aldous"]);
+        assert!(c.finish().is_empty());
+        // Strong evidence: the sentence is replaced by quoted evidence.
+        g.config.invention_refusal_below = best - 0.01;
+        let mut c = Composer::new(AnswerMode::Grounded, &g);
+        let (out, _) = c.sentence(invented, &unit(0));
+        assert!(!c.refused());
+        assert!(deltas(&out).starts_with('“'), "{}", deltas(&out));
+        // The example's own words are a repeat of the example, not an
+        // invention; numbers are never taken as one.
+        g.config.invention_refusal_below = 1.0;
+        let mut c = Composer::new(AnswerMode::Grounded, &g);
+        let _ = c.sentence("The Keld Gorge bridge opened to walkers [1].", &unit(0));
+        assert!(!c.refused());
+        let g = grounding("How deep is the main shaft of the Tollen Copper Mine?", 2);
+        let mut c = Composer::new(AnswerMode::Grounded, &g);
+        let _ = c.sentence("The main shaft is 910 metres deep [2].", &unit(2));
+        assert!(!c.refused());
     }
 
     #[test]

@@ -653,6 +653,75 @@ fn is_year(f: &Fact) -> bool {
         if (1000.0..=2100.0).contains(value) && value.fract() == 0.0)
 }
 
+/// Adjectives of nationality, region and religion, by ending or by name.
+const DEMONYM_ENDINGS: &[&str] = &["ish", "ese", "ian", "ean", "can"];
+const DEMONYMS: &[&str] = &[
+    "french",
+    "dutch",
+    "czech",
+    "swiss",
+    "greek",
+    "thai",
+    "welsh",
+    "german",
+    "roman",
+    "soviet",
+    "arab",
+    "arabic",
+    "israeli",
+    "iraqi",
+    "saudi",
+    "pakistani",
+    "bangladeshi",
+    "nepali",
+    "somali",
+    "kuwaiti",
+    "qatari",
+    "omani",
+    "yemeni",
+    "afghan",
+    "filipino",
+    "latino",
+    "latina",
+    "hispanic",
+    "european",
+    "asian",
+    "african",
+    "american",
+    "nordic",
+    "baltic",
+    "slavic",
+    "catholic",
+    "muslim",
+    "jewish",
+    "islamic",
+    "hindu",
+    "buddhist",
+    "western",
+    "eastern",
+    "northern",
+    "southern",
+    "norse",
+    "inuit",
+    "maori",
+];
+
+/// Whether a name fact is an adjective of nationality or the like.
+fn is_demonym(f: &Fact) -> bool {
+    matches!(f, Fact::Name { norm, .. }
+        if DEMONYMS.contains(&norm.as_str())
+            || (norm.len() > 4 && DEMONYM_ENDINGS.iter().any(|e| norm.ends_with(e))))
+}
+
+/// Whether fact `f` is of the kind `question` asks for (a name for "who",
+/// a year for "what year", any number for "how many"...): what an answer
+/// would have to state.
+pub fn answers_kind(f: &Fact, question: &Question) -> bool {
+    question.answer_type != AnswerType::Other
+        && !question.facts.iter().any(|q| same_fact(q, f))
+        && fact_fit(f, question) >= 0.5
+}
+
 fn is_month(f: &Fact) -> bool {
     matches!(f, Fact::Name { norm, .. } if MONTHS.contains(&norm.as_str()))
 }
@@ -715,6 +784,10 @@ fn fact_fit(f: &Fact, question: &Question) -> f32 {
         AnswerType::Name => {
             if number || is_month(f) {
                 0.0
+            } else if is_demonym(f) {
+                // "British", "Chilean": they describe, they do not name the
+                // person or place asked for.
+                0.3
             } else {
                 1.0
             }
@@ -1070,6 +1143,19 @@ mod tests {
                 "Another sentence there.",
                 "The mine closed in 1971 after a fire."
             ]
+        );
+    }
+
+    #[test]
+    fn nationalities_do_not_answer_who() {
+        let q = Question::new("Who was the captain of the Lusitania?");
+        assert!(answer_facts(&q, "The Lusitania was a British ship.").is_empty());
+        assert_eq!(
+            answer_facts(&q, "Its captain was William Turner.")
+                .iter()
+                .map(|f| f.text().to_owned())
+                .collect::<Vec<_>>(),
+            ["William", "Turner"]
         );
     }
 

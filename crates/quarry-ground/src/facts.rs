@@ -758,6 +758,15 @@ impl FactSet {
         }
         // Stems too, so that "Revenue" matches "revenues".
         self.words.insert(crate::terms::stem(&norm));
+        // Web text decoded with the wrong charset turns "Rocko's" into
+        // "Rockoâs": the Latin letters before the garbage are the word.
+        let ascii: String = norm
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect();
+        if ascii.len() >= 3 && ascii.len() < norm.len() && !norm.is_ascii() {
+            self.words.insert(ascii);
+        }
         self.words.insert(norm);
     }
 
@@ -918,6 +927,16 @@ mod tests {
         let set = FactSet::from_texts(["The ratio was 5.53 billion and 2.4 percent."]);
         assert!(set.missing("It was 5.5 billion.").is_empty());
         assert!(!set.missing("It was 2 percent.").is_empty());
+    }
+
+    #[test]
+    fn mojibake_keeps_the_word_before_it() {
+        let set = FactSet::from_texts(["We worked on Rockoâs Modern Life."]);
+        assert!(
+            set.missing("It was Rocko's Modern Life.").is_empty(),
+            "{:?}",
+            set.missing("It was Rocko's Modern Life.")
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@ pub mod terms;
 pub mod verify;
 
 pub use evidence::{
-    answer_facts, AnswerType, Candidates, Evidence, EvidenceWeights, PassageText, Question,
-    ScoredSentence,
+    answer_facts, answers_kind, AnswerType, Candidates, Evidence, EvidenceWeights, PassageText,
+    Question, ScoredSentence,
 };
 pub use facts::{Fact, FactSet};
 pub use sentences::{split, SentenceKind, Span};
