@@ -55,6 +55,7 @@ async fn collections_work_end_to_end_and_survive_a_restart() {
     assert_eq!(docs.name, "docs");
     assert_eq!((docs.document_count, docs.chunk_count), (0, 0));
     let s = docs.settings.unwrap();
+    assert_eq!(s.language.as_deref(), Some("en"));
     assert_eq!(
         (
             s.chunk_size,
@@ -72,11 +73,19 @@ async fn collections_work_end_to_end_and_survive_a_restart() {
         hnsw_m: Some(32),
         hnsw_ef_construction: Some(400),
         hnsw_ef_search: Some(128),
+        language: Some("French".into()),
     };
-    let notes = create(&mut client, "Notes_2-b", Some(custom))
+    let notes = create(&mut client, "Notes_2-b", Some(custom.clone()))
         .await
         .unwrap();
-    assert_eq!(notes.settings, Some(custom));
+    // The language comes back as its code.
+    assert_eq!(
+        notes.settings,
+        Some(proto::CollectionSettings {
+            language: Some("fr".into()),
+            ..custom
+        })
+    );
     create(&mut client, "scratch", None).await.unwrap();
 
     let got = client
@@ -156,6 +165,13 @@ async fn collections_work_end_to_end_and_survive_a_restart() {
                 ..Default::default()
             },
             "settings.hnsw_ef_search",
+        ),
+        (
+            proto::CollectionSettings {
+                language: Some("klingon".into()),
+                ..Default::default()
+            },
+            "settings.language: \"klingon\" is not a supported language; choose one of ar, da",
         ),
     ] {
         assert_status(

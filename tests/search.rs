@@ -325,3 +325,144 @@ fn the_search_subcommand_prints_hits_and_takes_a_filter() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--filter is not a valid filter"));
     assert!(server.stop().success());
 }
+
+/// Creates `name` in `language` and loads `docs` (id, text).
+async fn load_in(channel: &Channel, name: &str, language: &str, docs: &[(&str, &str)]) {
+    let created = quarry::proto::collections_client::CollectionsClient::new(channel.clone())
+        .create_collection(proto::CreateCollectionRequest {
+            name: name.into(),
+            settings: Some(proto::CollectionSettings {
+                language: Some(language.into()),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        created.settings.unwrap().language.as_deref(),
+        Some(language)
+    );
+    DocumentsClient::new(channel.clone())
+        .upsert(proto::UpsertRequest {
+            collection: name.into(),
+            documents: docs
+                .iter()
+                .map(|(id, text)| proto::Document {
+                    id: (*id).into(),
+                    text: (*text).into(),
+                    ..Default::default()
+                })
+                .collect(),
+        })
+        .await
+        .unwrap();
+}
+
+/// The ids of a keyword search.
+async fn keyword_ids(channel: &Channel, collection: &str, query: &str) -> Vec<String> {
+    RetrievalClient::new(channel.clone())
+        .search(proto::SearchRequest {
+            collection: collection.into(),
+            query: query.into(),
+            top_k: 3,
+            mode: proto::SearchMode::Keyword as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .hits
+        .into_iter()
+        .map(|h| h.document_id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_collection_searches_in_its_language_across_restarts_and_rebuilds() {
+    let dir = data_dir();
+    let server = TestServer::start(dir.path());
+    let channel = server.channel().await;
+    load_in(
+        &channel,
+        "fr",
+        "fr",
+        &[
+            ("maisons", "Les maisons du vieux village sont en pierre."),
+            ("rivière", "La rivière traverse la vallée au printemps."),
+        ],
+    )
+    .await;
+    load_in(
+        &channel,
+        "ar",
+        "ar",
+        &[
+            ("maktabat", "زرنا المكتبات الكبيرة في المدينة."),
+            ("bahr", "البحر هادئ في الصيف."),
+        ],
+    )
+    .await;
+    load_in(
+        &channel,
+        "ja",
+        "cjk",
+        &[
+            ("tokyo", "東京都の人口は約1400万人です。"),
+            ("osaka", "大阪は食べ物で有名な都市です。"),
+        ],
+    )
+    .await;
+    // English stemming would not match these forms; each language's does.
+    let checks = [
+        ("fr", "maison", "maisons"),
+        ("ar", "مكتبة", "maktabat"),
+        ("ja", "東京の人口", "tokyo"),
+    ];
+    for (collection, query, want) in checks {
+        let ids = keyword_ids(&channel, collection, query).await;
+        assert_eq!(
+            ids.first().map(String::as_str),
+            Some(want),
+            "{collection}: {ids:?}"
+        );
+    }
+    drop(channel);
+    assert!(server.stop().success());
+
+    // A restart keeps each language; so does a rebuild of the keyword
+    // index from the store.
+    let server = TestServer::start(dir.path());
+    let channel = server.channel().await;
+    for (collection, query, want) in checks {
+        let ids = keyword_ids(&channel, collection, query).await;
+        assert_eq!(
+            ids.first().map(String::as_str),
+            Some(want),
+            "{collection}: {ids:?}"
+        );
+    }
+    drop(channel);
+    assert!(server.stop().success());
+    for entry in std::fs::read_dir(dir.path().join("indexes")).unwrap() {
+        let keyword = entry.unwrap().path().join("keyword");
+        if keyword.exists() {
+            std::fs::remove_dir_all(keyword).unwrap();
+        }
+    }
+    let server = TestServer::start(dir.path());
+    let channel = server.channel().await;
+    for (collection, query, want) in checks {
+        let ids = keyword_ids(&channel, collection, query).await;
+        assert_eq!(
+            ids.first().map(String::as_str),
+            Some(want),
+            "{collection}: {ids:?}"
+        );
+    }
+    let fr = common::collection(&channel, "fr").await;
+    assert_eq!(fr.settings.unwrap().language.as_deref(), Some("fr"));
+    assert_eq!(fr.keyword_indexed_chunks, 2);
+    drop(channel);
+    assert!(server.stop().success());
+}

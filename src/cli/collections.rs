@@ -28,6 +28,11 @@ pub enum CollectionsCommand {
         /// HNSW search-time candidate list (8-4096). [default: 64]
         #[arg(long)]
         hnsw_ef_search: Option<u32>,
+        /// The language of its text, for keyword search: ar, da, nl, en,
+        /// fi, fr, de, el, hu, it, no, pt, ro, ru, es, sv, ta, tr, simple
+        /// or cjk. Fixed once created. [default: en]
+        #[arg(long)]
+        language: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -53,7 +58,7 @@ pub enum CollectionsCommand {
 }
 
 fn to_json(c: &proto::Collection) -> serde_json::Value {
-    let s = c.settings.unwrap_or_default();
+    let s = c.settings.clone().unwrap_or_default();
     json!({
         "name": c.name,
         "document_count": c.document_count,
@@ -67,12 +72,13 @@ fn to_json(c: &proto::Collection) -> serde_json::Value {
             "hnsw_m": s.hnsw_m,
             "hnsw_ef_construction": s.hnsw_ef_construction,
             "hnsw_ef_search": s.hnsw_ef_search,
+            "language": s.language,
         },
     })
 }
 
 fn print_details(c: &proto::Collection) {
-    let s = c.settings.unwrap_or_default();
+    let s = c.settings.clone().unwrap_or_default();
     let n = |v: Option<u32>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
     println!("name:        {}", c.name);
     println!("documents:   {}", c.document_count);
@@ -93,6 +99,7 @@ fn print_details(c: &proto::Collection) {
         n(s.hnsw_ef_construction),
         n(s.hnsw_ef_search)
     );
+    println!("language:    {}", s.language.as_deref().unwrap_or("-"));
 }
 
 /// Runs a collections subcommand.
@@ -105,6 +112,7 @@ pub async fn run(cmd: CollectionsCommand) -> anyhow::Result<()> {
             hnsw_m,
             hnsw_ef_construction,
             hnsw_ef_search,
+            language,
             client,
         } => {
             let mut rpc = CollectionsClient::new(client.connect().await?);
@@ -117,6 +125,7 @@ pub async fn run(cmd: CollectionsCommand) -> anyhow::Result<()> {
                         hnsw_m,
                         hnsw_ef_construction,
                         hnsw_ef_search,
+                        language,
                     }),
                 })
                 .await

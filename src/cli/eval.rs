@@ -62,6 +62,15 @@ pub struct EvalArgs {
     /// The default is the server's default fusion.
     #[arg(long, default_value = "convex:0.7")]
     pub fusions: String,
+    /// Print, for each fusion, the queries it helps and hurts against the
+    /// better of keyword and dense on this corpus (nDCG@10 per query).
+    #[arg(long)]
+    pub per_query: bool,
+    /// Write each query's keyword and dense rankings with their raw scores
+    /// (JSON lines: qid, mode, ranking of [document id, score]), for
+    /// studying fusions offline.
+    #[arg(long)]
+    pub lists: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -298,6 +307,13 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         runs.push((label, Mode::Hybrid, parse_fusion(spec)?));
     }
     let mut results = BTreeMap::new();
+    let mut per_query: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut lists = match &args.lists {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?,
+        )),
+        None => None,
+    };
     for (label, mode, fusion) in runs {
         let mut run_file = match &args.run_dir {
             Some(dir) => {
@@ -338,9 +354,18 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
                     writeln!(f, "{qid} Q0 {doc} {} {} quarry-{label}", rank + 1, n - rank)?;
                 }
             }
+            if let (Some(f), Mode::Dense | Mode::Keyword) = (lists.as_mut(), mode) {
+                serde_json::to_writer(
+                    &mut *f,
+                    &json!({"qid": qid, "mode": label, "ranking": ranking}),
+                )?;
+                f.write_all(b"\n")?;
+            }
             let ids: Vec<String> = ranking.into_iter().map(|(d, _)| d).collect();
             let j = &qrels[qid.as_str()];
-            ndcg += ndcg_at(&ids, j, 10);
+            let q_ndcg = ndcg_at(&ids, j, 10);
+            per_query.entry(label.clone()).or_default().push(q_ndcg);
+            ndcg += q_ndcg;
             recall += recall_at(&ids, j, 100);
             mrr += mrr_at(&ids, j, 10);
         }
@@ -356,7 +381,12 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         );
     }
 
+    if let Some(mut f) = lists {
+        f.flush()?;
+    }
+    let views = per_query_views(&per_query);
     let report = json!({
+        "per_query": if args.per_query { json!(views) } else { serde_json::Value::Null },
         "dataset": dir.file_name().map(|n| n.to_string_lossy().into_owned()),
         "documents": total,
         "queries": queries.len(),
@@ -390,9 +420,86 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
                 r["ms_per_query"].as_f64().unwrap_or_default()
             );
         }
+        if args.per_query {
+            println!(
+                "\nper query, against {} (the better half here) and against the better half of each query:",
+                views.first().map_or("-", |v| v.baseline.as_str())
+            );
+            println!(
+                "{:<20} {:>6} {:>6} {:>6} {:>13} {:>11}",
+                "fusion", "helps", "hurts", "ties", "worst loss", "vs oracle"
+            );
+            for v in &views {
+                println!(
+                    "{:<20} {:>6} {:>6} {:>6} {:>13.4} {:>11.4}",
+                    v.fusion, v.helps, v.hurts, v.ties, v.worst_loss, v.below_oracle
+                );
+            }
+        }
     }
     engine.flush()?;
     Ok(())
+}
+
+/// How one fusion does query by query.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PerQueryView {
+    /// The fusion's run label.
+    pub fusion: String,
+    /// The better of keyword and dense on this corpus (mean nDCG@10).
+    pub baseline: String,
+    /// Queries whose nDCG@10 the fusion raises above the baseline's.
+    pub helps: usize,
+    /// Queries it lowers.
+    pub hurts: usize,
+    /// Queries it leaves equal.
+    pub ties: usize,
+    /// The largest drop below the baseline on one query.
+    pub worst_loss: f64,
+    /// Mean nDCG@10 below max(keyword, dense) taken per query.
+    pub below_oracle: f64,
+}
+
+/// The per-query views of every hybrid run against the better half.
+pub fn per_query_views(per_query: &BTreeMap<String, Vec<f64>>) -> Vec<PerQueryView> {
+    let (Some(keyword), Some(dense)) = (per_query.get("keyword"), per_query.get("dense")) else {
+        return Vec::new();
+    };
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (baseline, base) = if mean(dense) >= mean(keyword) {
+        ("dense", dense)
+    } else {
+        ("keyword", keyword)
+    };
+    per_query
+        .iter()
+        .filter(|(label, _)| label.starts_with("hybrid"))
+        .map(|(label, v)| {
+            let (mut helps, mut hurts, mut ties, mut worst) = (0, 0, 0, 0f64);
+            let mut oracle_gap = 0.0;
+            for (i, x) in v.iter().enumerate() {
+                let b = base[i];
+                if *x > b + 1e-9 {
+                    helps += 1;
+                } else if *x < b - 1e-9 {
+                    hurts += 1;
+                    worst = worst.max(b - x);
+                } else {
+                    ties += 1;
+                }
+                oracle_gap += keyword[i].max(dense[i]) - x;
+            }
+            PerQueryView {
+                fusion: label.clone(),
+                baseline: baseline.to_owned(),
+                helps,
+                hurts,
+                ties,
+                worst_loss: worst,
+                below_oracle: oracle_gap / v.len().max(1) as f64,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -444,6 +551,21 @@ mod tests {
         );
         assert!(parse_fusion("convex").is_err());
         assert!(parse_fusion("magic:1").is_err());
+    }
+
+    #[test]
+    fn per_query_views_count_helps_and_hurts_against_the_better_half() {
+        let mut runs = BTreeMap::new();
+        runs.insert("keyword".to_owned(), vec![0.2, 0.9, 0.0]);
+        runs.insert("dense".to_owned(), vec![0.5, 0.5, 0.5]);
+        runs.insert("hybrid".to_owned(), vec![0.6, 0.4, 0.5]);
+        let v = per_query_views(&runs);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].baseline, "dense");
+        assert_eq!((v[0].helps, v[0].hurts, v[0].ties), (1, 1, 1));
+        assert!((v[0].worst_loss - 0.1).abs() < 1e-12);
+        // Per query the better half is 0.5, 0.9, 0.5.
+        assert!((v[0].below_oracle - (-0.1 + 0.5 + 0.0) / 3.0).abs() < 1e-12);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::InvalidArgument;
+use crate::{InvalidArgument, Language};
 
 /// Longest allowed collection name, in characters.
 pub const MAX_NAME_LEN: usize = 64;
@@ -136,6 +136,10 @@ pub struct CollectionSettings {
     pub hnsw_ef_construction: u32,
     /// HNSW candidate list size while searching.
     pub hnsw_ef_search: u32,
+    /// The language its keyword index analyzes text in; fixed at creation.
+    /// Collections made before languages existed read as English.
+    #[serde(default)]
+    pub language: Language,
 }
 
 impl Default for CollectionSettings {
@@ -160,6 +164,8 @@ pub struct SettingsPatch {
     pub hnsw_ef_construction: Option<u32>,
     /// See [`CollectionSettings::hnsw_ef_search`].
     pub hnsw_ef_search: Option<u32>,
+    /// See [`CollectionSettings::language`].
+    pub language: Option<Language>,
 }
 
 impl SettingsPatch {
@@ -192,6 +198,7 @@ impl SettingsPatch {
             hnsw_m,
             hnsw_ef_construction,
             hnsw_ef_search,
+            language: self.language.unwrap_or_default(),
         })
     }
 }
@@ -333,7 +340,7 @@ mod tests {
             efc in proptest::option::of(0u32..3000),
             efs in proptest::option::of(0u32..5000),
         ) {
-            let patch = SettingsPatch { chunk_size: cs, chunk_overlap: co, hnsw_m: m, hnsw_ef_construction: efc, hnsw_ef_search: efs };
+            let patch = SettingsPatch { chunk_size: cs, chunk_overlap: co, hnsw_m: m, hnsw_ef_construction: efc, hnsw_ef_search: efs, language: None };
             if let Ok(s) = patch.resolve() {
                 prop_assert!(s.chunk_overlap * 2 < s.chunk_size);
                 prop_assert!((4..=64).contains(&s.hnsw_m));

@@ -9,6 +9,7 @@ pub mod collection;
 pub mod document;
 pub mod error;
 pub mod filter;
+pub mod language;
 pub mod record;
 pub mod time;
 
@@ -18,6 +19,7 @@ pub use collection::{
 pub use document::{Chunk, Document, MetaValue, Metadata};
 pub use error::InvalidArgument;
 pub use filter::Filter;
+pub use language::Language;
 pub use record::{
     AnswerMode, EvidenceSentence, Record, RecordId, RetrievedChunk, SentenceCheck, SentenceStatus,
     Timings, UsedCitation,

@@ -144,9 +144,9 @@ impl CollectionIndex {
         let keyword = match dir {
             Some(dir) => {
                 checkpoint::save(&dense, &dense_dir(dir), seq)?;
-                KeywordIndex::create(&keyword_dir(dir), seq)?
+                KeywordIndex::create(&keyword_dir(dir), seq, settings.language)?
             }
-            None => KeywordIndex::in_memory()?,
+            None => KeywordIndex::in_memory(settings.language)?,
         };
         Ok(Self::assemble(
             dense,

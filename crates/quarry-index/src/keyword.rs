@@ -1,6 +1,6 @@
 //! The keyword retriever: a tantivy index of chunk titles and texts, scored
-//! with BM25 through an English analyzer (lower-casing, stop words, Porter
-//! stemming).
+//! with BM25 through the collection language's analyzer
+//! ([`crate::analyzer`]).
 //!
 //! Commits are explicit and the reader reloads right after each, so a
 //! search that follows an acknowledged write sees it (tantivy's default
@@ -12,20 +12,18 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
+use quarry_core::Language;
 use tantivy::collector::{FilterCollector, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
 };
-use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
-};
+use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, Term};
 
+use crate::analyzer::{analyzer, analyzer_name, language_of};
 use crate::fusion::Ranked;
 use crate::IndexError;
-
-const ANALYZER: &str = "quarry_en";
 /// Indexing memory per writer; tantivy requires at least 15 MB per thread.
 const WRITER_MEMORY: usize = 50_000_000;
 
@@ -38,15 +36,7 @@ pub struct KeywordIndex {
     title: Field,
     text: Field,
     analyzer: TextAnalyzer,
-}
-
-fn english() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
-        .filter(LowerCaser)
-        .filter(StopWordFilter::new(Language::English).expect("tantivy ships English stop words"))
-        .filter(Stemmer::new(Language::English))
-        .build()
+    language: Language,
 }
 
 /// The schema's fields.
@@ -56,7 +46,7 @@ struct Fields {
     text: Field,
 }
 
-fn schema() -> Schema {
+fn schema(language: Language) -> Schema {
     let mut schema = Schema::builder();
     schema.add_u64_field(
         "chunk_id",
@@ -64,7 +54,7 @@ fn schema() -> Schema {
     );
     let text_options = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
-            .set_tokenizer(ANALYZER)
+            .set_tokenizer(&analyzer_name(language))
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
     schema.add_text_field("title", text_options.clone());
@@ -87,31 +77,31 @@ fn fields(schema: &Schema) -> Result<Fields, String> {
 
 impl KeywordIndex {
     /// A new index held in memory (tests and throw-away collections).
-    pub fn in_memory() -> Result<Self, IndexError> {
-        let index = Index::create_in_ram(schema());
+    pub fn in_memory(language: Language) -> Result<Self, IndexError> {
+        let index = Index::create_in_ram(schema(language));
         let fields = fields(&index.schema()).expect("our own schema");
-        Self::from_index(index, fields)
+        Self::from_index(index, fields, language)
     }
 
-    /// A new, empty index in `dir`, replacing whatever was there, committed
-    /// at `seq`.
-    pub fn create(dir: &Path, seq: u64) -> Result<Self, IndexError> {
+    /// A new, empty index in `dir` for text in `language`, replacing
+    /// whatever was there, committed at `seq`.
+    pub fn create(dir: &Path, seq: u64, language: Language) -> Result<Self, IndexError> {
         match std::fs::remove_dir_all(dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(IndexError::io(dir)(e)),
         }
         std::fs::create_dir_all(dir).map_err(IndexError::io(dir))?;
-        let index = Index::create_in_dir(dir, schema())?;
+        let index = Index::create_in_dir(dir, schema(language))?;
         let fields = fields(&index.schema()).expect("our own schema");
-        let mut this = Self::from_index(index, fields)?;
+        let mut this = Self::from_index(index, fields, language)?;
         this.commit(seq)?;
         Ok(this)
     }
 
     /// Opens the index in `dir` with the sequence number of its last commit:
     /// `Ok(None)` when there is none, [`IndexError::Damaged`] when it
-    /// cannot be used.
+    /// cannot be used. Its language is the one its schema names.
     pub fn open(dir: &Path) -> Result<Option<(Self, u64)>, IndexError> {
         if !dir.join("meta.json").exists() {
             return Ok(None);
@@ -119,6 +109,17 @@ impl KeywordIndex {
         let damaged = |reason: String| IndexError::damaged(dir, reason);
         let index = Index::open_in_dir(dir).map_err(|e| damaged(e.to_string()))?;
         let fields = fields(&index.schema()).map_err(damaged)?;
+        let tokenizer = match index.schema().get_field_entry(fields.text).field_type() {
+            tantivy::schema::FieldType::Str(options) => options
+                .get_indexing_options()
+                .map(|o| o.tokenizer().to_owned()),
+            _ => None,
+        };
+        let language = tokenizer.as_deref().and_then(language_of).ok_or_else(|| {
+            damaged(format!(
+                "its text field uses no Quarry analyzer ({tokenizer:?})"
+            ))
+        })?;
         let payload = index
             .load_metas()
             .map_err(|e| damaged(e.to_string()))?
@@ -131,11 +132,13 @@ impl KeywordIndex {
                     "commit payload {payload:?} is not a sequence number"
                 ))
             })?;
-        Ok(Some((Self::from_index(index, fields)?, seq)))
+        Ok(Some((Self::from_index(index, fields, language)?, seq)))
     }
 
-    fn from_index(index: Index, fields: Fields) -> Result<Self, IndexError> {
-        index.tokenizers().register(ANALYZER, english());
+    fn from_index(index: Index, fields: Fields, language: Language) -> Result<Self, IndexError> {
+        index
+            .tokenizers()
+            .register(&analyzer_name(language), analyzer(language));
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -147,8 +150,14 @@ impl KeywordIndex {
             chunk_id: fields.chunk_id,
             title: fields.title,
             text: fields.text,
-            analyzer: english(),
+            analyzer: analyzer(language),
+            language,
         })
+    }
+
+    /// The language its analyzer reads.
+    pub fn language(&self) -> Language {
+        self.language
     }
 
     fn writer(&self) -> &IndexWriter {
@@ -335,7 +344,7 @@ mod tests {
 
     #[test]
     fn bm25_with_stemming_and_read_your_writes() {
-        let mut idx = KeywordIndex::in_memory().unwrap();
+        let mut idx = KeywordIndex::in_memory(Language::English).unwrap();
         idx.add(&[
             (1, "", "The cats are running in the garden"),
             (2, "Dogs", "A dog barks at the mailman"),
@@ -367,7 +376,7 @@ mod tests {
 
     #[test]
     fn rare_words_weigh_more_than_common_ones() {
-        let mut idx = KeywordIndex::in_memory().unwrap();
+        let mut idx = KeywordIndex::in_memory(Language::English).unwrap();
         idx.add(&[
             (1, "", "The Lusitania sank in the year 1915"),
             (2, "", "The year was long"),
@@ -382,11 +391,29 @@ mod tests {
     }
 
     #[test]
+    fn an_index_keeps_its_language_on_disk_and_searches_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kw");
+        let mut idx = KeywordIndex::create(&path, 1, Language::French).unwrap();
+        idx.add(&[(1, "", "Les maisons du village")]).unwrap();
+        idx.commit(2).unwrap();
+        assert_eq!(ids(&idx.search("maison", 5, None).unwrap()), [1]);
+        drop(idx);
+        let (idx, _) = KeywordIndex::open(&path).unwrap().unwrap();
+        assert_eq!(idx.language(), Language::French);
+        assert_eq!(ids(&idx.search("MAISON", 5, None).unwrap()), [1]);
+        let mut cjk = KeywordIndex::in_memory(Language::Cjk).unwrap();
+        cjk.add(&[(3, "", "東京都の人口は約1400万人です")]).unwrap();
+        cjk.commit(1).unwrap();
+        assert_eq!(ids(&cjk.search("東京の人口", 5, None).unwrap()), [3]);
+    }
+
+    #[test]
     fn on_disk_commits_carry_their_sequence_number() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kw");
         assert!(KeywordIndex::open(&path).unwrap().is_none());
-        let mut idx = KeywordIndex::create(&path, 5).unwrap();
+        let mut idx = KeywordIndex::create(&path, 5, Language::English).unwrap();
         idx.add(&[(7, "t", "persistent words"), (8, "", "other words")])
             .unwrap();
         idx.commit(9).unwrap();
@@ -406,7 +433,7 @@ mod tests {
 
     #[test]
     fn a_filter_matching_one_percent_still_returns_k_hits() {
-        let mut idx = KeywordIndex::in_memory().unwrap();
+        let mut idx = KeywordIndex::in_memory(Language::English).unwrap();
         let texts: Vec<String> = (0..1000)
             .map(|i| format!("retrieval passage number {i}"))
             .collect();

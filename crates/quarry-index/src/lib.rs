@@ -4,11 +4,13 @@
 //! checkpoints on disk that record the last op-log sequence number they
 //! contain, from which [`recovery`] replays.
 //!
-//! Modules: [`dense`] (the graph), [`keyword`] (BM25), [`fusion`],
+//! Modules: [`dense`] (the graph), [`keyword`] (BM25), [`analyzer`] (its
+//! analyzers, one per collection language), [`fusion`],
 //! [`collection`] (one collection's indexes and their bookkeeping),
 //! [`flat`] (the graph's search copy), [`checkpoint`] (the graph on disk), [`recovery`] (opening after a stop or
 //! a crash).
 
+pub mod analyzer;
 pub mod checkpoint;
 pub mod collection;
 pub mod dense;

@@ -148,6 +148,11 @@ impl CollectionIndex {
         phase("dense checkpoint loaded");
         let mut keyword: Result<(KeywordIndex, u64), String> =
             match KeywordIndex::open(&keyword_dir(dir)) {
+                Ok(Some((k, _))) if k.language() != settings.language => Err(format!(
+                    "it analyzes {} text, the collection is {}",
+                    k.language(),
+                    settings.language
+                )),
                 Ok(Some((k, seq))) => not_newer(seq).map_or(Ok((k, seq)), Err),
                 Ok(None) => Err("no index".into()),
                 Err(e) => Err(e.to_string()),
@@ -240,7 +245,11 @@ impl CollectionIndex {
         };
         let mut fresh_keyword = match keyword {
             Ok(_) => None,
-            Err(_) => Some(KeywordIndex::create(&keyword_dir(dir), 0)?),
+            Err(_) => Some(KeywordIndex::create(
+                &keyword_dir(dir),
+                0,
+                settings.language,
+            )?),
         };
         let mut fresh_vectors = dense.is_err().then(|| Vec::with_capacity(live.len()));
         if fresh_keyword.is_some() || fresh_vectors.is_some() {

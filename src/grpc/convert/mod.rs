@@ -34,13 +34,18 @@ impl TryFrom<proto::CreateCollectionRequest> for CreateCollection {
             hnsw_m,
             hnsw_ef_construction,
             hnsw_ef_search,
+            language,
         } = settings.unwrap_or_default();
+        let language = language
+            .map(|l| quarry_core::Language::parse_field(&l, "settings.language"))
+            .transpose()?;
         let settings = SettingsPatch {
             chunk_size,
             chunk_overlap,
             hnsw_m,
             hnsw_ef_construction,
             hnsw_ef_search,
+            language,
         }
         .resolve()?;
         Ok(CreateCollection { name, settings })
@@ -73,6 +78,7 @@ impl From<CollectionSettings> for proto::CollectionSettings {
             hnsw_m,
             hnsw_ef_construction,
             hnsw_ef_search,
+            language,
         } = s;
         Self {
             chunk_size: Some(chunk_size),
@@ -80,6 +86,7 @@ impl From<CollectionSettings> for proto::CollectionSettings {
             hnsw_m: Some(hnsw_m),
             hnsw_ef_construction: Some(hnsw_ef_construction),
             hnsw_ef_search: Some(hnsw_ef_search),
+            language: Some(language.code().to_owned()),
         }
     }
 }
