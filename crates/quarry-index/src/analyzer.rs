@@ -134,8 +134,8 @@ impl Tokenizer for CjkTokenizer {
                 if j - i == 1 {
                     push(start, end_of(i));
                 } else {
-                    for k in i..j - 1 {
-                        push(chars[k].0, end_of(k + 1));
+                    for (k, (from, _)) in chars.iter().enumerate().take(j - 1).skip(i) {
+                        push(*from, end_of(k + 1));
                     }
                 }
                 i = j;
