@@ -53,6 +53,10 @@ const FORMAT_KEY: &[u8] = b"format_version";
 /// Result type of this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// How long [`Store::open`] waits for a lock held by a store this process
+/// just dropped.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The sled-backed store. Cheap to share behind an `Arc`; all methods take
 /// `&self`.
 pub struct Store {
@@ -90,13 +94,29 @@ impl Store {
     /// opened with a key: both fail here with a message.
     pub fn open_with(path: impl AsRef<Path>, record_key: Option<RecordKey>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let db = sled::Config::new()
-            .path(&path)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        // A store dropped a moment ago in this process can still hold the
+        // directory's lock: sled's flusher thread releases it when it
+        // exits. Such a lock clears within milliseconds, so a lock error
+        // is retried for a bounded time; a lock held by another process
+        // outlasts it and is reported.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled::Config::new().path(&path).open() {
+                Ok(db) => break db,
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(source) => {
+                    return Err(StoreError::Open {
+                        path: path.clone(),
+                        source,
+                    })
+                }
+            }
+        };
         let store = Self {
             meta: db.open_tree("meta")?,
             collections: db.open_tree("collections")?,
