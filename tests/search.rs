@@ -140,6 +140,31 @@ async fn search_finds_documents_in_every_mode_and_survives_restart() {
         .iter()
         .all(|h| h.document_id == "photosynthesis" || h.document_id == "mitochondria"));
 
+    // Sentence-level rescoring works in every mode, keeps top_k and the
+    // score order.
+    for mode in [
+        proto::SearchMode::Hybrid,
+        proto::SearchMode::Dense,
+        proto::SearchMode::Keyword,
+    ] {
+        let hits = client
+            .search(proto::SearchRequest {
+                collection: "kb".into(),
+                query: "What is the capital of France?".into(),
+                top_k: 3,
+                mode: mode as i32,
+                sentence_weight: Some(0.5),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .hits;
+        // (Keyword finds only the passages holding a query word.)
+        assert!(!hits.is_empty() && hits.len() <= 3, "{mode:?}: {hits:?}");
+        assert_eq!(hits[0].document_id, "paris", "{mode:?}: {hits:?}");
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    }
     // A deleted document is never returned.
     DocumentsClient::new(channel.clone())
         .delete_documents(proto::DeleteDocumentsRequest {
@@ -216,6 +241,23 @@ async fn bad_searches_name_the_field() {
             },
             Code::InvalidArgument,
             "top_k: is 1000000; the limit is 100",
+        ),
+        (
+            proto::SearchRequest {
+                sentence_weight: Some(1.5),
+                ..base.clone()
+            },
+            Code::InvalidArgument,
+            "sentence_weight: is 1.5; allowed range is 0..=1",
+        ),
+        (
+            proto::SearchRequest {
+                sentence_weight: Some(f32::NAN),
+                mode: proto::SearchMode::Keyword as i32,
+                ..base.clone()
+            },
+            Code::InvalidArgument,
+            "sentence_weight: is NaN; allowed range is 0..=1",
         ),
         (
             proto::SearchRequest {
@@ -361,12 +403,21 @@ async fn load_in(channel: &Channel, name: &str, language: &str, docs: &[(&str, &
 
 /// The ids of a keyword search.
 async fn keyword_ids(channel: &Channel, collection: &str, query: &str) -> Vec<String> {
+    ids_in_mode(channel, collection, query, proto::SearchMode::Keyword).await
+}
+
+async fn ids_in_mode(
+    channel: &Channel,
+    collection: &str,
+    query: &str,
+    mode: proto::SearchMode,
+) -> Vec<String> {
     RetrievalClient::new(channel.clone())
         .search(proto::SearchRequest {
             collection: collection.into(),
             query: query.into(),
             top_k: 3,
-            mode: proto::SearchMode::Keyword as i32,
+            mode: mode as i32,
             ..Default::default()
         })
         .await
@@ -400,6 +451,10 @@ async fn each_collection_searches_in_its_language_across_restarts_and_rebuilds()
         &[
             ("maktabat", "زرنا المكتبات الكبيرة في المدينة."),
             ("bahr", "البحر هادئ في الصيف."),
+            ("qitar", "وصل القطار إلى المحطة متأخرا."),
+            ("shams", "تشرق الشمس فوق الجبال كل صباح."),
+            ("tabib", "ذهب الطبيب إلى المستشفى ليلا."),
+            ("hadiqa", "الأطفال يلعبون في الحديقة العامة."),
         ],
     )
     .await;
@@ -426,6 +481,20 @@ async fn each_collection_searches_in_its_language_across_restarts_and_rebuilds()
             Some(want),
             "{collection}: {ids:?}"
         );
+    }
+    // The English embedder barely reads Arabic, so the default hybrid
+    // fusion leans on the keyword list: its best hit is keyword's.
+    for (query, want) in [
+        ("مكتبة", "maktabat"),
+        ("القطار والمحطة", "qitar"),
+        ("الشمس", "shams"),
+        ("المستشفى", "tabib"),
+        ("الحديقة", "hadiqa"),
+    ] {
+        let keyword = keyword_ids(&channel, "ar", query).await;
+        let hybrid = ids_in_mode(&channel, "ar", query, proto::SearchMode::Hybrid).await;
+        assert_eq!(keyword.first().map(String::as_str), Some(want), "{query}");
+        assert_eq!(hybrid.first(), keyword.first(), "{query}: {hybrid:?}");
     }
     drop(channel);
     assert!(server.stop().success());

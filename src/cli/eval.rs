@@ -58,10 +58,19 @@ pub struct EvalArgs {
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Fusions to evaluate in HYBRID mode, comma-separated: rrf:K,
-    /// wrrf:K:DENSE_WEIGHT (keyword weight 1), convex:ALPHA, dbsf:ALPHA.
-    /// The default is the server's default fusion.
-    #[arg(long, default_value = "convex:0.7")]
+    /// wrrf:K:DENSE_WEIGHT (keyword weight 1), convex:ALPHA, dbsf:ALPHA,
+    /// zscore:ALPHA, adaptive:ALPHA. The default is the server's default
+    /// fusion.
+    #[arg(long, default_value = "adaptive:0.7")]
     pub fusions: String,
+    /// The collection's language (its keyword analyzer): en, ar, fr, ...,
+    /// simple, cjk.
+    #[arg(long, default_value = "en")]
+    pub language: String,
+    /// Also evaluate each fusion with sentence-level rescoring at these
+    /// weights, comma-separated (0..=1; see docs/retrieval.md).
+    #[arg(long, default_value = "")]
+    pub sentence_weights: String,
     /// Print, for each fusion, the queries it helps and hurts against the
     /// better of keyword and dense on this corpus (nDCG@10 per query).
     #[arg(long)]
@@ -99,7 +108,15 @@ pub fn parse_fusion(spec: &str) -> anyhow::Result<Fusion> {
         },
         "convex" => Fusion::Convex { alpha: num(1)? },
         "dbsf" => Fusion::Dbsf { alpha: num(1)? },
-        other => anyhow::bail!("unknown fusion {other:?} (rrf, wrrf, convex, dbsf)"),
+        "zscore" => Fusion::Zscore { alpha: num(1)? },
+        // The engine sets the coverage of each query.
+        "adaptive" => Fusion::Adaptive {
+            alpha: num(1)?,
+            coverage: 1.0,
+        },
+        other => {
+            anyhow::bail!("unknown fusion {other:?} (rrf, wrrf, convex, dbsf, zscore, adaptive)")
+        }
     })
 }
 
@@ -263,7 +280,10 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     engine
         .create_collection(CreateCollection {
             name: name.clone(),
-            settings: CollectionSettings::default(),
+            settings: CollectionSettings {
+                language: args.language.parse()?,
+                ..CollectionSettings::default()
+            },
         })
         .await?;
 
@@ -284,14 +304,30 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let load_secs = started.elapsed().as_secs_f64();
 
-    let mut runs: Vec<(String, Mode, Fusion)> = vec![
+    let mut runs: Vec<(String, Mode, Fusion, f32)> = vec![
         (
             "keyword".into(),
             Mode::Keyword,
             Fusion::Convex { alpha: 0.0 },
+            0.0,
         ),
-        ("dense".into(), Mode::Dense, Fusion::Convex { alpha: 1.0 }),
+        (
+            "dense".into(),
+            Mode::Dense,
+            Fusion::Convex { alpha: 1.0 },
+            0.0,
+        ),
     ];
+    let weights: Vec<f32> = args
+        .sentence_weights
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|w| {
+            w.parse::<f32>()
+                .with_context(|| format!("--sentence-weights: {w:?} is not a number"))
+        })
+        .collect::<anyhow::Result<_>>()?;
     let specs: Vec<&str> = args
         .fusions
         .split(',')
@@ -304,7 +340,11 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         } else {
             format!("hybrid-{spec}")
         };
-        runs.push((label, Mode::Hybrid, parse_fusion(spec)?));
+        let fusion = parse_fusion(spec)?;
+        for &w in &weights {
+            runs.push((format!("{label}+sentences:{w}"), Mode::Hybrid, fusion, w));
+        }
+        runs.push((label, Mode::Hybrid, fusion, 0.0));
     }
     let mut results = BTreeMap::new();
     let mut per_query: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -314,7 +354,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    for (label, mode, fusion) in runs {
+    for (label, mode, fusion, sentence_weight) in runs {
         let mut run_file = match &args.run_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)?;
@@ -335,6 +375,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
                     mode,
                     filter: None,
                     fusion,
+                    sentence_weight,
                 })
                 .await?;
             // Documents, not chunks: a document ranks where its best chunk does.

@@ -45,6 +45,10 @@ pub struct SearchArgs {
     /// or '{"and":[{"range":{"key":"year","gte":2020}}, ...]}'.
     #[arg(long)]
     pub filter: Option<String>,
+    /// Rescore the best 20 hits by their best sentence at this weight
+    /// (0..=1; 0 is off; docs/retrieval.md).
+    #[arg(long)]
+    pub sentence_weight: Option<f32>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -61,6 +65,7 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
             top_k: args.top_k,
             mode: proto::SearchMode::from(args.mode) as i32,
             filter,
+            sentence_weight: args.sentence_weight,
             ..Default::default()
         })
         .await

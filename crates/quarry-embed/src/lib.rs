@@ -8,12 +8,14 @@
 //! so callers on an async runtime never run model code themselves.
 
 mod config;
+pub mod coverage;
 mod encoder;
 mod error;
 mod model;
 mod queue;
 
 pub use config::{Pooling, SentenceConfig};
+pub use coverage::coverage;
 pub use encoder::BertConfig;
 pub use error::EmbedError;
 pub use model::SentenceEmbedder;

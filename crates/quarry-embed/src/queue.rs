@@ -112,6 +112,12 @@ impl EmbedQueue {
         Arc::clone(&self.counting_tokenizer)
     }
 
+    /// How well the model's vocabulary covers `text`, 0 to 1
+    /// ([`crate::coverage`]).
+    pub fn coverage(&self, text: &str) -> f32 {
+        crate::coverage::coverage(&self.counting_tokenizer, text)
+    }
+
     /// Requests waiting for a model thread.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)

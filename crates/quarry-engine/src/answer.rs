@@ -144,6 +144,7 @@ impl Engine {
                     mode: req.mode,
                     filter: req.filter.clone(),
                     fusion: Fusion::default(),
+                    sentence_weight: 0.0,
                 },
                 (req.mode != Mode::Keyword).then(|| vector.clone()),
             )

@@ -21,6 +21,7 @@ mod history;
 mod indexes;
 mod prompt;
 pub mod redact;
+pub mod rescore;
 mod search;
 mod word_vectors;
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use quarry_core::{CollectionName, Filter, InvalidArgument, Metadata};
 use quarry_index::{Fusion, Mode, SearchQuery};
 
-use crate::{indexes, Engine, EngineError, Result};
+use crate::{indexes, rescore, Engine, EngineError, Result};
 
 /// Limits and defaults of Search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,9 @@ pub struct SearchRequest {
     pub filter: Option<Filter>,
     /// Fusion for Hybrid.
     pub fusion: Fusion,
+    /// Weight of the best sentence in a rescoring of the top hits, 0..=1;
+    /// 0 (the default) leaves the ranking alone (see [`crate::rescore`]).
+    pub sentence_weight: f32,
 }
 
 /// One hit, hydrated from the store.
@@ -88,13 +91,24 @@ fn validate(req: &SearchRequest, limits: &SearchLimits) -> Result<(), InvalidArg
                 format!("is {k}; allowed range is 1..=10000"),
             ));
         }
-        Fusion::Convex { alpha } | Fusion::Dbsf { alpha } if !(0.0..=1.0).contains(&alpha) => {
+        Fusion::Convex { alpha }
+        | Fusion::Dbsf { alpha }
+        | Fusion::Zscore { alpha }
+        | Fusion::Adaptive { alpha, .. }
+            if !(0.0..=1.0).contains(&alpha) =>
+        {
             return Err(InvalidArgument::new(
                 "alpha",
                 format!("is {alpha}; allowed range is 0..=1"),
             ));
         }
         _ => {}
+    }
+    if !(0.0..=1.0).contains(&req.sentence_weight) {
+        return Err(InvalidArgument::new(
+            "sentence_weight",
+            format!("is {}; allowed range is 0..=1", req.sentence_weight),
+        ));
     }
     if let Some(f) = &req.filter {
         f.validate("filter")?;
@@ -104,15 +118,62 @@ fn validate(req: &SearchRequest, limits: &SearchLimits) -> Result<(), InvalidArg
 
 impl Engine {
     /// Searches a collection.
-    pub async fn search(&self, req: SearchRequest) -> Result<Vec<SearchHit>> {
-        let vector = match req.mode {
-            Mode::Keyword => None,
-            Mode::Hybrid | Mode::Dense => {
-                validate(&req, &self.inner.search_limits)?;
-                Some(self.embed_one(&req.query).await?)
-            }
+    pub async fn search(&self, mut req: SearchRequest) -> Result<Vec<SearchHit>> {
+        let weight = req.sentence_weight;
+        let vector = if req.mode == Mode::Keyword && weight == 0.0 {
+            None
+        } else {
+            validate(&req, &self.inner.search_limits)?;
+            Some(self.embed_one(&req.query).await?)
         };
-        self.search_with_vector(req, vector).await
+        if weight == 0.0 {
+            return self.search_with_vector(req, vector).await;
+        }
+        let top_k = if req.top_k == 0 {
+            self.inner.search_limits.default_top_k
+        } else {
+            req.top_k
+        };
+        req.top_k = top_k.max(rescore::RESCORE_DEPTH);
+        let query = vector.clone().unwrap_or_default();
+        let dense = (req.mode != Mode::Keyword).then_some(query.clone());
+        let mut hits = self.search_with_vector(req, dense).await?;
+        self.rescore(&query, &mut hits, weight).await?;
+        hits.truncate(top_k);
+        Ok(hits)
+    }
+
+    /// Reorders the best hits by their best sentence (see [`rescore`]).
+    async fn rescore(&self, query: &[f32], hits: &mut [SearchHit], weight: f32) -> Result<()> {
+        let n = hits.len().min(rescore::RESCORE_DEPTH);
+        let per_hit: Vec<Vec<String>> = hits[..n]
+            .iter()
+            .map(|h| rescore::candidate_sentences(&h.text))
+            .collect();
+        let texts: Vec<String> = per_hit.iter().flatten().cloned().collect();
+        if texts.is_empty() {
+            return Ok(());
+        }
+        let vectors = self.inner.embedder.embed(texts).await?;
+        let mut vectors = vectors.iter();
+        let best: Vec<f32> = per_hit
+            .iter()
+            .map(|sentences| {
+                vectors
+                    .by_ref()
+                    .take(sentences.len())
+                    .map(|v| rescore::cosine(query, v))
+                    .fold(-1.0, f32::max)
+            })
+            .collect();
+        let scores: Vec<f64> = hits[..n].iter().map(|h| h.score).collect();
+        let order = rescore::reorder(&scores, &best, weight);
+        let old: Vec<SearchHit> = hits[..n].to_vec();
+        for (slot, (from, score)) in hits[..n].iter_mut().zip(order) {
+            *slot = old[from].clone();
+            slot.score = score;
+        }
+        Ok(())
     }
 
     /// The embedding of one text, from the model thread.
@@ -138,6 +199,15 @@ impl Engine {
             req.top_k = limits.default_top_k;
         }
         self.blocking(move |inner| {
+            if let (Fusion::Adaptive { alpha, .. }, Mode::Hybrid) = (req.fusion, req.mode) {
+                // The dense weight follows how well the embedder reads this
+                // query (an English vocabulary spells Arabic out letter by
+                // letter); tokenizing it is CPU work, so it happens here.
+                req.fusion = Fusion::Adaptive {
+                    alpha,
+                    coverage: inner.embedder.coverage(&req.query),
+                };
+            }
             let store = &inner.store;
             let coll = store.collection(&req.collection)?;
             let index = inner.indexes.get(coll.id)?;

@@ -8,6 +8,15 @@
 //! - Distribution-based score fusion (as Qdrant's DBSF): like convex, but
 //!   each list is normalised by its mean +- 3 standard deviations, clipped
 //!   to [0, 1], which is less sensitive to one outlying score.
+//! - Z-score fusion: each list's scores standardised (minus the mean, over
+//!   the standard deviation), a hit missing from a list taking that list's
+//!   lowest value, then `alpha * dense + (1 - alpha) * keyword`.
+//! - Adaptive (the default): convex, with the dense weight lowered for a
+//!   query the embedder cannot read. `coverage` (0 to 1, computed by the
+//!   caller from how the embedder's vocabulary tokenizes the query: an
+//!   English WordPiece vocabulary spells Arabic, Cyrillic or Chinese out
+//!   letter by letter) moves the weight from `alpha` at full coverage to
+//!   [`ADAPTIVE_FLOOR`] at none. English queries keep `alpha` exactly.
 //!
 //! Ties are broken by id so that results are deterministic.
 
@@ -47,6 +56,33 @@ pub enum Fusion {
         /// Weight of the dense score, 0..=1.
         alpha: f32,
     },
+    /// Convex combination of z-scores.
+    Zscore {
+        /// Weight of the dense score, 0..=1.
+        alpha: f32,
+    },
+    /// Convex combination whose dense weight follows how well the embedder
+    /// covers the query (see the module docs).
+    Adaptive {
+        /// Weight of the dense score at full coverage, 0..=1.
+        alpha: f32,
+        /// The embedder's coverage of this query, 0..=1.
+        coverage: f32,
+    },
+}
+
+/// The dense weight of an adaptive fusion for a query the embedder does
+/// not cover at all: measured on arcd with the Arabic analyzer, where a
+/// little of the nearly blind dense list still breaks keyword ties well
+/// (docs/retrieval.md).
+pub const ADAPTIVE_FLOOR: f32 = 0.2;
+
+impl Fusion {
+    /// The dense weight an adaptive fusion uses for `coverage`.
+    pub fn adaptive_alpha(alpha: f32, coverage: f32) -> f32 {
+        let floor = ADAPTIVE_FLOOR.min(alpha);
+        floor + (alpha - floor) * coverage.clamp(0.0, 1.0)
+    }
 }
 
 /// Default reciprocal-rank-fusion constant (the original paper's).
@@ -56,12 +92,14 @@ pub const DEFAULT_RRF_K: f32 = 60.0;
 pub const DEFAULT_CONVEX_ALPHA: f32 = 0.7;
 
 impl Default for Fusion {
-    /// Convex combination, not RRF: on msmarco-5k plain RRF (k=60) ranks
-    /// below dense alone, while convex at 0.7 beats both halves
-    /// (docs/retrieval.md).
+    /// Adaptive convex at 0.7: on msmarco-5k plain RRF (k=60) ranks below
+    /// dense alone while convex at 0.7 beats both halves, and on Arabic
+    /// text the English embedder is nearly blind, so its weight drops
+    /// (docs/retrieval.md). The caller sets the coverage per query.
     fn default() -> Self {
-        Self::Convex {
+        Self::Adaptive {
             alpha: DEFAULT_CONVEX_ALPHA,
+            coverage: 1.0,
         }
     }
 }
@@ -88,6 +126,18 @@ struct Normalizer {
     hi: f64,
 }
 
+/// Mean and (population) standard deviation of a list's scores.
+fn mean_sd(list: &[Ranked]) -> (f64, f64) {
+    let n = list.len().max(1) as f64;
+    let mean = list.iter().map(|r| r.score as f64).sum::<f64>() / n;
+    let var = list
+        .iter()
+        .map(|r| (r.score as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    (mean, var.sqrt())
+}
+
 impl Normalizer {
     fn min_max(list: &[Ranked]) -> Self {
         let (lo, hi) = list
@@ -99,17 +149,25 @@ impl Normalizer {
     }
 
     fn three_sigma(list: &[Ranked]) -> Self {
-        let n = list.len().max(1) as f64;
-        let mean = list.iter().map(|r| r.score as f64).sum::<f64>() / n;
-        let sd = (list
-            .iter()
-            .map(|r| (r.score as f64 - mean).powi(2))
-            .sum::<f64>()
-            / n)
-            .sqrt();
+        let (mean, sd) = mean_sd(list);
         Self {
             lo: mean - 3.0 * sd,
             hi: mean + 3.0 * sd,
+        }
+    }
+
+    /// (score - mean) / standard deviation, in `lo` (the mean) and `hi`
+    /// (the standard deviation) for [`Normalizer::z`].
+    fn z_stats(list: &[Ranked]) -> Self {
+        let (mean, sd) = mean_sd(list);
+        Self { lo: mean, hi: sd }
+    }
+
+    fn z(self, s: f32) -> f64 {
+        if self.hi > 0.0 {
+            (s as f64 - self.lo) / self.hi
+        } else {
+            0.0
         }
     }
 
@@ -122,6 +180,29 @@ impl Normalizer {
     }
 }
 
+/// Scores every hit `alpha * dense + (1 - alpha) * keyword` over the
+/// normalised scores, a missing score counting 0.
+fn mix(hits: &mut HashMap<u64, Fused>, nd: Normalizer, nk: Normalizer, alpha: f32) {
+    let a = alpha as f64;
+    for h in hits.values_mut() {
+        h.score = a * h.dense.map_or(0.0, |(_, s)| nd.apply(s))
+            + (1.0 - a) * h.keyword.map_or(0.0, |(_, s)| nk.apply(s));
+    }
+}
+
+/// Each entry of a list sorted by descending score with its 1-based rank;
+/// equal scores share a rank (1, 2, 2, 4), so that the order a retriever
+/// happened to return its ties in cannot change a rank fusion.
+fn ranks(list: &[Ranked]) -> impl Iterator<Item = (u32, &Ranked)> {
+    let mut shared = (0u32, f32::NAN);
+    list.iter().enumerate().map(move |(i, r)| {
+        if r.score != shared.1 {
+            shared = (i as u32 + 1, r.score);
+        }
+        (shared.0, r)
+    })
+}
+
 /// Fuses two ranked lists and returns the best `top_k`.
 pub fn fuse(dense: &[Ranked], keyword: &[Ranked], method: Fusion, top_k: usize) -> Vec<Fused> {
     let mut hits: HashMap<u64, Fused> = HashMap::with_capacity(dense.len() + keyword.len());
@@ -131,13 +212,13 @@ pub fn fuse(dense: &[Ranked], keyword: &[Ranked], method: Fusion, top_k: usize) 
         dense: None,
         keyword: None,
     };
-    for (i, r) in dense.iter().enumerate() {
+    for (rank, r) in ranks(dense) {
         let hit = hits.entry(r.id).or_insert_with(|| blank(r.id));
-        hit.dense.get_or_insert((i as u32 + 1, r.score));
+        hit.dense.get_or_insert((rank, r.score));
     }
-    for (i, r) in keyword.iter().enumerate() {
+    for (rank, r) in ranks(keyword) {
         let hit = hits.entry(r.id).or_insert_with(|| blank(r.id));
-        hit.keyword.get_or_insert((i as u32 + 1, r.score));
+        hit.keyword.get_or_insert((rank, r.score));
     }
     match method {
         Fusion::Rrf {
@@ -152,20 +233,37 @@ pub fn fuse(dense: &[Ranked], keyword: &[Ranked], method: Fusion, top_k: usize) 
                 h.score = term(dense_weight, h.dense) + term(keyword_weight, h.keyword);
             }
         }
-        Fusion::Convex { alpha } | Fusion::Dbsf { alpha } => {
-            let (nd, nk) = match method {
-                Fusion::Convex { .. } => (Normalizer::min_max(dense), Normalizer::min_max(keyword)),
-                _ => (
-                    Normalizer::three_sigma(dense),
-                    Normalizer::three_sigma(keyword),
-                ),
+        Fusion::Zscore { alpha } => {
+            let (zd, zk) = (Normalizer::z_stats(dense), Normalizer::z_stats(keyword));
+            // A hit a list missed counts as that list's worst.
+            let floor = |list: &[Ranked], z: Normalizer| {
+                list.iter().map(|r| z.z(r.score)).fold(0.0, f64::min)
             };
+            let (fd, fk) = (floor(dense, zd), floor(keyword, zk));
             let a = alpha as f64;
             for h in hits.values_mut() {
-                h.score = a * h.dense.map_or(0.0, |(_, s)| nd.apply(s))
-                    + (1.0 - a) * h.keyword.map_or(0.0, |(_, s)| nk.apply(s));
+                h.score = a * h.dense.map_or(fd, |(_, s)| zd.z(s))
+                    + (1.0 - a) * h.keyword.map_or(fk, |(_, s)| zk.z(s));
             }
         }
+        Fusion::Convex { alpha } => mix(
+            &mut hits,
+            Normalizer::min_max(dense),
+            Normalizer::min_max(keyword),
+            alpha,
+        ),
+        Fusion::Dbsf { alpha } => mix(
+            &mut hits,
+            Normalizer::three_sigma(dense),
+            Normalizer::three_sigma(keyword),
+            alpha,
+        ),
+        Fusion::Adaptive { alpha, coverage } => mix(
+            &mut hits,
+            Normalizer::min_max(dense),
+            Normalizer::min_max(keyword),
+            Fusion::adaptive_alpha(alpha, coverage),
+        ),
     }
     let mut out: Vec<Fused> = hits.into_values().collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
@@ -241,6 +339,9 @@ mod tests {
             ),
             (0.0f32..=1.0).prop_map(|alpha| Fusion::Convex { alpha }),
             (0.0f32..=1.0).prop_map(|alpha| Fusion::Dbsf { alpha }),
+            (0.0f32..=1.0).prop_map(|alpha| Fusion::Zscore { alpha }),
+            (0.0f32..=1.0, 0.0f32..=1.0)
+                .prop_map(|(alpha, coverage)| Fusion::Adaptive { alpha, coverage }),
         ]
     }
 
@@ -263,6 +364,37 @@ mod tests {
                 }
                 prop_assert!(f.score.is_finite());
             }
+        }
+
+        #[test]
+        fn with_one_list_empty_every_fusion_returns_the_other_in_order(l in ranked_list(), m in method(), dense_side in any::<bool>()) {
+            let (d, k): (&[Ranked], &[Ranked]) = if dense_side { (&l, &[]) } else { (&[], &l) };
+            let fused = fuse(d, k, m, usize::MAX);
+            let scores: Vec<f32> = fused
+                .iter()
+                .map(|f| f.dense.or(f.keyword).unwrap().1)
+                .collect();
+            // The same hits; only hits of equal input score may trade places
+            // (ties are broken by id).
+            prop_assert_eq!(fused.len(), l.len());
+            prop_assert!(scores.windows(2).all(|p| p[0] >= p[1]), "{:?}", scores);
+        }
+
+        #[test]
+        fn ties_break_by_id_whatever_the_input_order(ids in prop::collection::btree_set(0u64..100, 1..20), m in method()) {
+            let mut a: Vec<Ranked> = ids.iter().map(|&id| Ranked { id, score: 1.0 }).collect();
+            let first = fuse(&a, &a, m, usize::MAX);
+            a.reverse();
+            let second = fuse(&a, &a, m, usize::MAX);
+            let order = |f: &[Fused]| f.iter().map(|h| h.id).collect::<Vec<_>>();
+            prop_assert_eq!(order(&first), order(&second));
+            prop_assert!(order(&first).windows(2).all(|w| w[0] < w[1]));
+        }
+
+        #[test]
+        fn adaptive_keeps_alpha_at_full_coverage_and_floors_at_none(alpha in 0.0f32..=1.0) {
+            prop_assert!((Fusion::adaptive_alpha(alpha, 1.0) - alpha).abs() < 1e-6);
+            prop_assert!((Fusion::adaptive_alpha(alpha, 0.0) - ADAPTIVE_FLOOR.min(alpha)).abs() < 1e-6);
         }
 
         #[test]

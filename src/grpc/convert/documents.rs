@@ -285,6 +285,7 @@ impl TryFrom<proto::SearchRequest> for SearchRequest {
             fusion,
             rrf_k,
             alpha,
+            sentence_weight,
         } = req;
         let mode = match proto::SearchMode::try_from(mode) {
             Ok(proto::SearchMode::Unspecified | proto::SearchMode::Hybrid) => Mode::Hybrid,
@@ -303,8 +304,21 @@ impl TryFrom<proto::SearchRequest> for SearchRequest {
                 dense_weight: 1.0,
                 keyword_weight: 1.0,
             },
-            // Unspecified means the default, convex (see Fusion::default).
-            Ok(proto::FusionMethod::Unspecified | proto::FusionMethod::Convex) => Fusion::Convex {
+            Ok(proto::FusionMethod::Convex) => Fusion::Convex {
+                alpha: alpha.unwrap_or(DEFAULT_CONVEX_ALPHA),
+            },
+            // Unspecified means the default, adaptive (see Fusion::default);
+            // the engine sets the query's coverage.
+            Ok(proto::FusionMethod::Unspecified | proto::FusionMethod::Adaptive) => {
+                Fusion::Adaptive {
+                    alpha: alpha.unwrap_or(DEFAULT_CONVEX_ALPHA),
+                    coverage: 1.0,
+                }
+            }
+            Ok(proto::FusionMethod::Dbsf) => Fusion::Dbsf {
+                alpha: alpha.unwrap_or(DEFAULT_CONVEX_ALPHA),
+            },
+            Ok(proto::FusionMethod::Zscore) => Fusion::Zscore {
                 alpha: alpha.unwrap_or(DEFAULT_CONVEX_ALPHA),
             },
             Err(_) => {
@@ -321,6 +335,7 @@ impl TryFrom<proto::SearchRequest> for SearchRequest {
             mode,
             filter: filter.map(|f| filter_from_proto(f, "filter")).transpose()?,
             fusion,
+            sentence_weight: sentence_weight.unwrap_or(0.0),
         })
     }
 }
