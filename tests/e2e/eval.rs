@@ -1,7 +1,7 @@
 //! End to end: `quarry eval` on a small BEIR folder written by the test
 //! (with a qrels header line, a query without judgments, and graded gains).
 
-mod common;
+use crate::common;
 
 use common::quarry_bin;
 

@@ -18,7 +18,7 @@
 //!
 //! The seed is printed; `QUARRY_CRASH_SEED=N` replays a run.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! the first bad record; a loader killed mid-run and run again leaves the
 //! same collection as one clean run.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

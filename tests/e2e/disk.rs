@@ -14,7 +14,7 @@
 //!   read-only file system exits with a message naming the directory; and
 //!   after either, nothing acknowledged is lost.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

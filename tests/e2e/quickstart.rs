@@ -3,7 +3,7 @@
 //! question with its sources over gRPC and exits; a second run finds every
 //! document unchanged (nothing embedded) and answers again.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

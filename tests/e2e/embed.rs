@@ -2,7 +2,7 @@
 //! with the default model: vectors agree with sentence-transformers'
 //! reference, and every limit is an INVALID_ARGUMENT naming it.
 
-mod common;
+use crate::common;
 
 use common::{data_dir, quarry_bin, TestServer};
 use quarry::proto::{self, retrieval_client::RetrievalClient};
@@ -19,7 +19,7 @@ fn fixture() -> Fixture {
     // Embedded, not read at run time: the build directory is shared
     // between clones, and a binary built in another clone would look there.
     serde_json::from_slice(include_bytes!(
-        "../crates/quarry-embed/tests/fixtures/minilm_reference.json"
+        "../../crates/quarry-embed/tests/fixtures/minilm_reference.json"
     ))
     .unwrap()
 }

@@ -5,7 +5,7 @@
 //! refused and one with it works; the command line does the same with
 //! --ca-file and --client-cert/--client-key.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! End to end: the Collections service over tonic against the real server
 //! binary, every error code, and persistence across a graceful restart.
 
-mod common;
+use crate::common;
 
 use common::{data_dir, TestServer};
 use quarry::proto::{self, collections_client::CollectionsClient};

@@ -5,7 +5,7 @@
 //! open; the keys never in the server's logs; a server without keys and
 //! without --no-auth refuses to start.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

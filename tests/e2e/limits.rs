@@ -1,7 +1,7 @@
 //! End to end: every configurable request limit, set low, is hit once and
 //! answers its code with a message naming the field and the limit.
 
-mod common;
+use crate::common;
 
 use common::{data_dir, TestServer};
 use quarry::proto::{

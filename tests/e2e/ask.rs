@@ -3,8 +3,7 @@
 //! with one fact each), the history of those asks through the History
 //! service, conversations, "not found", cancellation and a restart.
 
-mod common;
-#[path = "ask/grounded.rs"]
+use crate::common;
 mod grounded;
 
 use std::collections::HashMap;
@@ -56,7 +55,7 @@ const QUESTIONS: &[(&str, &str, &str)] = &[
 
 async fn load(channel: &Channel) {
     common::create_collection(channel, COLLECTION).await;
-    let documents = include_str!("fixtures/ask_corpus.jsonl")
+    let documents = include_str!("../fixtures/ask_corpus.jsonl")
         .lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();

@@ -2,7 +2,7 @@
 //! (by method and code, with latency histograms), the documents loaded,
 //! collection sizes, model state and generation counters.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 

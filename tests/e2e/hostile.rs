@@ -7,7 +7,7 @@
 //! take over the prompt (stored as text, inert in the prompt). Invalid
 //! UTF-8 and broken lines in loader files are in tests/ingest.rs.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::future::Future;

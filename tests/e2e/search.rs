@@ -1,7 +1,7 @@
 //! End to end: Retrieval.Search over documents loaded with Upsert, in each
 //! mode, with filters, after deletes, after a restart, and its errors.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

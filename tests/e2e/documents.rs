@@ -2,7 +2,7 @@
 //! the real server: chunking, de-duplication by content hash, replacement,
 //! deletion by id and by filter, every error code, and persistence.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

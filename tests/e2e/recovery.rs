@@ -3,7 +3,7 @@
 //! replay), and after their files are damaged or deleted (rebuilt from the
 //! store, with a log line saying so).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -1,7 +1,7 @@
 //! End to end: a stop signal while clients are writing. The server drains,
 //! exits 0, and every write it acknowledged is there after a restart.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

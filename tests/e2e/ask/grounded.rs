@@ -29,7 +29,7 @@ fn finish(a: &Answer) -> proto::FinishReason {
 async fn documents(channel: &Channel) -> HashMap<String, String> {
     let mut docs = DocumentsClient::new(channel.clone());
     let mut out = HashMap::new();
-    for line in include_str!("../fixtures/ask_corpus.jsonl").lines() {
+    for line in include_str!("../../fixtures/ask_corpus.jsonl").lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let id = v["id"].as_str().unwrap().to_owned();
         let d = docs

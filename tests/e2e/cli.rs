@@ -1,7 +1,7 @@
 //! End to end: the `quarry collections` client subcommands against a real
 //! server, in both human and `--json` output.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

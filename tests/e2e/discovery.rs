@@ -2,7 +2,7 @@
 //! discover: health, reflection (v1 and v1alpha), and every method
 //! answering for the content of a request, never UNIMPLEMENTED.
 
-mod common;
+use crate::common;
 
 use common::{data_dir, TestServer};
 use quarry::grpc::SERVICE_NAMES;
