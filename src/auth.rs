@@ -82,29 +82,65 @@ pub struct KeysFile {
 
 impl KeysFile {
     /// Reads a keys file; a missing file is an empty one when `missing_ok`.
-    pub fn read(path: &Path, missing_ok: bool) -> anyhow::Result<Self> {
+    pub fn read(path: &Path, missing_ok: bool) -> Result<Self, AuthError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("keys file {}: {e}", path.display())),
+            Ok(text) => toml::from_str(&text).map_err(|source| AuthError::Parse {
+                path: path.to_path_buf(),
+                source,
+            }),
             Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(anyhow::anyhow!("keys file {}: {e}", path.display())),
+            Err(source) => Err(AuthError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
     /// Writes the file (owner-only permissions on Unix), replacing it
     /// atomically.
-    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let text = toml::to_string_pretty(self)?;
+    pub fn write(&self, path: &Path) -> Result<(), AuthError> {
+        let text = toml::to_string_pretty(self).map_err(AuthError::Serialize)?;
         let tmp: PathBuf = path.with_extension("tmp");
-        std::fs::write(&tmp, text)?;
+        let io = |source| AuthError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::write(&tmp, text).map_err(io)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         }
-        std::fs::rename(&tmp, path)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
         Ok(())
     }
+}
+
+/// A failure reading or writing keys.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The keys file could not be read or written.
+    #[error("keys file {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The keys file is not valid TOML of the expected shape.
+    #[error("keys file {}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        source: toml::de::Error,
+    },
+    /// The keys could not be written as TOML (a bug).
+    #[error("cannot write the keys as TOML: {0}")]
+    Serialize(#[source] toml::ser::Error),
+    /// No random bytes for a new key.
+    #[error("cannot read random bytes from /dev/urandom: {0}")]
+    Random(#[source] std::io::Error),
 }
 
 /// The hex SHA-256 of a key.
@@ -117,12 +153,12 @@ pub fn digest(key: &str) -> String {
 
 /// A new key: `qk_` and 64 hex digits from the operating system's random
 /// source.
-pub fn new_key() -> anyhow::Result<String> {
+pub fn new_key() -> Result<String, AuthError> {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| anyhow::anyhow!("cannot read random bytes from /dev/urandom: {e}"))?;
+        .map_err(AuthError::Random)?;
     Ok(format!(
         "qk_{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
@@ -155,24 +191,28 @@ impl Principal {
         if self.role >= role {
             return Ok(());
         }
-        Err(Status::permission_denied(format!(
-            "key {:?} has the {} role; {method} needs {}",
-            self.name,
-            self.role.as_str(),
-            role.as_str()
-        )))
+        Err(crate::grpc::status(
+            tonic::Code::PermissionDenied,
+            format!(
+                "key {:?} has the {} role; {method} needs {}",
+                self.name,
+                self.role.as_str(),
+                role.as_str()
+            ),
+        ))
     }
 
     /// PERMISSION_DENIED unless the key may use `collection`.
     pub fn may_use(&self, collection: &str) -> Result<(), Status> {
         match &self.collections {
-            Some(allowed) if !allowed.iter().any(|c| c == collection) => {
-                Err(Status::permission_denied(format!(
+            Some(allowed) if !allowed.iter().any(|c| c == collection) => Err(crate::grpc::status(
+                tonic::Code::PermissionDenied,
+                format!(
                     "key {:?} may not use collection {collection:?} (allowed: {})",
                     self.name,
                     allowed.join(", ")
-                )))
-            }
+                ),
+            )),
             _ => Ok(()),
         }
     }

@@ -14,10 +14,10 @@ use std::collections::{HashSet, VecDeque};
 use quarry_core::{CollectionName, InvalidArgument};
 use quarry_engine::{BulkSummary, Engine};
 use tokio::task::JoinHandle;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::convert::{bulk_batch_from_proto, DeleteDocuments, GetDocument, UpsertDocuments};
-use super::{invalid, to_status};
+use super::{invalid, status, to_status};
 use crate::auth::{Principal, Role};
 use crate::proto;
 
@@ -31,7 +31,7 @@ async fn finish(batch: InFlight, total: &mut BulkSummary) -> Result<(), Status> 
     let summary = batch
         .0
         .await
-        .map_err(|e| Status::internal(format!("a bulk batch failed: {e}")))??;
+        .map_err(|e| status(Code::Internal, format!("a bulk batch failed: {e}")))??;
     total.merge(summary);
     Ok(())
 }

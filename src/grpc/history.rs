@@ -9,10 +9,10 @@ use std::pin::Pin;
 use quarry_core::{Record, RecordId};
 use quarry_engine::{Engine, RecordFilter, RecordSelector};
 use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use super::convert::{delete_from_proto, list_from_proto, record_filter_from_proto, record_id};
-use super::{invalid, to_status};
+use super::{invalid, status, to_status};
 use crate::auth::{Principal, Role};
 use crate::proto;
 
@@ -40,7 +40,7 @@ impl HistoryService {
     async fn owned(&self, who: &Principal, id: RecordId) -> Result<Record, Status> {
         let record = self.engine.get_record(id).await.map_err(to_status)?;
         if !who.sees_all_history() && record.principal != who.name {
-            return Err(Status::not_found(format!("record {id} not found")));
+            return Err(status(Code::NotFound, format!("record {id} not found")));
         }
         Ok(record)
     }

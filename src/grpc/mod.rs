@@ -37,7 +37,7 @@ use proto::rag_server::RagServer;
 use proto::retrieval_server::RetrievalServer;
 
 pub use convert::filter_to_proto;
-pub use status::{invalid, to_status};
+pub use status::{invalid, status, to_status};
 
 /// The fully qualified names of every `quarry.v1` service, as reflection and
 /// health report them.

@@ -1,4 +1,11 @@
-//! The one place where engine errors become gRPC statuses.
+//! The one place where errors become gRPC statuses, and where their
+//! messages are capped.
+//!
+//! Messages quote client input (a field's value, an id); an unbounded one
+//! would be echoed whole into the `grpc-message` header, and past the
+//! client's header limit (8 KiB by default) the client sees
+//! RESOURCE_EXHAUSTED instead of the real code. [`status`] caps every
+//! message at [`MAX_MESSAGE_BYTES`].
 //!
 //! This is a function rather than `impl From<EngineError> for Status`
 //! because both types are foreign to this crate (the orphan rule), and the
@@ -6,6 +13,32 @@
 
 use quarry_engine::EngineError;
 use tonic::{Code, Status};
+
+/// Longest status message, in bytes; longer ones are cut at a character
+/// boundary and say how long they were.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// A status with `message` capped at [`MAX_MESSAGE_BYTES`]. Every status
+/// the server builds goes through here.
+pub fn status(code: Code, message: impl Into<String>) -> Status {
+    Status::new(code, cap(message.into()))
+}
+
+fn cap(message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    // Room for the note on the length.
+    let mut end = MAX_MESSAGE_BYTES - 48;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}... (message cut; {} bytes in all)",
+        &message[..end],
+        message.len()
+    )
+}
 
 /// Maps an engine error to the status a client sees. Internal errors are
 /// logged here with their detail and reported without it.
@@ -20,10 +53,13 @@ pub fn to_status(err: EngineError) -> Status {
         EngineError::DeadlineExceeded(_) => Code::DeadlineExceeded,
         EngineError::Internal(_) => {
             tracing::error!(error = %err, "internal error");
-            return Status::internal("internal error; the server log has the details");
+            return status(
+                Code::Internal,
+                "internal error; the server log has the details",
+            );
         }
     };
-    Status::new(code, err.to_string())
+    status(code, err.to_string())
 }
 
 /// INVALID_ARGUMENT for a request that failed conversion.
@@ -71,6 +107,18 @@ mod tests {
             assert_eq!(status.code(), code);
             assert_eq!(status.message(), message);
         }
+        let long = to_status(EngineError::InvalidArgument(InvalidArgument::new(
+            "id",
+            format!("{:?} is not a record id", "é".repeat(10_000)),
+        )));
+        assert_eq!(long.code(), Code::InvalidArgument);
+        assert!(
+            long.message().len() <= MAX_MESSAGE_BYTES,
+            "{}",
+            long.message().len()
+        );
+        assert!(long.message().starts_with("id: \"éé"));
+        assert!(long.message().ends_with(" bytes in all)"));
         let hidden = to_status(EngineError::Internal("secret path /x".into()));
         assert_eq!(hidden.code(), Code::Internal);
         assert!(!hidden.message().contains("secret"));

@@ -218,6 +218,53 @@ fn cases(ch: &Channel) -> Vec<(&'static str, Code, Call)> {
             }]),
         ),
         (
+            "upsert: text of zero-width characters only",
+            Code::InvalidArgument,
+            upsert(vec![doc("a", "\u{200B}\u{FEFF}")]),
+        ),
+        (
+            "upsert: NUL in a metadata key",
+            Code::InvalidArgument,
+            upsert(vec![proto::Document {
+                metadata: HashMap::from([(
+                    "to\0pic".to_string(),
+                    proto::MetadataValue {
+                        kind: Some(Kind::StringValue("x".into())),
+                    },
+                )]),
+                ..doc("a", "text")
+            }]),
+        ),
+        (
+            "upsert: NUL in a metadata value",
+            Code::InvalidArgument,
+            upsert(vec![proto::Document {
+                metadata: HashMap::from([(
+                    "topic".to_string(),
+                    proto::MetadataValue {
+                        kind: Some(Kind::StringValue("x\0y".into())),
+                    },
+                )]),
+                ..doc("a", "text")
+            }]),
+        ),
+        (
+            "search: NUL in a filter key",
+            Code::InvalidArgument,
+            search(
+                "capital".into(),
+                5,
+                Some(proto::Filter {
+                    clause: Some(proto::filter::Clause::Equals(proto::FieldEquals {
+                        key: "to\0pic".into(),
+                        value: Some(proto::MetadataValue {
+                            kind: Some(Kind::StringValue("x".into())),
+                        }),
+                    })),
+                }),
+            ),
+        ),
+        (
             "upsert: NaN metadata",
             Code::InvalidArgument,
             upsert(vec![proto::Document {
@@ -326,6 +373,16 @@ fn cases(ch: &Channel) -> Vec<(&'static str, Code, Call)> {
             ask(big.clone(), "", gen()),
         ),
         (
+            "ask: question of zero-width characters only",
+            Code::InvalidArgument,
+            ask("\u{200B}\u{200C}\u{200D}\u{2060}\u{FEFF}".into(), "", gen()),
+        ),
+        (
+            "search: query of zero-width characters only",
+            Code::InvalidArgument,
+            search("\u{200B} \u{200B}".into(), 5, None),
+        ),
+        (
             "ask: NUL in question",
             Code::InvalidArgument,
             ask("why\0".into(), "", gen()),
@@ -394,6 +451,20 @@ fn cases(ch: &Channel) -> Vec<(&'static str, Code, Call)> {
             "ask: bad session id",
             Code::InvalidArgument,
             ask("why?".into(), "no spaces allowed", gen()),
+        ),
+        (
+            "history: 10,000-character record id",
+            Code::InvalidArgument,
+            {
+                let mut c = his();
+                Box::pin(async move {
+                    c.get_record(proto::GetRecordRequest {
+                        id: "z".repeat(10_000),
+                    })
+                    .await
+                    .map(|_| ())
+                })
+            },
         ),
         ("history: record id not hex", Code::InvalidArgument, {
             let mut c = his();
@@ -472,7 +543,13 @@ async fn hostile_requests_get_exact_codes_and_change_nothing() {
     for (name, want, call) in cases {
         let got = match call.await {
             Ok(()) => Code::Ok,
-            Err(s) => s.code(),
+            Err(s) => {
+                // Messages quote input; the server caps them (1 KiB).
+                if s.message().len() > 1024 {
+                    wrong.push(format!("{name}: a {} byte message", s.message().len()));
+                }
+                s.code()
+            }
         };
         if got != want {
             wrong.push(format!("{name}: {got:?}, expected {want:?}"));

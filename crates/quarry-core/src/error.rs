@@ -26,8 +26,8 @@ impl InvalidArgument {
     /// Checks a free-text field a request cannot do without (a query, a
     /// question): not blank, at most `max_bytes`, no NUL.
     pub fn check_text(field: &str, text: &str, max_bytes: usize) -> Result<(), Self> {
-        if text.trim().is_empty() {
-            return Err(Self::new(field, "must not be empty or only whitespace"));
+        if is_blank(text) {
+            return Err(Self::new(field, BLANK));
         }
         if text.len() > max_bytes {
             return Err(Self::new(
@@ -40,6 +40,22 @@ impl InvalidArgument {
         }
         Ok(())
     }
+}
+
+/// The rule a blank text breaks, as [`InvalidArgument::check_text`] words it.
+pub const BLANK: &str = "must not be empty or only whitespace";
+
+/// Whether `text` shows nothing: empty, or only whitespace and invisible
+/// format characters (zero-width space, joiners, word joiner, byte-order
+/// mark, soft hyphen), which a user cannot see and a model cannot read.
+pub fn is_blank(text: &str) -> bool {
+    text.chars().all(|c| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}' | '\u{180E}'
+            )
+    })
 }
 
 /// At most `max_chars` characters of `text`, with "…" when cut: client

@@ -147,6 +147,11 @@ impl Filter {
                     format!("{field}.key"),
                     "must not be empty",
                 ))
+            } else if key.contains('\0') {
+                Err(InvalidArgument::new(
+                    format!("{field}.key"),
+                    "must not contain NUL characters",
+                ))
             } else {
                 Ok(())
             }

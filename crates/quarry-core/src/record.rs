@@ -29,7 +29,10 @@ impl FromStr for RecordId {
         if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(InvalidArgument::new(
                 "id",
-                format!("{s:?} is not a record id (16 hex digits)"),
+                format!(
+                    "{:?} is not a record id (16 hex digits)",
+                    crate::error::capped(s, 64)
+                ),
             ));
         }
         u64::from_str_radix(s, 16)

@@ -126,10 +126,10 @@ pub fn validate_document(
             "must not contain NUL characters",
         ));
     }
-    if doc.text.trim().is_empty() {
+    if quarry_core::error::is_blank(&doc.text) {
         return Err(InvalidArgument::new(
             format!("{at}.text"),
-            "must not be empty or only whitespace",
+            quarry_core::error::BLANK,
         ));
     }
     if doc.text.len() > limits.max_text_bytes {
@@ -150,7 +150,8 @@ pub fn validate_document(
         ));
     }
     for (key, value) in &doc.metadata {
-        let field = format!("{at}.metadata[{key:?}]");
+        // The key is client input quoted back: only its start.
+        let field = format!("{at}.metadata[{:?}]", quarry_core::error::capped(key, 64));
         if key.is_empty() || key.len() > limits.max_metadata_value_bytes {
             return Err(InvalidArgument::new(
                 field,
@@ -158,6 +159,19 @@ pub fn validate_document(
                     "keys must be 1 to {} bytes",
                     limits.max_metadata_value_bytes
                 ),
+            ));
+        }
+        // NUL is refused in keys and strings as it is in text: stored
+        // strings must survive every client and log line intact.
+        let nul = match value {
+            MetaValue::String(s) => s.contains('\0'),
+            MetaValue::StringList(items) => items.iter().any(|i| i.contains('\0')),
+            _ => false,
+        };
+        if key.contains('\0') || nul {
+            return Err(InvalidArgument::new(
+                field,
+                "must not contain NUL characters (key or value)",
             ));
         }
         match value {
