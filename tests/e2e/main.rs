@@ -7,6 +7,10 @@
 //! most of CI's build time. Run one area with `cargo test --workspace
 //! --test e2e search::`, one test by its name.
 
+// Helpers outside #[test] functions unwrap too: a failure here is the
+// test failing.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 mod ask;

@@ -3,6 +3,10 @@
 //! (scripts/reference_embeddings.py). Quarry must agree to cosine >= 0.9999
 //! for every text, embedded alone and inside mixed batches.
 
+// Helpers outside #[test] functions unwrap too: a failure here is the
+// test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

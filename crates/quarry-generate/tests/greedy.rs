@@ -14,6 +14,10 @@
 //! exp falls back to the C library's (llama.cpp there runs its AVX2
 //! kernels, not replicated), and the floor is 3.
 
+// Helpers outside #[test] functions unwrap too: a failure here is the
+// test failing.
+#![allow(clippy::unwrap_used)]
+
 use quarry_generate::{find_gguf, read_gguf_metadata, vocab_from_gguf, LlamaModel};
 use quarry_models::{ModelCache, DEFAULT_GENERATE_MODEL};
 

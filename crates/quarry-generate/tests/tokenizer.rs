@@ -3,6 +3,10 @@
 //! (fixture: scripts/gguf_tokens_reference.py, llama-cpp-python with
 //! vocab_only=True), and decoding gives the text back.
 
+// Helpers outside #[test] functions unwrap too: a failure here is the
+// test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use quarry_generate::{find_gguf, read_gguf_metadata, vocab_from_gguf, ChatTemplate, Message};

@@ -4,6 +4,10 @@
 //! After every reopen the indexes must hold exactly what the model store
 //! holds, and find it.
 
+// Helpers outside #[test] functions unwrap too: a failure here is the
+// test failing.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
 use std::path::Path;

@@ -36,8 +36,11 @@ impl WeightType {
 /// quants (used by Q4_1's minimum), and 32 quants.
 #[derive(Debug, Clone, Copy)]
 pub struct Q8Block {
+    /// The scale.
     pub d: f32,
+    /// The scale times the sum of the quants.
     pub s: f32,
+    /// The quants.
     pub qs: [i8; QK],
 }
 
