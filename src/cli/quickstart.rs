@@ -16,7 +16,7 @@ use quarry::config::ServeArgs;
 use quarry::grpc::ServerOptions;
 use quarry::proto::{self, ask_event::Event, rag_client::RagClient};
 use quarry_core::{CollectionName, CollectionSettings, Document};
-use quarry_engine::{CreateCollection, EngineError};
+use quarry_engine::{CreateCollection, ErrorKind};
 use quarry_models::{ModelSource, DEFAULT_EMBED_MODEL, DEFAULT_GENERATE_MODEL};
 
 /// The collection the documentation goes into.
@@ -227,7 +227,8 @@ pub async fn run(mut args: QuickstartArgs) -> anyhow::Result<()> {
         })
         .await
     {
-        Ok(_) | Err(EngineError::AlreadyExists(_)) => {}
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e.into()),
     }
     let documents = sections("docs/faq.md", FAQ);

@@ -11,7 +11,7 @@
 //! because both types are foreign to this crate (the orphan rule), and the
 //! engine must not depend on tonic.
 
-use quarry_engine::EngineError;
+use quarry_engine::{EngineError, ErrorKind};
 use tonic::{Code, Status};
 
 /// Longest status message, in bytes; longer ones are cut at a character
@@ -43,16 +43,17 @@ fn cap(message: String) -> String {
 /// Maps an engine error to the status a client sees. Internal errors are
 /// logged here with their detail and reported without it.
 pub fn to_status(err: EngineError) -> Status {
-    let code = match &err {
-        EngineError::InvalidArgument(_) => Code::InvalidArgument,
-        EngineError::NotFound(_) => Code::NotFound,
-        EngineError::AlreadyExists(_) => Code::AlreadyExists,
-        EngineError::ResourceExhausted(_) => Code::ResourceExhausted,
-        EngineError::Unimplemented(_) => Code::Unimplemented,
-        EngineError::Unavailable(_) => Code::Unavailable,
-        EngineError::DeadlineExceeded(_) => Code::DeadlineExceeded,
-        EngineError::Internal(_) => {
-            tracing::error!(error = %err, "internal error");
+    let code = match err.kind() {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+        ErrorKind::Unimplemented => Code::Unimplemented,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorKind::Internal => {
+            // The whole chain goes to the log; the client gets no detail.
+            tracing::error!(error = %error_chain(&err), "internal error");
             return status(
                 Code::Internal,
                 "internal error; the server log has the details",
@@ -60,6 +61,22 @@ pub fn to_status(err: EngineError) -> Status {
         }
     };
     status(code, err.to_string())
+}
+
+/// An error and its sources, `: `-separated.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        // A transparent or wrapping variant repeats its source's text.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = e.source();
+    }
+    out
 }
 
 /// INVALID_ARGUMENT for a request that failed conversion.

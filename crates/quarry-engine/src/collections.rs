@@ -2,7 +2,7 @@
 
 use quarry_core::{CollectionInfo, CollectionName, CollectionSettings, IndexedCounts};
 
-use crate::{Engine, EngineError, Result};
+use crate::{Engine, ErrorKind, Result};
 
 /// A validated request to create a collection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,7 @@ impl Engine {
                 match inner.indexes.info(&inner.store, &c.name) {
                     Ok(info) => infos.push(info),
                     // Deleted since the list was read.
-                    Err(EngineError::NotFound(_)) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
                 }
             }

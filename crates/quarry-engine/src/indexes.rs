@@ -46,7 +46,7 @@ pub(crate) type Shared = Arc<RwLock<CollectionIndex>>;
 
 /// Index errors are the server's own failures.
 pub(crate) fn index_error(e: quarry_index::IndexError) -> EngineError {
-    EngineError::Internal(format!("index: {e}"))
+    EngineError::from(e)
 }
 
 fn lock_poisoned() -> EngineError {

@@ -45,7 +45,7 @@ pub use documents::{
     content_hash, validate_document, DeleteSelector, DeleteSummary, DocumentLimits, UpsertSummary,
 };
 pub use embed::{EmbedLimits, Embeddings};
-pub use error::EngineError;
+pub use error::{EngineError, ErrorKind};
 pub use grounding::{EvidenceLayout, GroundingConfig, GROUNDED_EXAMPLE, GROUNDED_SYSTEM_PROMPT};
 pub use history::{
     page_token, parse_page_token, RecordFilter, RecordPage, RecordSelector, DEFAULT_PAGE_SIZE,
@@ -177,11 +177,9 @@ impl Engine {
 
         let model_dir = config
             .model_cache
-            .fetch(&config.embed_model, &quarry_embed::MODEL_FILES)
-            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            .fetch(&config.embed_model, &quarry_embed::MODEL_FILES)?;
         tracing::info!(model = %config.embed_model, dir = %model_dir.display(), "loading the embedding model");
-        let embedder = EmbedQueue::start(&model_dir, config.embed_queue)
-            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let embedder = EmbedQueue::start(&model_dir, config.embed_queue)?;
         tracing::info!(
             dimension = embedder.dimension(),
             max_seq_length = embedder.max_seq_length(),
@@ -190,8 +188,7 @@ impl Engine {
         );
         let generator = match &config.generate_model {
             Some(source) => {
-                let path = quarry_generate::fetch_generator(&config.model_cache, source)
-                    .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+                let path = quarry_generate::fetch_generator(&config.model_cache, source)?;
                 tracing::info!(model = %source, path = %path.display(), "loading the generation model");
                 let queue = GenerateQueue::start(&path, config.generate_queue_capacity)?;
                 tracing::info!(
