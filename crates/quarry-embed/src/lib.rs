@@ -3,10 +3,12 @@
 //! as sentence-transformers does, pooled with the attention mask and
 //! normalised as the folder's modules say.
 //!
-//! [`SentenceEmbedder`] is the model; [`EmbedQueue`] owns one or more model
+//! [`SentenceEmbedder`] is the model (behind the [`Embedder`] trait);
+//! [`EmbedQueue`] owns one or more model
 //! threads fed by a bounded queue that batches requests by a token budget,
 //! so callers on an async runtime never run model code themselves.
 
+mod backend;
 mod config;
 pub mod coverage;
 mod encoder;
@@ -14,13 +16,14 @@ mod error;
 mod model;
 mod queue;
 
+pub use backend::Embedder;
 pub use config::{Pooling, SentenceConfig};
 pub use coverage::coverage;
 pub use encoder::BertConfig;
 pub use error::EmbedError;
 pub use model::SentenceEmbedder;
 pub use queue::{EmbedQueue, QueueConfig};
-pub use tokenizers::Tokenizer;
+pub use tokenizers::{Encoding, Tokenizer};
 
 /// Files a sentence-transformers model folder must have, and may have.
 pub const MODEL_FILES: quarry_models::FileSet<'static> = quarry_models::FileSet {

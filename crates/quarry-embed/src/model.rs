@@ -69,6 +69,11 @@ impl SentenceEmbedder {
         self.encoder.hidden_size()
     }
 
+    /// The model's tokenizer (with its truncation to max_seq_length).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
     /// The folder's sentence configuration.
     pub fn config(&self) -> &SentenceConfig {
         &self.config

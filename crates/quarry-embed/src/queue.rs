@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use tokenizers::{Encoding, Tokenizer};
 use tokio::sync::oneshot;
 
-use crate::{EmbedError, SentenceEmbedder};
+use crate::{EmbedError, Embedder, SentenceEmbedder};
 
 /// Tuning of the queue and its threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,32 +69,50 @@ impl EmbedQueue {
     /// Loads `config.workers` model instances from `dir` and starts their
     /// threads.
     pub fn start(dir: &Path, config: QueueConfig) -> Result<Self, EmbedError> {
-        let workers = config.workers.max(1);
+        let models = (0..config.workers.max(1))
+            .map(|_| {
+                SentenceEmbedder::load(dir, config.threads_per_worker)
+                    .map(|m| Box::new(m) as Box<dyn Embedder>)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::with_models(models, config)
+    }
+
+    /// Starts one thread per model instance given (any [`Embedder`]; at
+    /// least one). `config.workers` is ignored: the models are the workers.
+    pub fn with_models(
+        models: Vec<Box<dyn Embedder>>,
+        config: QueueConfig,
+    ) -> Result<Self, EmbedError> {
+        let Some(first) = models.first() else {
+            return Err(EmbedError::Model(candle_core::Error::Msg(
+                "an embedding queue needs at least one model".into(),
+            )));
+        };
+        let dimension = first.dimension();
+        let max_seq_length = first.max_seq_length();
+        let mut counting_tokenizer = first.tokenizer().clone();
+        counting_tokenizer.with_padding(None);
+        counting_tokenizer
+            .with_truncation(None)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         let (tx, rx) = mpsc::sync_channel::<Job>(config.capacity.max(1));
         let rx = Arc::new(Mutex::new(rx));
         let waiting = Arc::new(AtomicUsize::new(0));
         let embedded = Arc::new(AtomicU64::new(0));
-        let mut dimension = 0;
-        let mut max_seq_length = 0;
-        for i in 0..workers {
-            let model = SentenceEmbedder::load(dir, config.threads_per_worker)?;
-            dimension = model.dimension();
-            max_seq_length = model.config().max_seq_length;
+        let budget = config.max_batch_tokens.max(max_seq_length);
+        for (i, model) in models.into_iter().enumerate() {
             let rx = Arc::clone(&rx);
-            let budget = config.max_batch_tokens.max(max_seq_length);
             let counters = (Arc::clone(&waiting), Arc::clone(&embedded));
             std::thread::Builder::new()
                 .name(format!("quarry-embed-{i}"))
-                .spawn(move || worker(model, rx, budget, counters))
-                .map_err(|e| EmbedError::file(dir, format!("cannot start a model thread: {e}")))?;
+                .spawn(move || worker(model.as_ref(), rx, budget, counters))
+                .map_err(|e| {
+                    EmbedError::Model(candle_core::Error::Msg(format!(
+                        "cannot start a model thread: {e}"
+                    )))
+                })?;
         }
-        let tokenizer_path = dir.join("tokenizer.json");
-        let mut counting_tokenizer = Tokenizer::from_file(&tokenizer_path)
-            .map_err(|e| EmbedError::file(&tokenizer_path, e))?;
-        counting_tokenizer.with_padding(None);
-        counting_tokenizer
-            .with_truncation(None)
-            .map_err(|e| EmbedError::file(&tokenizer_path, e))?;
         Ok(Self {
             tx,
             waiting,
@@ -176,7 +194,7 @@ impl EmbedQueue {
 }
 
 fn worker(
-    model: SentenceEmbedder,
+    model: &dyn Embedder,
     rx: Arc<Mutex<Receiver<Job>>>,
     budget: usize,
     (waiting, embedded): (Arc<AtomicUsize>, Arc<AtomicU64>),
@@ -205,7 +223,7 @@ fn worker(
         };
         waiting.fetch_sub(jobs.len(), Ordering::Relaxed);
         let texts: usize = jobs.iter().map(|j| j.texts.len()).sum();
-        run_jobs(&model, jobs, budget);
+        run_jobs(model, jobs, budget);
         embedded.fetch_add(texts as u64, Ordering::Relaxed);
     }
 }
@@ -256,7 +274,7 @@ fn batches(lengths: &[usize], budget: usize) -> Vec<(usize, usize)> {
     out
 }
 
-fn run_jobs(model: &SentenceEmbedder, jobs: Vec<Job>, budget: usize) {
+fn run_jobs(model: &dyn Embedder, jobs: Vec<Job>, budget: usize) {
     // Tokenise each job; a job whose texts fail to tokenise fails alone.
     let mut live: Vec<(Reply, Vec<Encoding>)> = Vec::with_capacity(jobs.len());
     for job in jobs {

@@ -23,6 +23,8 @@ mod prompt;
 pub mod redact;
 pub mod rescore;
 mod search;
+#[cfg(test)]
+mod tests;
 mod word_vectors;
 
 use std::path::PathBuf;
@@ -167,14 +169,6 @@ impl Engine {
     /// embedder, fetching it into the cache when needed. Blocking: call it
     /// before serving or from a blocking context.
     pub fn open(config: EngineConfig) -> Result<Self> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            EngineError::Unavailable(format!(
-                "cannot create data directory {}: {e}",
-                config.data_dir.display()
-            ))
-        })?;
-        let store = Store::open_with(config.data_dir.join("store"), config.record_key.clone())?;
-
         let model_dir = config
             .model_cache
             .fetch(&config.embed_model, &quarry_embed::MODEL_FILES)?;
@@ -196,16 +190,33 @@ impl Engine {
                     queue_capacity = config.generate_queue_capacity,
                     "generation model ready"
                 );
-                Some(Arc::new(Generator {
-                    queue,
-                    model_id: source.to_string(),
-                }))
+                Some((queue, source.to_string()))
             }
             None => {
                 tracing::warn!("no generation model: Rag.Ask answers UNAVAILABLE");
                 None
             }
         };
+        Self::open_with_models(config, embedder, generator)
+    }
+
+    /// Opens the data directory with models already started: the embedding
+    /// queue (over any [`quarry_embed::Embedder`]) and, optionally, the
+    /// generation queue with its model id. `config`'s model sources are
+    /// only recorded. Blocking.
+    pub fn open_with_models(
+        config: EngineConfig,
+        embedder: EmbedQueue,
+        generator: Option<(GenerateQueue, String)>,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            EngineError::Unavailable(format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let store = Store::open_with(config.data_dir.join("store"), config.record_key.clone())?;
+        let generator = generator.map(|(queue, model_id)| Arc::new(Generator { queue, model_id }));
         // After the models: a server that cannot embed or generate fails
         // before spending time on index builds.
         let indexes =

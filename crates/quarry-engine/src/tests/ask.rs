@@ -1,0 +1,128 @@
+//! The Ask pipeline without a generation model: extractive answers built
+//! from verified evidence sentences, refusals when the passages do not
+//! answer, the record kept in History, and the grounded modes refused
+//! UNAVAILABLE on a server without a model.
+
+use quarry_core::AnswerMode;
+use quarry_index::Mode;
+
+use super::TestEngine;
+use crate::{AskEvent, AskFinish, AskRequest, ErrorKind};
+
+const DOCS: &[(&str, &str)] = &[
+    (
+        "lighthouse",
+        "The Greyhaven Lighthouse stands on the northern cliff. It was built in 1874 by the harbour board. Its lamp is visible for twenty miles.",
+    ),
+    (
+        "bridge",
+        "The Millbrook Bridge crosses the river at the old ford. It opened to traffic in 1931. It has three stone arches.",
+    ),
+];
+
+const QUESTIONS: &[&str] = &[
+    "When was the Greyhaven Lighthouse built?",
+    "How many arches does the Millbrook Bridge have?",
+    "Who painted the portrait of the queen?",
+];
+
+fn words() -> Vec<&'static str> {
+    let mut w: Vec<&str> = DOCS.iter().map(|d| d.1).collect();
+    w.extend(QUESTIONS);
+    w
+}
+
+fn request(
+    collection: &quarry_core::CollectionName,
+    question: &str,
+    mode: AnswerMode,
+) -> AskRequest {
+    AskRequest {
+        collection: collection.clone(),
+        question: question.into(),
+        session_id: None,
+        top_k: 2,
+        filter: None,
+        mode: Mode::Hybrid,
+        generation: Default::default(),
+        answer_mode: mode,
+        principal: String::new(),
+        deadline: None,
+    }
+}
+
+/// The answer's text, its cited passage numbers, and how it ended.
+async fn ask(t: &TestEngine, req: AskRequest) -> (String, Vec<u32>, AskFinish, Vec<String>) {
+    let mut events = t.engine.ask(req).await.unwrap();
+    let (mut text, mut cited, mut given) = (String::new(), Vec::new(), Vec::new());
+    while let Some(event) = events.recv().await {
+        match event.unwrap() {
+            AskEvent::Citations(c) => given = c.into_iter().map(|c| c.document_id).collect(),
+            AskEvent::Delta(d) => {
+                text.push_str(&d.text);
+                cited.extend(d.citations);
+            }
+            AskEvent::Check(_) => {}
+            AskEvent::Done(done) => return (text, cited, done.finish, given),
+        }
+    }
+    panic!("the stream ended without Done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extractive_answers_quote_the_passage_that_answers_and_cite_it() {
+    let t = TestEngine::new(&words());
+    let kb = t.load("facts", DOCS).await;
+    let (text, cited, finish, given) =
+        ask(&t, request(&kb, QUESTIONS[0], AnswerMode::Extractive)).await;
+    assert!(text.contains("1874"), "{text}");
+    assert!(!cited.is_empty(), "{text}");
+    let lighthouse = given.iter().position(|d| d == "lighthouse").unwrap() as u32 + 1;
+    assert!(cited.contains(&lighthouse), "{cited:?} of {given:?}");
+    assert_ne!(finish, AskFinish::NotSupported);
+
+    let (text, _, _, _) = ask(&t, request(&kb, QUESTIONS[1], AnswerMode::Extractive)).await;
+    assert!(text.contains("three stone arches"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_the_passages_do_not_answer_is_refused() {
+    let t = TestEngine::new(&words());
+    let kb = t.load("facts", DOCS).await;
+    let (text, cited, finish, _) =
+        ask(&t, request(&kb, QUESTIONS[2], AnswerMode::Extractive)).await;
+    assert!(
+        matches!(finish, AskFinish::NotSupported | AskFinish::NoContext),
+        "{finish:?}: {text}"
+    );
+    assert!(cited.is_empty(), "{cited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ask_is_recorded_and_model_modes_need_a_model() {
+    let t = TestEngine::new(&words());
+    let kb = t.load("facts", DOCS).await;
+    let mut events = t
+        .engine
+        .ask(request(&kb, QUESTIONS[0], AnswerMode::Extractive))
+        .await
+        .unwrap();
+    let mut record = None;
+    while let Some(event) = events.recv().await {
+        if let AskEvent::Done(done) = event.unwrap() {
+            record = Some(done.record_id);
+        }
+    }
+    let record = t.engine.get_record(record.unwrap()).await.unwrap();
+    assert_eq!(record.question, QUESTIONS[0]);
+    assert!(record.answer.contains("1874"), "{}", record.answer);
+
+    for mode in [AnswerMode::Grounded, AnswerMode::Generative] {
+        let e = t
+            .engine
+            .ask(request(&kb, QUESTIONS[0], mode))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{mode:?}: {e}");
+    }
+}

@@ -1,0 +1,167 @@
+//! Engine unit tests with a small deterministic embedder instead of the
+//! real model: they open a real engine (store, indexes, queue threads) in a
+//! temporary directory and run in milliseconds without model files. The
+//! end-to-end tests (tests/e2e) keep the real models.
+
+mod ask;
+mod documents;
+
+use std::collections::HashMap;
+
+use quarry_core::{CollectionName, CollectionSettings, Document};
+use quarry_embed::{EmbedError, EmbedQueue, Embedder, Encoding, QueueConfig, Tokenizer};
+use quarry_models::{ModelCache, ModelSource};
+use tokenizers::models::wordlevel::WordLevel;
+use tokenizers::normalizers::Lowercase;
+use tokenizers::pre_tokenizers::whitespace::Whitespace;
+
+use crate::{CreateCollection, Engine, EngineConfig};
+
+/// Vector dimension of the test embedder.
+const DIMENSION: usize = 64;
+
+/// A bag-of-words embedder: each word of its vocabulary (lower-cased)
+/// adds a fixed pseudo-random vector; the sum is normalised. Texts that
+/// share words are close, so dense search behaves plausibly, and every
+/// run gives the same vectors.
+pub(crate) struct HashEmbedder {
+    tokenizer: Tokenizer,
+}
+
+impl HashEmbedder {
+    /// An embedder knowing every word of `texts` (others are one unknown
+    /// token, which contributes nothing).
+    pub(crate) fn for_texts(texts: &[&str]) -> Self {
+        let mut vocab: HashMap<String, u32> = HashMap::new();
+        vocab.insert("[UNK]".into(), 0);
+        for text in texts {
+            for word in text
+                .to_lowercase()
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+            {
+                let next = vocab.len() as u32;
+                vocab.entry(word.to_owned()).or_insert(next);
+            }
+        }
+        let model = WordLevel::builder()
+            .vocab(vocab.into_iter().collect())
+            .unk_token("[UNK]".into())
+            .build()
+            .unwrap();
+        let mut tokenizer = Tokenizer::new(model);
+        let _ = tokenizer.with_normalizer(Some(Lowercase));
+        tokenizer.with_pre_tokenizer(Some(Whitespace {}));
+        Self { tokenizer }
+    }
+
+    fn word_vector(id: u32) -> impl Iterator<Item = f32> {
+        // SplitMix64 from the token id: fixed, well spread.
+        let mut x = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (0..DIMENSION).map(move |_| {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) as f64 / u64::MAX as f64 * 2.0 - 1.0) as f32
+        })
+    }
+}
+
+impl Embedder for HashEmbedder {
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<Encoding>, EmbedError> {
+        texts
+            .iter()
+            .map(|t| {
+                self.tokenizer
+                    .encode(*t, false)
+                    .map_err(|e| EmbedError::Tokenizer(e.to_string()))
+            })
+            .collect()
+    }
+
+    fn embed_encodings(&self, batch: &[&Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(batch
+            .iter()
+            .map(|e| {
+                let mut v = vec![0.0f32; DIMENSION];
+                for &id in e.get_ids().iter().filter(|&&id| id != 0) {
+                    for (x, w) in v.iter_mut().zip(Self::word_vector(id)) {
+                        *x += w;
+                    }
+                }
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if norm > 0.0 {
+                    v.iter_mut().for_each(|x| *x /= norm);
+                }
+                v
+            })
+            .collect())
+    }
+
+    fn dimension(&self) -> usize {
+        DIMENSION
+    }
+
+    fn max_seq_length(&self) -> usize {
+        256
+    }
+
+    fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+}
+
+/// An engine over a temporary directory with the hashing embedder
+/// knowing `texts`, and no generation model.
+pub(crate) struct TestEngine {
+    pub engine: Engine,
+    // Dropped after the engine.
+    _dir: tempfile::TempDir,
+}
+
+impl TestEngine {
+    pub(crate) fn new(texts: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EngineConfig::retrieval_only(
+            dir.path().join("data"),
+            ModelCache::new(dir.path().join("models")),
+            "path:/nonexistent".parse::<ModelSource>().unwrap(),
+        );
+        config.min_free_disk_bytes = 0;
+        let embedder = EmbedQueue::with_models(
+            vec![Box::new(HashEmbedder::for_texts(texts))],
+            QueueConfig::default(),
+        )
+        .unwrap();
+        let engine = Engine::open_with_models(config, embedder, None).unwrap();
+        Self { engine, _dir: dir }
+    }
+
+    /// Creates collection `name` (default settings) and loads `docs`
+    /// (id, text).
+    pub(crate) async fn load(&self, name: &str, docs: &[(&str, &str)]) -> CollectionName {
+        let name = CollectionName::parse(name).unwrap();
+        self.engine
+            .create_collection(CreateCollection {
+                name: name.clone(),
+                settings: CollectionSettings::default(),
+            })
+            .await
+            .unwrap();
+        let docs = docs
+            .iter()
+            .map(|(id, text)| Document {
+                id: (*id).into(),
+                title: String::new(),
+                text: (*text).into(),
+                metadata: Default::default(),
+            })
+            .collect();
+        self.engine
+            .upsert_documents(name.clone(), docs)
+            .await
+            .unwrap();
+        name
+    }
+}
