@@ -6,6 +6,7 @@
 //! ([`stream`]) and the model thread behind a bounded queue ([`queue`]),
 //! which the engine's Ask drives.
 
+mod decoder;
 mod error;
 pub mod gguf_vocab;
 pub mod hf_vocab;
@@ -16,6 +17,7 @@ pub mod sampling;
 pub mod stream;
 pub mod template;
 
+pub use decoder::{Decoder, Session};
 pub use error::GenerateError;
 pub use gguf_vocab::{vocab_from_gguf, Vocab};
 pub use hf_vocab::vocab_from_hf;

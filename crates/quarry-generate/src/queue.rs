@@ -18,8 +18,8 @@ use quarry_core::InvalidArgument;
 use tokio::sync::mpsc;
 
 use crate::{
-    ChatTemplate, Delta, GenerateError, LlamaModel, Message, ModelFormat, Sampler, SamplingParams,
-    TextStream, Vocab,
+    ChatTemplate, Decoder, Delta, GenerateError, LlamaModel, Message, ModelFormat, Sampler,
+    SamplingParams, TextStream, Vocab,
 };
 
 /// Events of one generation, in order: text deltas, then one `Done`.
@@ -131,11 +131,23 @@ impl GenerateQueue {
     /// wait.
     pub fn start(path: &Path, capacity: usize) -> Result<Self, GenerateError> {
         let format = ModelFormat::detect(path)?;
-        let vocab = Arc::new(format.vocab()?);
+        let vocab = format.vocab()?;
         let model = match &format {
             ModelFormat::Gguf(file) => LlamaModel::load_gguf(file)?,
             ModelFormat::Safetensors(dir) => LlamaModel::load_safetensors(dir)?,
         };
+        Self::with_model(Box::new(model), vocab, capacity)
+    }
+
+    /// Starts the generation thread for any [`Decoder`] with its `vocab`
+    /// (tokenizer, control tokens, chat template); `capacity` requests may
+    /// wait.
+    pub fn with_model(
+        model: Box<dyn Decoder>,
+        vocab: Vocab,
+        capacity: usize,
+    ) -> Result<Self, GenerateError> {
+        let vocab = Arc::new(vocab);
         let template = match &vocab.chat_template {
             Some(source) => Some(ChatTemplate::new(
                 source,
@@ -144,7 +156,7 @@ impl GenerateQueue {
             )?),
             None => None,
         };
-        let context_length = model.config().context_length;
+        let context_length = model.context_length();
         let mut control_texts: Vec<String> = vocab.control.iter().map(|(_, t)| t.clone()).collect();
         control_texts.sort_by_key(|t| std::cmp::Reverse(t.len()));
         let (jobs, rx) = sync_channel(capacity.max(1));
@@ -153,7 +165,7 @@ impl GenerateQueue {
         let thread_counters = Arc::clone(&counters);
         std::thread::Builder::new()
             .name("quarry-generate".into())
-            .spawn(move || worker(&model, &thread_vocab, &thread_counters, rx))
+            .spawn(move || worker(model.as_ref(), &thread_vocab, &thread_counters, rx))
             .map_err(|e| {
                 GenerateError::Model(format!("cannot start the generation thread: {e}"))
             })?;
@@ -290,7 +302,7 @@ impl GenerateQueue {
     }
 }
 
-fn worker(model: &LlamaModel, vocab: &Vocab, counters: &Counters, jobs: Receiver<Job>) {
+fn worker(model: &dyn Decoder, vocab: &Vocab, counters: &Counters, jobs: Receiver<Job>) {
     while let Ok(job) = jobs.recv() {
         counters.waiting.fetch_sub(1, Ordering::Relaxed);
         let finish = run(model, vocab, counters, &job);
@@ -314,7 +326,7 @@ fn worker(model: &LlamaModel, vocab: &Vocab, counters: &Counters, jobs: Receiver
 }
 
 fn run(
-    model: &LlamaModel,
+    model: &dyn Decoder,
     vocab: &Vocab,
     counters: &Counters,
     job: &Job,
@@ -322,7 +334,7 @@ fn run(
     let started = Instant::now();
     let mut sampler = Sampler::new(job.params.clone());
     let mut stream = TextStream::new(&vocab.tokenizer, job.params.stop.clone());
-    let mut cache = model.new_cache(job.prompt.len() + job.params.max_new_tokens);
+    let mut session = model.session(job.prompt.len() + job.params.max_new_tokens);
     let mut recent: Vec<u32> = job.prompt.clone();
     // The prompt goes through in slices, so that a client that leaves
     // during a long prefill frees the thread within one slice.
@@ -339,7 +351,7 @@ fn run(
             });
         }
         let last = slices.peek().is_none();
-        logits = model.forward(slice, &mut cache, last)?.unwrap_or_default();
+        logits = session.forward(slice, last)?.unwrap_or_default();
         counters
             .prompt_tokens
             .fetch_add(slice.len() as u64, Ordering::Relaxed);
@@ -386,8 +398,6 @@ fn run(
         if job.cancelled() {
             return Ok(finish(FinishReason::Cancelled, generated, first));
         }
-        logits = model
-            .forward(&[token], &mut cache, true)?
-            .unwrap_or_default();
+        logits = session.forward(&[token], true)?.unwrap_or_default();
     }
 }

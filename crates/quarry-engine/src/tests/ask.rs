@@ -126,3 +126,60 @@ async fn every_ask_is_recorded_and_model_modes_need_a_model() {
         assert_eq!(e.kind(), ErrorKind::Unavailable, "{mode:?}: {e}");
     }
 }
+
+/// Every Delta of a grounded answer: its text and citations.
+async fn grounded(
+    t: &TestEngine,
+    kb: &quarry_core::CollectionName,
+    question: &str,
+) -> (Vec<(String, Vec<u32>)>, AskFinish, Vec<String>) {
+    let mut events = t
+        .engine
+        .ask(request(kb, question, AnswerMode::Grounded))
+        .await
+        .unwrap();
+    let (mut deltas, mut given) = (Vec::new(), Vec::new());
+    while let Some(event) = events.recv().await {
+        match event.unwrap() {
+            AskEvent::Citations(c) => given = c.into_iter().map(|c| c.document_id).collect(),
+            AskEvent::Delta(d) => deltas.push((d.text, d.citations)),
+            AskEvent::Check(_) => {}
+            AskEvent::Done(done) => return (deltas, done.finish, given),
+        }
+    }
+    panic!("the stream ended without Done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grounded_answer_stating_the_fact_is_shown_and_cited_with_the_right_passage() {
+    let t = TestEngine::with_generator(&words());
+    let kb = t.load("facts", DOCS).await;
+    // The model cites the wrong passage number on purpose (2 is the bridge
+    // when the lighthouse ranks first): the verifier corrects it.
+    t.script("The Greyhaven Lighthouse was built in 1874 [2].");
+    let (deltas, finish, given) = grounded(&t, &kb, QUESTIONS[0]).await;
+    let text: String = deltas.iter().map(|d| d.0.as_str()).collect();
+    assert!(text.contains("1874"), "{text}");
+    let lighthouse = given.iter().position(|d| d == "lighthouse").unwrap() as u32 + 1;
+    // [2] is wrong only when the lighthouse is passage 1.
+    assert_eq!(lighthouse, 1, "{given:?}");
+    assert!(
+        deltas
+            .iter()
+            .any(|(t, c)| t.contains("1874") && c == &vec![lighthouse]),
+        "{deltas:?} of {given:?}"
+    );
+    assert_eq!(finish, AskFinish::Stop, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grounded_answer_inventing_a_figure_never_shows_it() {
+    let t = TestEngine::with_generator(&words());
+    let kb = t.load("facts", DOCS).await;
+    t.script("The Greyhaven Lighthouse was built in 1911 [1].");
+    let (deltas, _, _) = grounded(&t, &kb, QUESTIONS[0]).await;
+    let text: String = deltas.iter().map(|d| d.0.as_str()).collect();
+    assert!(!text.contains("1911"), "{text}");
+    // What is shown instead is the passage's own sentence.
+    assert!(text.contains("1874"), "{text}");
+}

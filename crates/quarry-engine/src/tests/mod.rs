@@ -7,13 +7,18 @@ mod ask;
 mod documents;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use quarry_core::{CollectionName, CollectionSettings, Document};
 use quarry_embed::{EmbedError, EmbedQueue, Embedder, Encoding, QueueConfig, Tokenizer};
+use quarry_generate::{Decoder, GenerateError, GenerateQueue, Session, Vocab};
 use quarry_models::{ModelCache, ModelSource};
+use tokenizers::decoders::fuse::Fuse;
 use tokenizers::models::wordlevel::WordLevel;
 use tokenizers::normalizers::Lowercase;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::whitespace::Whitespace;
+use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
 use crate::{CreateCollection, Engine, EngineConfig};
 
@@ -112,16 +117,138 @@ impl Embedder for HashEmbedder {
     }
 }
 
+/// ChatML, as SmolLM2's template writes it.
+const CHATML: &str = "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+/// A decoder that writes whatever its script says, whatever the prompt:
+/// one character a token (greedy sampling picks the scripted one), then
+/// the end of its turn. Tests set the script before each Ask.
+pub(crate) struct ScriptedDecoder {
+    tokenizer: Tokenizer,
+    script: Arc<Mutex<String>>,
+    end: u32,
+}
+
+struct ScriptedSession {
+    tokens: Vec<u32>,
+    next: usize,
+    vocab_size: usize,
+}
+
+impl Session for ScriptedSession {
+    fn forward(&mut self, _: &[u32], logits: bool) -> Result<Option<Vec<f32>>, GenerateError> {
+        if !logits {
+            return Ok(None);
+        }
+        let token = self.tokens[self.next.min(self.tokens.len() - 1)];
+        self.next += 1;
+        let mut out = vec![0.0; self.vocab_size];
+        out[token as usize] = 100.0;
+        Ok(Some(out))
+    }
+}
+
+impl Decoder for ScriptedDecoder {
+    fn context_length(&self) -> usize {
+        1 << 16
+    }
+
+    fn session(&self, _: usize) -> Box<dyn Session + '_> {
+        let script = self.script.lock().unwrap().clone();
+        let mut tokens = self
+            .tokenizer
+            .encode(script.as_str(), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        tokens.push(self.end);
+        Box::new(ScriptedSession {
+            tokens,
+            next: 0,
+            vocab_size: self.tokenizer.get_vocab_size(true),
+        })
+    }
+}
+
+/// A character-level tokenizer over `texts`' characters and printable
+/// ASCII, with ChatML's two control tokens; decoding concatenates.
+fn char_tokenizer(texts: &[&str]) -> Tokenizer {
+    let mut vocab: HashMap<String, u32> = HashMap::new();
+    vocab.insert("[UNK]".into(), 0);
+    let chars = texts
+        .iter()
+        .flat_map(|t| t.chars())
+        .chain((32u8..127).map(char::from))
+        .chain(['\n', '\u{200B}']);
+    for c in chars {
+        let next = vocab.len() as u32;
+        vocab.entry(c.to_string()).or_insert(next);
+    }
+    let model = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("[UNK]".into())
+        .build()
+        .unwrap();
+    let mut tokenizer = Tokenizer::new(model);
+    let split = Split::new(
+        SplitPattern::Regex(r"[\s\S]".into()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .unwrap();
+    tokenizer.with_pre_tokenizer(Some(split));
+    tokenizer.with_decoder(Some(Fuse::new()));
+    let _ = tokenizer.add_special_tokens(vec![
+        AddedToken::from("<|im_start|>", true),
+        AddedToken::from("<|im_end|>", true),
+    ]);
+    tokenizer
+}
+
+/// The generation queue over a [`ScriptedDecoder`], and its script.
+fn scripted_generator(texts: &[&str]) -> (GenerateQueue, Arc<Mutex<String>>) {
+    let tokenizer = char_tokenizer(texts);
+    let id = |t: &str| tokenizer.token_to_id(t).unwrap();
+    let (start, end) = (id("<|im_start|>"), id("<|im_end|>"));
+    let script = Arc::new(Mutex::new(String::new()));
+    let vocab = Vocab {
+        tokenizer: tokenizer.clone(),
+        bos: None,
+        eos: Some((end, "<|im_end|>".into())),
+        add_bos: false,
+        control: vec![(start, "<|im_start|>".into()), (end, "<|im_end|>".into())],
+        chat_template: Some(CHATML.into()),
+    };
+    let decoder = ScriptedDecoder {
+        tokenizer,
+        script: Arc::clone(&script),
+        end,
+    };
+    let queue = GenerateQueue::with_model(Box::new(decoder), vocab, 4).unwrap();
+    (queue, script)
+}
+
 /// An engine over a temporary directory with the hashing embedder
 /// knowing `texts`, and no generation model.
 pub(crate) struct TestEngine {
     pub engine: Engine,
+    script: Option<Arc<Mutex<String>>>,
     // Dropped after the engine.
     _dir: tempfile::TempDir,
 }
 
 impl TestEngine {
     pub(crate) fn new(texts: &[&str]) -> Self {
+        Self::open(texts, false)
+    }
+
+    /// As [`TestEngine::new`], with a scripted generation model: set
+    /// [`TestEngine::script`] to what it answers.
+    pub(crate) fn with_generator(texts: &[&str]) -> Self {
+        Self::open(texts, true)
+    }
+
+    fn open(texts: &[&str], generate: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = EngineConfig::retrieval_only(
             dir.path().join("data"),
@@ -134,8 +261,25 @@ impl TestEngine {
             QueueConfig::default(),
         )
         .unwrap();
-        let engine = Engine::open_with_models(config, embedder, None).unwrap();
-        Self { engine, _dir: dir }
+        let (generator, script) = if generate {
+            let (queue, script) = scripted_generator(texts);
+            (Some((queue, "scripted".to_owned())), Some(script))
+        } else {
+            (None, None)
+        };
+        let engine = Engine::open_with_models(config, embedder, generator).unwrap();
+        Self {
+            engine,
+            script,
+            _dir: dir,
+        }
+    }
+
+    /// Sets what the scripted model answers next.
+    pub(crate) fn script(&self, answer: &str) {
+        if let Some(s) = &self.script {
+            *s.lock().unwrap() = answer.to_owned();
+        }
     }
 
     /// Creates collection `name` (default settings) and loads `docs`
