@@ -1,40 +1,20 @@
 //! `quarry.v1.Documents`: loading, reading and deleting documents.
 //!
 //! Documents are chunked, embedded, stored durably and indexed. BulkIngest
-//! takes a stream of batches and keeps two of them loading at once, so
-//! the embedder works on one while the other is chunked, written and
-//! indexed; a third waits in the stream, so memory stays flat and the
-//! client waits through HTTP/2 flow control instead of buffering. A batch
-//! that shares a document id with one still loading waits for it, so the
-//! later version always wins. Bad documents are reported and skipped,
-//! never half-loaded.
-
-use std::collections::{HashSet, VecDeque};
+//! hands its stream of batches to [`Engine::bulk_ingest`], which schedules
+//! them (two loading at once, later versions of an id after earlier ones);
+//! the handler checks the collection each message names. Bad documents
+//! are reported and skipped, never half-loaded.
 
 use quarry_core::{CollectionName, InvalidArgument};
-use quarry_engine::{BulkSummary, Engine};
-use tokio::task::JoinHandle;
-use tonic::{Code, Request, Response, Status, Streaming};
+use quarry_engine::{BulkError, BulkSummary, Engine};
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{bulk_batch_from_proto, DeleteDocuments, GetDocument, UpsertDocuments};
-use super::{invalid, status, to_status};
+use super::{invalid, to_status};
 use crate::auth::{Principal, Role};
 use crate::proto;
-
-/// The loading of one batch, and the ids it holds.
-type InFlight = (JoinHandle<Result<BulkSummary, Status>>, HashSet<String>);
-
-/// Batches loading at once.
-const BATCHES_IN_FLIGHT: usize = 2;
-
-async fn finish(batch: InFlight, total: &mut BulkSummary) -> Result<(), Status> {
-    let summary = batch
-        .0
-        .await
-        .map_err(|e| status(Code::Internal, format!("a bulk batch failed: {e}")))??;
-    total.merge(summary);
-    Ok(())
-}
 
 /// The Documents service.
 pub struct DocumentsService {
@@ -83,82 +63,49 @@ impl proto::documents_server::Documents for DocumentsService {
             let who = Principal::of(&request)?;
             who.require(Role::Writer, "Documents.BulkIngest")?;
             let mut stream = request.into_inner();
-            let mut collection: Option<CollectionName> = None;
-            let mut total = BulkSummary::default();
-            let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-            let mut messages = 0usize;
-            // A client that goes away mid-stream ends the loop with an error;
-            // the batch in flight still completes (its documents are whole),
-            // and nothing of the unfinished message is stored.
-            while let Some(message) = stream.message().await? {
-                messages += 1;
-                let (name, docs) = bulk_batch_from_proto(message);
-                match (&collection, name.is_empty()) {
-                    (None, true) => {
-                        return Err(invalid(InvalidArgument::new(
-                            "collection",
-                            "is required in the first message",
-                        )))
-                    }
-                    (None, false) => {
-                        let parsed =
-                            CollectionName::parse_field(&name, "collection").map_err(invalid)?;
-                        who.may_use(parsed.as_str())?;
-                        // Unknown collections fail before any document is read.
-                        self.engine
-                            .get_collection(parsed.clone())
-                            .await
-                            .map_err(to_status)?;
-                        collection = Some(parsed);
-                    }
-                    (Some(c), false) if c.as_str() != name => {
-                        return Err(invalid(InvalidArgument::new(
-                            "collection",
-                            format!(
-                                "message {messages} names {name:?}, but the stream loads {:?}",
-                                c.as_str()
-                            ),
-                        )))
-                    }
-                    _ => {}
-                }
-                let mut batch = Vec::with_capacity(docs.len());
-                let mut failed = Vec::new();
-                for d in docs {
-                    match d {
-                        Ok(doc) => batch.push(doc),
-                        Err(f) => failed.push(f),
-                    }
-                }
-                total.failed.extend(failed);
-                if batch.is_empty() {
-                    continue;
-                }
-                let ids: HashSet<String> = batch.iter().map(|d| d.id.clone()).collect();
-                // Oldest first: wait while the pipe is full, and for any batch
-                // that holds one of these ids.
-                while in_flight.len() >= BATCHES_IN_FLIGHT
-                    || in_flight.iter().any(|(_, held)| !held.is_disjoint(&ids))
-                {
-                    let oldest = in_flight.pop_front().expect("not empty");
-                    finish(oldest, &mut total).await?;
-                }
-                let engine = self.engine.clone();
-                let target = collection.clone().expect("set by the first message");
-                let task = tokio::spawn(async move {
-                    engine.bulk_upsert(target, batch).await.map_err(to_status)
-                });
-                in_flight.push_back((task, ids));
-            }
-            while let Some(batch) = in_flight.pop_front() {
-                finish(batch, &mut total).await?;
-            }
-            if collection.is_none() {
+            // The first message names the collection; a client that goes
+            // away mid-stream ends the load with its error, the batches in
+            // flight still complete, and nothing of the unfinished message
+            // is stored.
+            let Some(first) = stream.message().await? else {
                 return Err(invalid(InvalidArgument::new(
                     "collection",
                     "the stream sent no message",
                 )));
+            };
+            let (name, first) = bulk_batch_from_proto(first);
+            if name.is_empty() {
+                return Err(invalid(InvalidArgument::new(
+                    "collection",
+                    "is required in the first message",
+                )));
             }
+            let collection = CollectionName::parse_field(&name, "collection").map_err(invalid)?;
+            who.may_use(collection.as_str())?;
+            let loads = collection.as_str().to_owned();
+            let mut messages = 1usize;
+            let rest = stream.map(move |message| {
+                messages += 1;
+                let (name, batch) = bulk_batch_from_proto(message?);
+                if !name.is_empty() && name != loads {
+                    return Err(invalid(InvalidArgument::new(
+                        "collection",
+                        format!(
+                            "message {messages} names {name:?}, but the stream loads {loads:?}"
+                        ),
+                    )));
+                }
+                Ok(batch)
+            });
+            let batches = tokio_stream::once(Ok(first)).chain(rest);
+            let total =
+                self.engine
+                    .bulk_ingest(collection, batches)
+                    .await
+                    .map_err(|e| match e {
+                        BulkError::Engine(e) => to_status(e),
+                        BulkError::Source(status) => status,
+                    })?;
             let BulkSummary {
                 added,
                 updated,

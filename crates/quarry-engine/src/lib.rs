@@ -39,7 +39,7 @@ pub use ask::{
     AskConfig, AskDone, AskEvent, AskFinish, AskRequest, Citation, Delta, GenerationOptions,
     NOT_FOUND_ANSWER, SYSTEM_PROMPT,
 };
-pub use bulk::BulkSummary;
+pub use bulk::{BulkBatch, BulkError, BulkSummary};
 pub use chunk::chunk_text;
 pub use collections::{CreateCollection, DeletedCollection};
 pub use disk::DEFAULT_MIN_FREE_BYTES;

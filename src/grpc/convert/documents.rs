@@ -4,8 +4,8 @@
 
 use quarry_core::{CollectionName, Document, Filter, InvalidArgument, MetaValue};
 use quarry_engine::{
-    DeleteSelector, DeleteSummary, Fusion, Mode, SearchHit, SearchRequest, StoredDocument,
-    UpsertSummary, DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K,
+    BulkBatch, DeleteSelector, DeleteSummary, Fusion, Mode, SearchHit, SearchRequest,
+    StoredDocument, UpsertSummary, DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K,
 };
 
 use crate::proto;
@@ -134,24 +134,22 @@ pub fn filter_from_proto(f: proto::Filter, field: &str) -> Result<Filter, Invali
     })
 }
 
-/// A document of a bulk batch, or the id and reason it cannot be loaded.
-pub type BulkDocument = Result<Document, (String, String)>;
-
 /// One BulkIngest message: its collection field and its documents, each
 /// converted on its own so that a bad one fails alone.
-pub fn bulk_batch_from_proto(req: proto::BulkIngestRequest) -> (String, Vec<BulkDocument>) {
+pub fn bulk_batch_from_proto(req: proto::BulkIngestRequest) -> (String, BulkBatch) {
     let proto::BulkIngestRequest {
         collection,
         documents,
     } = req;
-    let docs = documents
-        .into_iter()
-        .map(|d| {
-            let id = d.id.clone();
-            document_from_proto(d, "document").map_err(|e| (id, e.to_string()))
-        })
-        .collect();
-    (collection, docs)
+    let mut batch = BulkBatch::default();
+    for d in documents {
+        let id = d.id.clone();
+        match document_from_proto(d, "document") {
+            Ok(doc) => batch.documents.push(doc),
+            Err(e) => batch.failed.push((id, e.to_string())),
+        }
+    }
+    (collection, batch)
 }
 
 impl TryFrom<proto::UpsertRequest> for UpsertDocuments {

@@ -4,7 +4,7 @@ use quarry_core::Document;
 use quarry_index::{Fusion, Mode};
 
 use super::TestEngine;
-use crate::{DeleteSelector, SearchRequest};
+use crate::{BulkBatch, BulkError, DeleteSelector, SearchRequest};
 
 const DOCS: &[(&str, &str)] = &[
     (
@@ -191,4 +191,80 @@ async fn bad_requests_name_the_field() {
         .await
         .unwrap_err();
     assert!(e.to_string().starts_with("query:"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_stream_keeps_the_last_version_of_each_id_and_reports_failures() {
+    let t = TestEngine::new(&words());
+    let kb = t.load("kb", &DOCS[..1]).await;
+    let doc = |id: &str, text: &str| Document {
+        id: id.into(),
+        title: String::new(),
+        text: text.into(),
+        metadata: Default::default(),
+    };
+    // Ten batches; "tides" is rewritten in every one, so only the tenth
+    // version may survive, however the batches overlap.
+    let batches: Vec<Result<BulkBatch, String>> = (0..10)
+        .map(|i| {
+            Ok(BulkBatch {
+                documents: vec![
+                    doc(&format!("doc{i}"), DOCS[i % DOCS.len()].1),
+                    doc("tides", &format!("{} {i}", DOCS[2].1)),
+                ],
+                failed: vec![(format!("bad{i}"), "refused at the edge".into())],
+            })
+        })
+        .collect();
+    let total = t
+        .engine
+        .bulk_ingest(kb.clone(), tokio_stream::iter(batches))
+        .await
+        .unwrap();
+    assert_eq!(total.failed.len(), 10);
+    assert_eq!(total.added, 11, "{total:?}");
+    let tides = t
+        .engine
+        .get_document(kb.clone(), "tides".into())
+        .await
+        .unwrap();
+    assert!(
+        tides.document.text.ends_with(" 9"),
+        "{}",
+        tides.document.text
+    );
+    assert_eq!(
+        t.engine
+            .get_collection(kb.clone())
+            .await
+            .unwrap()
+            .document_count,
+        12
+    );
+
+    // A source that fails stops the load with its error; an unknown
+    // collection fails before any batch is read.
+    let failing = tokio_stream::iter(vec![
+        Ok(BulkBatch {
+            documents: vec![doc("late", DOCS[3].1)],
+            failed: Vec::new(),
+        }),
+        Err("client went away".to_owned()),
+    ]);
+    match t.engine.bulk_ingest(kb, failing).await {
+        Err(BulkError::Source(e)) => assert_eq!(e, "client went away"),
+        other => panic!("{other:?}"),
+    }
+    let unknown = quarry_core::CollectionName::parse("nope").unwrap();
+    match t
+        .engine
+        .bulk_ingest(
+            unknown,
+            tokio_stream::iter(Vec::<Result<BulkBatch, String>>::new()),
+        )
+        .await
+    {
+        Err(BulkError::Engine(e)) => assert_eq!(e.kind(), crate::ErrorKind::NotFound),
+        other => panic!("{other:?}"),
+    }
 }
