@@ -4,8 +4,8 @@ use quarry_core::CollectionName;
 use quarry_engine::{CreateCollection, Engine};
 use tonic::{Request, Response, Status};
 
+use super::edge::{opening, unary};
 use super::{invalid, to_status};
-use crate::auth::{Principal, Role};
 use crate::proto;
 
 /// The Collections service.
@@ -26,7 +26,7 @@ impl proto::collections_server::Collections for CollectionsService {
         request: Request<proto::CreateCollectionRequest>,
     ) -> Result<Response<proto::Collection>, Status> {
         crate::metrics::observed("Collections.CreateCollection", async move {
-            Principal::of(&request)?.require(Role::Admin, "Collections.CreateCollection")?;
+            opening("Collections.CreateCollection", &request)?;
             let req = CreateCollection::try_from(request.into_inner()).map_err(invalid)?;
             let info = self
                 .engine
@@ -42,14 +42,11 @@ impl proto::collections_server::Collections for CollectionsService {
         &self,
         request: Request<proto::GetCollectionRequest>,
     ) -> Result<Response<proto::Collection>, Status> {
-        crate::metrics::observed("Collections.GetCollection", async move {
-            let who = Principal::of(&request)?;
-            who.require(Role::Reader, "Collections.GetCollection")?;
-            let name = CollectionName::try_from(request.into_inner()).map_err(invalid)?;
-            who.may_use(name.as_str())?;
-            let info = self.engine.get_collection(name).await.map_err(to_status)?;
-            Ok(Response::new(info.into()))
-        })
+        unary(
+            "Collections.GetCollection",
+            request,
+            |_, name: CollectionName| self.engine.get_collection(name),
+        )
         .await
     }
 
@@ -58,8 +55,7 @@ impl proto::collections_server::Collections for CollectionsService {
         request: Request<proto::ListCollectionsRequest>,
     ) -> Result<Response<proto::ListCollectionsResponse>, Status> {
         crate::metrics::observed("Collections.ListCollections", async move {
-            let who = Principal::of(&request)?;
-            who.require(Role::Reader, "Collections.ListCollections")?;
+            let who = opening("Collections.ListCollections", &request)?;
             let proto::ListCollectionsRequest {} = request.into_inner();
             let list = self.engine.list_collections().await.map_err(to_status)?;
             Ok(Response::new(proto::ListCollectionsResponse {
@@ -79,7 +75,8 @@ impl proto::collections_server::Collections for CollectionsService {
         request: Request<proto::DeleteCollectionRequest>,
     ) -> Result<Response<proto::DeleteCollectionResponse>, Status> {
         crate::metrics::observed("Collections.DeleteCollection", async move {
-            Principal::of(&request)?.require(Role::Admin, "Collections.DeleteCollection")?;
+            // Admin keys manage collections; no allow-list applies.
+            opening("Collections.DeleteCollection", &request)?;
             let name = CollectionName::try_from(request.into_inner()).map_err(invalid)?;
             let deleted = self
                 .engine

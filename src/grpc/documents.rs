@@ -12,8 +12,8 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{bulk_batch_from_proto, DeleteDocuments, GetDocument, UpsertDocuments};
+use super::edge::{opening, unary};
 use super::{invalid, to_status};
-use crate::auth::{Principal, Role};
 use crate::proto;
 
 /// The Documents service.
@@ -33,25 +33,24 @@ impl proto::documents_server::Documents for DocumentsService {
         &self,
         request: Request<proto::UpsertRequest>,
     ) -> Result<Response<proto::UpsertResponse>, Status> {
-        crate::metrics::observed("Documents.Upsert", async move {
-            let who = Principal::of(&request)?;
-            who.require(Role::Writer, "Documents.Upsert")?;
-            let req = UpsertDocuments::try_from(request.into_inner()).map_err(invalid)?;
-            who.may_use(req.collection.as_str())?;
-            let summary = self
-                .engine
-                .upsert_documents(req.collection, req.documents)
-                .await
-                .map_err(to_status)?;
-            crate::metrics::global().loaded(
-                summary.added,
-                summary.updated,
-                summary.unchanged,
-                0,
-                summary.chunks_embedded,
-            );
-            Ok(Response::new(summary.into()))
-        })
+        unary(
+            "Documents.Upsert",
+            request,
+            |_, req: UpsertDocuments| async move {
+                let summary = self
+                    .engine
+                    .upsert_documents(req.collection, req.documents)
+                    .await?;
+                crate::metrics::global().loaded(
+                    summary.added,
+                    summary.updated,
+                    summary.unchanged,
+                    0,
+                    summary.chunks_embedded,
+                );
+                Ok(summary)
+            },
+        )
         .await
     }
 
@@ -60,8 +59,7 @@ impl proto::documents_server::Documents for DocumentsService {
         request: Request<Streaming<proto::BulkIngestRequest>>,
     ) -> Result<Response<proto::BulkIngestResponse>, Status> {
         crate::metrics::observed("Documents.BulkIngest", async move {
-            let who = Principal::of(&request)?;
-            who.require(Role::Writer, "Documents.BulkIngest")?;
+            let who = opening("Documents.BulkIngest", &request)?;
             let mut stream = request.into_inner();
             // The first message names the collection; a client that goes
             // away mid-stream ends the load with its error, the batches in
@@ -143,17 +141,8 @@ impl proto::documents_server::Documents for DocumentsService {
         &self,
         request: Request<proto::GetDocumentRequest>,
     ) -> Result<Response<proto::Document>, Status> {
-        crate::metrics::observed("Documents.GetDocument", async move {
-            let who = Principal::of(&request)?;
-            who.require(Role::Reader, "Documents.GetDocument")?;
-            let req = GetDocument::try_from(request.into_inner()).map_err(invalid)?;
-            who.may_use(req.collection.as_str())?;
-            let doc = self
-                .engine
-                .get_document(req.collection, req.id)
-                .await
-                .map_err(to_status)?;
-            Ok(Response::new(doc.into()))
+        unary("Documents.GetDocument", request, |_, req: GetDocument| {
+            self.engine.get_document(req.collection, req.id)
         })
         .await
     }
@@ -162,18 +151,11 @@ impl proto::documents_server::Documents for DocumentsService {
         &self,
         request: Request<proto::DeleteDocumentsRequest>,
     ) -> Result<Response<proto::DeleteDocumentsResponse>, Status> {
-        crate::metrics::observed("Documents.DeleteDocuments", async move {
-            let who = Principal::of(&request)?;
-            who.require(Role::Writer, "Documents.DeleteDocuments")?;
-            let req = DeleteDocuments::try_from(request.into_inner()).map_err(invalid)?;
-            who.may_use(req.collection.as_str())?;
-            let summary = self
-                .engine
-                .delete_documents(req.collection, req.selector)
-                .await
-                .map_err(to_status)?;
-            Ok(Response::new(summary.into()))
-        })
+        unary(
+            "Documents.DeleteDocuments",
+            request,
+            |_, req: DeleteDocuments| self.engine.delete_documents(req.collection, req.selector),
+        )
         .await
     }
 }

@@ -12,8 +12,9 @@ use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
 use tonic::{Code, Request, Response, Status};
 
 use super::convert::{delete_from_proto, list_from_proto, record_filter_from_proto, record_id};
+use super::edge::opening;
 use super::{invalid, status, to_status};
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
 use crate::proto;
 
 /// Limits a filter to the caller's own records unless it is an admin.
@@ -55,8 +56,7 @@ impl proto::history_server::History for HistoryService {
         request: Request<proto::ListRecordsRequest>,
     ) -> Result<Response<proto::ListRecordsResponse>, Status> {
         crate::metrics::observed("History.ListRecords", async move {
-            let who = Principal::of(&request)?;
-            who.require(Role::Reader, "History.ListRecords")?;
+            let who = opening("History.ListRecords", &request)?;
             let (filter, page_size, token) =
                 list_from_proto(request.into_inner()).map_err(invalid)?;
             let page = self
@@ -77,8 +77,7 @@ impl proto::history_server::History for HistoryService {
         request: Request<proto::GetRecordRequest>,
     ) -> Result<Response<proto::Record>, Status> {
         crate::metrics::observed("History.GetRecord", async move {
-            let who = Principal::of(&request)?;
-            who.require(Role::Reader, "History.GetRecord")?;
+            let who = opening("History.GetRecord", &request)?;
             let proto::GetRecordRequest { id } = request.into_inner();
             let id = record_id(&id, "id").map_err(invalid)?;
             let record = self.owned(&who, id).await?;
@@ -92,8 +91,7 @@ impl proto::history_server::History for HistoryService {
         request: Request<proto::RateRecordRequest>,
     ) -> Result<Response<proto::Record>, Status> {
         crate::metrics::observed("History.RateRecord", async move {
-            let who = Principal::of(&request)?;
-            who.require(Role::Reader, "History.RateRecord")?;
+            let who = opening("History.RateRecord", &request)?;
             let proto::RateRecordRequest { id, score, comment } = request.into_inner();
             let id = record_id(&id, "id").map_err(invalid)?;
             self.owned(&who, id).await?;
@@ -112,8 +110,7 @@ impl proto::history_server::History for HistoryService {
         request: Request<proto::ExportRecordsRequest>,
     ) -> Result<Response<Self::ExportRecordsStream>, Status> {
         crate::metrics::observed("History.ExportRecords", async move {
-            let who = Principal::of(&request)?;
-            who.require(Role::Reader, "History.ExportRecords")?;
+            let who = opening("History.ExportRecords", &request)?;
             let proto::ExportRecordsRequest { filter } = request.into_inner();
             let records = self
                 .engine
@@ -134,8 +131,7 @@ impl proto::history_server::History for HistoryService {
         request: Request<proto::DeleteRecordsRequest>,
     ) -> Result<Response<proto::DeleteRecordsResponse>, Status> {
         crate::metrics::observed("History.DeleteRecords", async move {
-            let who = Principal::of(&request)?;
-            who.require(Role::Reader, "History.DeleteRecords")?;
+            let who = opening("History.DeleteRecords", &request)?;
             let selector = delete_from_proto(request.into_inner()).map_err(invalid)?;
             // A non-admin deletes only its own records: those of the ids it
             // names, or of the session, that are its.

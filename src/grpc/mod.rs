@@ -2,12 +2,14 @@
 //! between wire messages and engine types, the single mapping of engine
 //! errors onto `tonic::Status`, and the router with health and reflection.
 //!
-//! Handlers are thin: convert (which validates), call the engine, convert
-//! back.
+//! Handlers are thin: [`edge`] does their common opening (role from one
+//! table, principal, metrics, conversion, allow-list, error mapping);
+//! they convert (which validates), call the engine, convert back.
 
 mod collections;
 mod convert;
 mod documents;
+mod edge;
 mod history;
 mod rag;
 mod retrieval;

@@ -12,8 +12,8 @@ use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert::ask_from_proto;
+use super::edge::opening;
 use super::{invalid, to_status};
-use crate::auth::{Principal, Role};
 use crate::proto;
 
 /// The client's deadline from its `grpc-timeout` header (an integer and a
@@ -43,8 +43,7 @@ impl proto::rag_server::Rag for RagService {
         request: Request<proto::AskRequest>,
     ) -> Result<Response<Self::AskStream>, Status> {
         crate::metrics::observed("Rag.Ask", async move {
-            let who = Principal::of(&request)?;
-            who.require(Role::Reader, "Rag.Ask")?;
+            let who = opening("Rag.Ask", &request)?;
             // The record carries the key's name (empty when auth is off).
             let deadline = deadline(request.metadata());
             let req = ask_from_proto(request.into_inner(), who.name.clone(), deadline)

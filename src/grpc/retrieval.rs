@@ -8,8 +8,8 @@ use tonic::{Request, Response, Status};
 
 use quarry_engine::SearchRequest;
 
-use super::{invalid, to_status};
-use crate::auth::{Principal, Role};
+use super::edge::{opening, unary};
+use super::to_status;
 use crate::proto;
 
 /// The Retrieval service.
@@ -29,18 +29,18 @@ impl proto::retrieval_server::Retrieval for RetrievalService {
         &self,
         request: Request<proto::SearchRequest>,
     ) -> Result<Response<proto::SearchResponse>, Status> {
-        crate::metrics::observed("Retrieval.Search", async move {
-            let started = std::time::Instant::now();
-            let who = Principal::of(&request)?;
-            who.require(Role::Reader, "Retrieval.Search")?;
-            let req = SearchRequest::try_from(request.into_inner()).map_err(invalid)?;
-            who.may_use(req.collection.as_str())?;
-            let hits = self.engine.search(req).await.map_err(to_status)?;
-            Ok(Response::new(proto::SearchResponse {
-                hits: hits.into_iter().map(Into::into).collect(),
-                took_ms: started.elapsed().as_secs_f64() * 1000.0,
-            }))
-        })
+        let started = std::time::Instant::now();
+        unary(
+            "Retrieval.Search",
+            request,
+            |_, req: SearchRequest| async move {
+                let hits = self.engine.search(req).await?;
+                Ok(proto::SearchResponse {
+                    hits: hits.into_iter().map(Into::into).collect(),
+                    took_ms: started.elapsed().as_secs_f64() * 1000.0,
+                })
+            },
+        )
         .await
     }
 
@@ -49,7 +49,7 @@ impl proto::retrieval_server::Retrieval for RetrievalService {
         request: Request<proto::EmbedRequest>,
     ) -> Result<Response<proto::EmbedResponse>, Status> {
         crate::metrics::observed("Retrieval.Embed", async move {
-            Principal::of(&request)?.require(Role::Reader, "Retrieval.Embed")?;
+            opening("Retrieval.Embed", &request)?;
             let proto::EmbedRequest { texts } = request.into_inner();
             let embeddings = self.engine.embed(texts).await.map_err(to_status)?;
             Ok(Response::new(embeddings.into()))

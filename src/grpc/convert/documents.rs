@@ -404,3 +404,27 @@ pub fn filter_to_proto(f: Filter) -> proto::Filter {
         }),
     }
 }
+
+impl crate::grpc::edge::Scoped for UpsertDocuments {
+    fn collection(&self) -> Option<&CollectionName> {
+        Some(&self.collection)
+    }
+}
+
+impl crate::grpc::edge::Scoped for GetDocument {
+    fn collection(&self) -> Option<&CollectionName> {
+        Some(&self.collection)
+    }
+}
+
+impl crate::grpc::edge::Scoped for DeleteDocuments {
+    fn collection(&self) -> Option<&CollectionName> {
+        Some(&self.collection)
+    }
+}
+
+impl crate::grpc::edge::Scoped for SearchRequest {
+    fn collection(&self) -> Option<&CollectionName> {
+        Some(&self.collection)
+    }
+}

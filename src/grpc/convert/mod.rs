@@ -146,6 +146,12 @@ impl From<Embeddings> for proto::EmbedResponse {
     }
 }
 
+impl crate::grpc::edge::Scoped for CollectionName {
+    fn collection(&self) -> Option<&CollectionName> {
+        Some(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
