@@ -20,7 +20,7 @@ use crate::proto;
 /// unit: H, M, S, m, u or n), counted from now.
 pub fn deadline(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Instant> {
     let value = metadata.get("grpc-timeout")?.to_str().ok()?;
-    std::time::Instant::now().checked_add(super::parse_grpc_timeout(value)?)
+    std::time::Instant::now().checked_add(super::policy::parse_grpc_timeout(value)?)
 }
 
 /// The Rag service.
