@@ -12,15 +12,15 @@ use quarry_engine::{CreateCollection, DeletedCollection, Embeddings};
 use crate::proto;
 
 mod documents;
+mod history;
 mod rag;
 
 pub use documents::{
     bulk_batch_from_proto, filter_from_proto, filter_to_proto, DeleteDocuments, GetDocument,
     UpsertDocuments,
 };
-pub use rag::{
-    ask_from_proto, delete_from_proto, list_from_proto, record_filter_from_proto, record_id,
-};
+pub use history::{delete_from_proto, list_from_proto, record_filter_from_proto, record_id};
+pub use rag::ask_from_proto;
 
 impl TryFrom<proto::CreateCollectionRequest> for CreateCollection {
     type Error = InvalidArgument;
