@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 use crate::chunk::chunk_text;
 use quarry_index::{IndexedChunk, IndexedDocument};
 
-use crate::{indexes, Engine, EngineError, Result};
+use crate::commit::{commit, IndexChange};
+use crate::{Engine, EngineError, Result};
 
 /// Limits on documents sent to Upsert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,60 +343,44 @@ impl Engine {
             .collect();
         let outcome = self
             .blocking(move |inner| {
-                let store = &inner.store;
-                let coll = store.collection(&collection)?;
-                let shared = inner.indexes.get(coll.id)?;
-                // Held across the write and the apply, so that the index
-                // sees writes to this collection in the store's order.
-                let mut index = indexes::write(&shared)?;
-                tracing::debug!(documents = new_docs.len(), "writing documents to the store");
-                let outcome = inner
-                    .disk
-                    .watch(store.upsert_documents(&collection, &new_docs))?;
-                tracing::debug!(seq = outcome.last_seq, "documents stored");
-                // The index gets what was just written, from memory: the
-                // store hands out chunk ids in input order, document by
-                // document, for every document it did not skip.
-                let mut ids = outcome.added_chunks.iter().copied();
-                let mut changed = Vec::new();
-                for (doc, status) in new_docs.into_iter().zip(&outcome.statuses) {
-                    if *status == UpsertStatus::Unchanged {
-                        continue;
-                    }
-                    let mut chunks = Vec::with_capacity(doc.chunks.len());
-                    for c in doc.chunks {
-                        let id = ids.next().ok_or_else(|| {
-                            EngineError::Internal(
-                                "the store returned fewer chunk ids than chunks".into(),
-                            )
-                        })?;
-                        chunks.push(IndexedChunk {
-                            id,
-                            text: c.text,
-                            vector: c.vector,
+                commit(inner, &collection, |store, _| {
+                    tracing::debug!(documents = new_docs.len(), "writing documents to the store");
+                    let outcome = inner
+                        .disk
+                        .watch(store.upsert_documents(&collection, &new_docs))?;
+                    tracing::debug!(seq = outcome.last_seq, "documents stored");
+                    // The index gets what was just written, from memory: the
+                    // store hands out chunk ids in input order, document by
+                    // document, for every document it did not skip.
+                    let mut ids = outcome.added_chunks.iter().copied();
+                    let mut changed = Vec::new();
+                    for (doc, status) in new_docs.into_iter().zip(&outcome.statuses) {
+                        if *status == UpsertStatus::Unchanged {
+                            continue;
+                        }
+                        let mut chunks = Vec::with_capacity(doc.chunks.len());
+                        for c in doc.chunks {
+                            let id = ids.next().ok_or_else(|| {
+                                EngineError::Internal(
+                                    "the store returned fewer chunk ids than chunks".into(),
+                                )
+                            })?;
+                            chunks.push(IndexedChunk {
+                                id,
+                                text: c.text,
+                                vector: c.vector,
+                            });
+                        }
+                        changed.push(IndexedDocument {
+                            id: doc.document.id,
+                            title: doc.document.title,
+                            metadata: doc.document.metadata,
+                            chunks,
                         });
                     }
-                    changed.push(IndexedDocument {
-                        id: doc.document.id,
-                        title: doc.document.title,
-                        metadata: doc.document.metadata,
-                        chunks,
-                    });
-                }
-                if outcome.last_seq > 0 {
-                    tracing::debug!(
-                        documents = changed.len(),
-                        "applying documents to the indexes"
-                    );
-                    index
-                        .upsert(changed, outcome.last_seq)
-                        .map_err(|e| inner.disk.index_write_failed(e))?;
-                    tracing::debug!(seq = outcome.last_seq, "indexes updated");
-                }
-                drop(index);
-                // Replaced documents leave tombstones too.
-                indexes::maybe_rebuild(&shared);
-                Ok(outcome)
+                    let seq = outcome.last_seq;
+                    Ok((outcome, seq, IndexChange::Upsert(changed)))
+                })
             })
             .await?;
         let mut summary = UpsertSummary {
@@ -434,39 +419,35 @@ impl Engine {
             f.validate("filter")?;
         }
         self.blocking(move |inner| {
-            let store = &inner.store;
-            let coll = store.collection(&collection)?;
-            let shared = inner.indexes.get(coll.id)?;
-            let mut index = indexes::write(&shared)?;
-            let ids = match selector {
-                DeleteSelector::Ids(ids) => ids,
-                DeleteSelector::Filter(filter) => {
-                    let mut ids = Vec::new();
-                    for doc in store.documents(coll.id) {
-                        let doc = doc?;
-                        if filter.matches(&doc.document.metadata) {
-                            ids.push(doc.document.id);
+            commit(inner, &collection, |store, coll| {
+                let ids = match selector {
+                    DeleteSelector::Ids(ids) => ids,
+                    DeleteSelector::Filter(filter) => {
+                        let mut ids = Vec::new();
+                        for doc in store.documents(coll.id) {
+                            let doc = doc?;
+                            if filter.matches(&doc.document.metadata) {
+                                ids.push(doc.document.id);
+                            }
                         }
+                        ids
                     }
-                    ids
-                }
-            };
-            // Deletes stay allowed under the free-space reserve: they are
-            // how an operator makes room.
-            inner.disk.check_not_failed()?;
-            let outcome = inner
-                .disk
-                .watch(store.delete_documents(&collection, &ids))?;
-            if outcome.last_seq > 0 {
-                index
-                    .remove(&outcome.deleted, outcome.last_seq)
-                    .map_err(|e| inner.disk.index_write_failed(e))?;
-            }
-            drop(index);
-            indexes::maybe_rebuild(&shared);
-            Ok(DeleteSummary {
-                documents: outcome.deleted.len() as u64,
-                chunks: outcome.removed_chunks.len() as u64,
+                };
+                // Deletes stay allowed under the free-space reserve: they
+                // are how an operator makes room.
+                inner.disk.check_not_failed()?;
+                let outcome = inner
+                    .disk
+                    .watch(store.delete_documents(&collection, &ids))?;
+                let summary = DeleteSummary {
+                    documents: outcome.deleted.len() as u64,
+                    chunks: outcome.removed_chunks.len() as u64,
+                };
+                Ok((
+                    summary,
+                    outcome.last_seq,
+                    IndexChange::Remove(outcome.deleted),
+                ))
             })
         })
         .await

@@ -11,6 +11,7 @@ mod ask;
 mod bulk;
 pub mod chunk;
 mod collections;
+mod commit;
 pub mod context;
 mod disk;
 mod documents;
