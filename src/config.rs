@@ -29,8 +29,11 @@ const MAX_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
 /// Default time in-flight calls get to finish after a stop signal.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 
-/// Flags of `quarry serve`.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Flags of `quarry serve`, and the keys of its TOML file: each setting
+/// is declared once, here (its flag, its environment variable, its file
+/// key, its help).
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServeArgs {
     /// Address to listen on, HOST:PORT. Port 0 picks a free port; the bound
     /// address is printed on standard output as `listening on ADDR`.
@@ -47,6 +50,7 @@ pub struct ServeArgs {
     /// underscores (listen, data_dir, embed_model, ...). Relative paths in
     /// it are relative to the file.
     #[arg(long, env = "QUARRY_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
 
     /// Largest gRPC message accepted or sent, in bytes (65536 to
@@ -229,47 +233,6 @@ pub struct ServeArgs {
 }
 
 /// The contents of a `--config` file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    max_message_bytes: Option<usize>,
-    shutdown_grace_secs: Option<u64>,
-    model_cache: Option<PathBuf>,
-    embed_model: Option<String>,
-    embed_workers: Option<usize>,
-    embed_threads: Option<usize>,
-    embed_queue_capacity: Option<usize>,
-    embed_batch_tokens: Option<usize>,
-    max_embed_texts: Option<usize>,
-    max_embed_text_bytes: Option<usize>,
-    index_checkpoint_secs: Option<usize>,
-    hnsw_rebuild_percent: Option<usize>,
-    min_free_disk_mb: Option<usize>,
-    generate_model: Option<String>,
-    generate_queue_capacity: Option<usize>,
-    ask_top_k: Option<usize>,
-    ask_min_similarity: Option<f32>,
-    max_new_tokens: Option<usize>,
-    ask_min_answer_score: Option<f32>,
-    ask_min_support: Option<f32>,
-    ask_evidence_sentences: Option<usize>,
-    ask_evidence_layout: Option<String>,
-    keys_file: Option<PathBuf>,
-    no_auth: Option<bool>,
-    metrics_listen: Option<SocketAddr>,
-    max_documents_per_request: Option<usize>,
-    max_document_bytes: Option<usize>,
-    max_top_k: Option<usize>,
-    max_question_bytes: Option<usize>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    tls_client_ca: Option<PathBuf>,
-    redact_records: Option<bool>,
-    record_key_file: Option<PathBuf>,
-}
-
 /// The effective configuration of a server.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -363,7 +326,7 @@ impl ServeArgs {
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
         let (file, base) = match &self.config {
             Some(path) => (read_file(path)?, path.parent().map(Path::to_path_buf)),
-            None => (FileConfig::default(), None),
+            None => (ServeArgs::default(), None),
         };
         let listen = self
             .listen
@@ -594,11 +557,11 @@ impl ServeArgs {
             max_new_tokens,
             max_question_bytes,
             max_top_k,
-            redact_records: self.redact_records || file.redact_records.unwrap_or(false),
+            redact_records: self.redact_records || file.redact_records,
             default_max_new_tokens: ask_defaults.default_max_new_tokens.min(max_new_tokens),
             ..ask_defaults
         };
-        let no_auth = self.no_auth || file.no_auth.unwrap_or(false);
+        let no_auth = self.no_auth || file.no_auth;
         let keys_file = match (self.keys_file, file.keys_file) {
             (Some(flag), _) => Some(flag),
             (None, Some(path)) => Some(from_file(path)),
@@ -730,7 +693,7 @@ fn in_range(
     }
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -764,7 +727,7 @@ mod tests {
         // Every key of the annotated example parses into the real struct
         // (unknown keys are refused) and says what the defaults are.
         let text = include_str!("../deploy/quarry.toml");
-        let file: FileConfig = toml::from_str(text).unwrap();
+        let file: ServeArgs = toml::from_str(text).unwrap();
         assert_eq!(file.ask_top_k, Some(AskConfig::default().default_top_k));
         assert_eq!(
             file.ask_min_similarity,
