@@ -26,6 +26,7 @@ pub mod rescore;
 mod search;
 #[cfg(test)]
 mod tests;
+mod validate;
 mod word_vectors;
 
 use std::path::PathBuf;
