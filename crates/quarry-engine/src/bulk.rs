@@ -146,7 +146,7 @@ impl Engine {
         let mut valid = valid.into_iter().peekable();
         while valid.peek().is_some() {
             let group: Vec<Document> = valid.by_ref().take(limits.max_documents).collect();
-            let s = self.upsert_documents(collection.clone(), group).await?;
+            let s = self.write_valid(collection.clone(), group).await?;
             summary.merge(BulkSummary {
                 added: s.added,
                 updated: s.updated,

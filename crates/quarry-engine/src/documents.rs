@@ -100,6 +100,16 @@ impl Engine {
                 .into());
             }
         }
+        self.write_valid(collection, docs).await
+    }
+
+    /// Writes documents already validated (by [`Engine::upsert_documents`]
+    /// or a bulk batch), so that no path checks a document twice.
+    pub(crate) async fn write_valid(
+        &self,
+        collection: CollectionName,
+        docs: Vec<Document>,
+    ) -> Result<UpsertSummary> {
         let docs: Vec<Document> = docs.into_iter().map(normalise).collect();
         self.inner.disk.check_room()?;
 
