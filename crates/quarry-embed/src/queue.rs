@@ -8,9 +8,10 @@
 //! caller its vectors in its own order.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use quarry_queue::{Queue, SubmitError, Taker};
 
 use tokenizers::{Encoding, Tokenizer};
 use tokio::sync::oneshot;
@@ -54,12 +55,9 @@ struct Job {
 /// the last handle is dropped.
 #[derive(Clone)]
 pub struct EmbedQueue {
-    tx: SyncSender<Job>,
-    /// Requests queued and not yet taken by a model thread.
-    waiting: Arc<AtomicUsize>,
+    queue: Queue<Job>,
     /// Texts embedded since start.
     embedded: Arc<AtomicU64>,
-    capacity: usize,
     dimension: usize,
     max_seq_length: usize,
     counting_tokenizer: Arc<Tokenizer>,
@@ -96,28 +94,21 @@ impl EmbedQueue {
         counting_tokenizer
             .with_truncation(None)
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        let (tx, rx) = mpsc::sync_channel::<Job>(config.capacity.max(1));
-        let rx = Arc::new(Mutex::new(rx));
-        let waiting = Arc::new(AtomicUsize::new(0));
         let embedded = Arc::new(AtomicU64::new(0));
         let budget = config.max_batch_tokens.max(max_seq_length);
-        for (i, model) in models.into_iter().enumerate() {
-            let rx = Arc::clone(&rx);
-            let counters = (Arc::clone(&waiting), Arc::clone(&embedded));
-            std::thread::Builder::new()
-                .name(format!("quarry-embed-{i}"))
-                .spawn(move || worker(model.as_ref(), rx, budget, counters))
-                .map_err(|e| {
-                    EmbedError::Model(candle_core::Error::Msg(format!(
-                        "cannot start a model thread: {e}"
-                    )))
-                })?;
-        }
+        let workers = models
+            .into_iter()
+            .map(|model| (model, budget, Arc::clone(&embedded)))
+            .collect();
+        let queue =
+            Queue::start("quarry-embed", config.capacity, workers, worker).map_err(|e| {
+                EmbedError::Model(candle_core::Error::Msg(format!(
+                    "cannot start a model thread: {e}"
+                )))
+            })?;
         Ok(Self {
-            tx,
-            waiting,
+            queue,
             embedded,
-            capacity: config.capacity.max(1),
             dimension,
             max_seq_length,
             counting_tokenizer: Arc::new(counting_tokenizer),
@@ -138,7 +129,7 @@ impl EmbedQueue {
 
     /// Requests waiting for a model thread.
     pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.queue.waiting()
     }
 
     /// Texts embedded since the queue started.
@@ -158,19 +149,10 @@ impl EmbedQueue {
 
     fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Outcome>, EmbedError> {
         let (reply, rx) = oneshot::channel();
-        // Counted before the send: the worker may take it at once.
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Job { texts, reply }) {
+        match self.queue.submit(Job { texts, reply }) {
             Ok(()) => Ok(rx),
-            Err(e) => {
-                self.waiting.fetch_sub(1, Ordering::Relaxed);
-                Err(match e {
-                    TrySendError::Full(_) => EmbedError::QueueFull {
-                        capacity: self.capacity,
-                    },
-                    TrySendError::Disconnected(_) => EmbedError::Stopped,
-                })
-            }
+            Err(SubmitError::Full { capacity }) => Err(EmbedError::QueueFull { capacity }),
+            Err(SubmitError::Stopped) => Err(EmbedError::Stopped),
         }
     }
 
@@ -193,37 +175,12 @@ impl EmbedQueue {
     }
 }
 
-fn worker(
-    model: &dyn Embedder,
-    rx: Arc<Mutex<Receiver<Job>>>,
-    budget: usize,
-    (waiting, embedded): (Arc<AtomicUsize>, Arc<AtomicU64>),
-) {
-    loop {
-        let jobs = {
-            let rx = match rx.lock() {
-                Ok(rx) => rx,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            let Ok(first) = rx.recv() else { return };
-            let mut waiting_tokens = estimate_tokens(&first.texts);
-            let mut jobs = vec![first];
-            // Take more waiting requests while they plausibly fit the budget:
-            // one batch of work per wake-up, without holding back the first.
-            while waiting_tokens < budget {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        waiting_tokens += estimate_tokens(&job.texts);
-                        jobs.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
-            jobs
-        };
-        waiting.fetch_sub(jobs.len(), Ordering::Relaxed);
-        let texts: usize = jobs.iter().map(|j| j.texts.len()).sum();
-        run_jobs(model, jobs, budget);
+/// One model thread: every wake-up takes the waiting requests that
+/// plausibly fit the token budget, without holding back the first.
+fn worker((model, budget, embedded): (Box<dyn Embedder>, usize, Arc<AtomicU64>), jobs: Taker<Job>) {
+    while let Some(batch) = jobs.next_batch(budget, |j| estimate_tokens(&j.texts)) {
+        let texts: usize = batch.iter().map(|j| j.texts.len()).sum();
+        run_jobs(model.as_ref(), batch, budget);
         embedded.fetch_add(texts as u64, Ordering::Relaxed);
     }
 }

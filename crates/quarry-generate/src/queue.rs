@@ -10,11 +10,11 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quarry_core::InvalidArgument;
+use quarry_queue::{Queue, SubmitError, Taker};
 use tokio::sync::mpsc;
 
 use crate::{
@@ -86,8 +86,6 @@ const EVENT_BUFFER: usize = 64;
 /// Counters of the model thread since it started.
 #[derive(Debug, Default)]
 struct Counters {
-    /// Jobs queued and not yet started.
-    waiting: AtomicU64,
     finished: AtomicU64,
     cancelled: AtomicU64,
     failed: AtomicU64,
@@ -116,13 +114,12 @@ pub struct QueueStats {
 /// The generator: a model thread behind a bounded queue.
 pub struct GenerateQueue {
     counters: Arc<Counters>,
-    jobs: SyncSender<Job>,
+    jobs: Queue<Job>,
     vocab: Arc<Vocab>,
     template: Option<ChatTemplate>,
     /// The control tokens' texts, longest first.
     control_texts: Vec<String>,
     context_length: usize,
-    capacity: usize,
 }
 
 impl GenerateQueue {
@@ -159,14 +156,11 @@ impl GenerateQueue {
         let context_length = model.context_length();
         let mut control_texts: Vec<String> = vocab.control.iter().map(|(_, t)| t.clone()).collect();
         control_texts.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        let (jobs, rx) = sync_channel(capacity.max(1));
-        let thread_vocab = Arc::clone(&vocab);
         let counters = Arc::new(Counters::default());
-        let thread_counters = Arc::clone(&counters);
-        std::thread::Builder::new()
-            .name("quarry-generate".into())
-            .spawn(move || worker(model.as_ref(), &thread_vocab, &thread_counters, rx))
-            .map_err(|e| {
+        // One model thread, one generation at a time.
+        let worker = (model, Arc::clone(&vocab), Arc::clone(&counters));
+        let jobs =
+            Queue::start("quarry-generate", capacity, vec![worker], worker_loop).map_err(|e| {
                 GenerateError::Model(format!("cannot start the generation thread: {e}"))
             })?;
         Ok(Self {
@@ -176,7 +170,6 @@ impl GenerateQueue {
             template,
             control_texts,
             context_length,
-            capacity: capacity.max(1),
         })
     }
 
@@ -184,7 +177,7 @@ impl GenerateQueue {
     pub fn stats(&self) -> QueueStats {
         let c = &self.counters;
         QueueStats {
-            waiting: c.waiting.load(Ordering::Relaxed),
+            waiting: self.jobs.waiting() as u64,
             finished: c.finished.load(Ordering::Relaxed),
             cancelled: c.cancelled.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
@@ -280,47 +273,48 @@ impl GenerateQueue {
             .into());
         }
         let (events, rx) = mpsc::channel(EVENT_BUFFER);
-        self.counters.waiting.fetch_add(1, Ordering::Relaxed);
-        let sent = self.jobs.try_send(Job {
+        match self.jobs.submit(Job {
             prompt: ids,
             params,
             events,
             cancel,
-        });
-        if sent.is_err() {
-            self.counters.waiting.fetch_sub(1, Ordering::Relaxed);
-        }
-        match sent {
+        }) {
             Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) => Err(GenerateError::QueueFull {
-                capacity: self.capacity,
-            }),
-            Err(TrySendError::Disconnected(_)) => Err(GenerateError::Model(
+            Err(SubmitError::Full { capacity }) => Err(GenerateError::QueueFull { capacity }),
+            Err(SubmitError::Stopped) => Err(GenerateError::Model(
                 "the generation thread has stopped".into(),
             )),
         }
     }
 }
 
-fn worker(model: &dyn Decoder, vocab: &Vocab, counters: &Counters, jobs: Receiver<Job>) {
-    while let Ok(job) = jobs.recv() {
-        counters.waiting.fetch_sub(1, Ordering::Relaxed);
-        let finish = run(model, vocab, counters, &job);
-        match finish {
-            Ok(finish) => {
-                let counter = if finish.reason == FinishReason::Cancelled {
-                    &counters.cancelled
-                } else {
-                    &counters.finished
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                let _ = job.events.blocking_send(Event::Done(finish));
-            }
-            Err(e) => {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "generation failed");
-                // The receiver sees the channel close without Done.
-            }
+/// The generation thread: one job at a time, in order.
+fn worker_loop(
+    (model, vocab, counters): (Box<dyn Decoder>, Arc<Vocab>, Arc<Counters>),
+    jobs: Taker<Job>,
+) {
+    while let Some(batch) = jobs.next_batch(1, |_| 1) {
+        for job in batch {
+            worker(model.as_ref(), &vocab, &counters, job);
+        }
+    }
+}
+
+fn worker(model: &dyn Decoder, vocab: &Vocab, counters: &Counters, job: Job) {
+    match run(model, vocab, counters, &job) {
+        Ok(finish) => {
+            let counter = if finish.reason == FinishReason::Cancelled {
+                &counters.cancelled
+            } else {
+                &counters.finished
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let _ = job.events.blocking_send(Event::Done(finish));
+        }
+        Err(e) => {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "generation failed");
+            // The receiver sees the channel close without Done.
         }
     }
 }
