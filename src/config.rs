@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use quarry_embed::QueueConfig;
 use quarry_engine::{
-    AskConfig, DocumentLimits, EmbedLimits, EvidenceLayout, GroundingConfig, IndexConfig,
-    SearchLimits,
+    AskConfig, DocumentLimits, EmbedLimits, EngineConfig, EvidenceLayout, GroundingConfig,
+    IndexConfig, SearchLimits,
 };
 use quarry_models::{ModelCache, ModelSource};
 use serde::Deserialize;
@@ -233,49 +233,26 @@ pub struct ServeArgs {
 }
 
 /// The contents of a `--config` file.
-/// The effective configuration of a server.
+/// The effective configuration of a server: the engine's, and the edge's.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// The data directory.
-    pub data_dir: PathBuf,
     /// Largest message, both directions.
     pub max_message_bytes: usize,
     /// Grace period for in-flight calls on shutdown.
     pub shutdown_grace: Duration,
-    /// The model cache.
-    pub model_cache: ModelCache,
-    /// The sentence embedder's source.
-    pub embed_model: ModelSource,
-    /// The embedder's threads and queue.
-    pub embed_queue: QueueConfig,
-    /// Limits on Embed requests.
-    pub embed_limits: EmbedLimits,
-    /// Index checkpoints and rebuilds.
-    pub index: IndexConfig,
-    /// The generation model; `None` serves no Ask.
-    pub generate_model: Option<ModelSource>,
-    /// Asks that may wait for the generation thread.
-    pub generate_queue_capacity: usize,
-    /// Limits and defaults of Ask.
-    pub ask: AskConfig,
     /// The API keys file; `None` with `no_auth`.
     pub keys_file: Option<PathBuf>,
     /// Auth is off.
     pub no_auth: bool,
     /// Where to serve /metrics, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
-    /// Limits on documents.
-    pub document_limits: DocumentLimits,
-    /// Limits on searches.
-    pub search_limits: SearchLimits,
     /// TLS files: certificate, key, and the client CA for mTLS.
     pub tls: Option<TlsFiles>,
-    /// The key that seals stored records, if any.
-    pub record_key: Option<quarry_store::RecordKey>,
-    /// Free space the data directory's disk keeps (writes stop below).
-    pub min_free_disk_bytes: u64,
+    /// Everything the engine is opened with (data directory, models,
+    /// limits, Ask and index settings).
+    pub engine: EngineConfig,
 }
 
 /// The PEM files of the server's TLS.
@@ -626,26 +603,28 @@ impl ServeArgs {
             0..=1024 * 1024,
         )?;
         Ok(ServeConfig {
-            min_free_disk_bytes: min_free_disk_mb as u64 * 1024 * 1024,
-            record_key,
-            tls,
-            document_limits,
-            search_limits,
-            metrics_listen: self.metrics_listen.or(file.metrics_listen),
-            keys_file,
-            no_auth,
-            generate_model,
-            generate_queue_capacity,
-            ask,
             listen,
-            data_dir,
             max_message_bytes,
             shutdown_grace: Duration::from_secs(grace),
-            model_cache,
-            embed_model,
-            embed_queue,
-            embed_limits,
-            index,
+            keys_file,
+            no_auth,
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            tls,
+            engine: EngineConfig {
+                data_dir,
+                model_cache,
+                embed_model,
+                embed_queue,
+                embed_limits,
+                document_limits,
+                search_limits,
+                index,
+                generate_model,
+                generate_queue_capacity,
+                ask,
+                record_key,
+                min_free_disk_bytes: min_free_disk_mb as u64 * 1024 * 1024,
+            },
         })
     }
 }
@@ -712,14 +691,14 @@ mod tests {
     fn defaults_apply_when_nothing_is_set() {
         let c = ServeArgs::default().resolve().unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.engine.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));
         assert_eq!(
-            c.generate_model.map(|m| m.to_string()),
+            c.engine.generate_model.map(|m| m.to_string()),
             Some(quarry_models::DEFAULT_GENERATE_MODEL.to_owned())
         );
-        assert_eq!(c.ask, AskConfig::default());
+        assert_eq!(c.engine.ask, AskConfig::default());
     }
 
     #[test]
@@ -743,11 +722,14 @@ mod tests {
         .resolve()
         .unwrap();
         let defaults = ServeArgs::default().resolve().unwrap();
-        assert_eq!(c.ask, defaults.ask);
-        assert_eq!(c.generate_queue_capacity, defaults.generate_queue_capacity);
+        assert_eq!(c.engine.ask, defaults.engine.ask);
         assert_eq!(
-            c.generate_model.map(|m| m.to_string()),
-            defaults.generate_model.map(|m| m.to_string())
+            c.engine.generate_queue_capacity,
+            defaults.engine.generate_queue_capacity
+        );
+        assert_eq!(
+            c.engine.generate_model.map(|m| m.to_string()),
+            defaults.engine.generate_model.map(|m| m.to_string())
         );
     }
 
@@ -760,8 +742,8 @@ mod tests {
         }
         .resolve()
         .unwrap();
-        assert_eq!(c.ask.grounding.min_answer_score, 0.6);
-        assert_eq!(c.ask.grounding.layout, EvidenceLayout::Ranked);
+        assert_eq!(c.engine.ask.grounding.min_answer_score, 0.6);
+        assert_eq!(c.engine.ask.grounding.layout, EvidenceLayout::Ranked);
         for (args, setting) in [
             (
                 ServeArgs {
@@ -798,7 +780,7 @@ mod tests {
         }
         .resolve()
         .unwrap();
-        assert!(none.generate_model.is_none());
+        assert!(none.engine.generate_model.is_none());
         for (args, setting) in [
             (
                 ServeArgs {
@@ -843,7 +825,7 @@ mod tests {
         .resolve()
         .unwrap();
         assert_eq!(from_file.listen.to_string(), "0.0.0.0:6000");
-        assert_eq!(from_file.data_dir, dir.path().join("data"));
+        assert_eq!(from_file.engine.data_dir, dir.path().join("data"));
         assert_eq!(from_file.max_message_bytes, 1 << 20);
 
         let overridden = ServeArgs {
@@ -855,7 +837,7 @@ mod tests {
         .resolve()
         .unwrap();
         assert_eq!(overridden.listen.to_string(), "127.0.0.1:7000");
-        assert_eq!(overridden.data_dir, PathBuf::from("elsewhere"));
+        assert_eq!(overridden.engine.data_dir, PathBuf::from("elsewhere"));
     }
 
     #[test]

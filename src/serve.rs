@@ -8,7 +8,7 @@ use anyhow::Context;
 use quarry::auth::{Authenticator, KeysFile};
 use quarry::config::{ServeArgs, ServeConfig};
 use quarry::grpc::{self, ServerOptions};
-use quarry_engine::{Engine, EngineConfig};
+use quarry_engine::Engine;
 use tokio::sync::watch;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -35,7 +35,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             stop.clone(),
         ));
     }
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "quarry serving");
+    tracing::info!(%addr, data_dir = %config.engine.data_dir.display(), "quarry serving");
     // Scripts and tests read the bound address (useful with port 0) here.
     println!("listening on {addr}");
     std::io::stdout().flush()?;
@@ -108,21 +108,7 @@ pub fn tls_config(
 /// Opens the engine a configuration describes (loading the models) on the
 /// blocking pool.
 pub async fn open_engine(config: &ServeConfig) -> anyhow::Result<Engine> {
-    let engine_config = EngineConfig {
-        data_dir: config.data_dir.clone(),
-        model_cache: config.model_cache.clone(),
-        embed_model: config.embed_model.clone(),
-        embed_queue: config.embed_queue,
-        embed_limits: config.embed_limits,
-        document_limits: config.document_limits,
-        search_limits: config.search_limits,
-        index: config.index,
-        generate_model: config.generate_model.clone(),
-        generate_queue_capacity: config.generate_queue_capacity,
-        ask: config.ask,
-        record_key: config.record_key.clone(),
-        min_free_disk_bytes: config.min_free_disk_bytes,
-    };
+    let engine_config = config.engine.clone();
     tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await?
         .context("cannot start the engine")

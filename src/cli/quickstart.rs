@@ -118,18 +118,22 @@ pub async fn run(mut args: QuickstartArgs) -> anyhow::Result<()> {
         args.serve.no_auth = true;
     }
     let config = args.serve.resolve()?;
-    println!("Quarry quickstart · data in {}", config.data_dir.display());
+    println!(
+        "Quarry quickstart · data in {}",
+        config.engine.data_dir.display()
+    );
     if config.no_auth {
         println!("    (API keys off for this local demo; a real server uses --keys-file)");
     }
 
     step(1, "models");
-    let cache = config.model_cache.clone();
+    let cache = config.engine.model_cache.clone();
     for (kind, source, generator) in [
-        ("embedder", config.embed_model.to_string(), false),
+        ("embedder", config.engine.embed_model.to_string(), false),
         (
             "generator",
             config
+                .engine
                 .generate_model
                 .as_ref()
                 .map_or(DEFAULT_GENERATE_MODEL.to_owned(), ModelSource::to_string),
@@ -170,7 +174,7 @@ pub async fn run(mut args: QuickstartArgs) -> anyhow::Result<()> {
             fetched.display()
         );
     }
-    if source_is_default(&config.embed_model, DEFAULT_EMBED_MODEL) {
+    if source_is_default(&config.engine.embed_model, DEFAULT_EMBED_MODEL) {
         println!("    (embedder: all-MiniLM-L6-v2; generator: SmolLM2-135M-Instruct)");
     }
 
