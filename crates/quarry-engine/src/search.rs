@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use quarry_core::{CollectionName, Filter, InvalidArgument, Metadata};
 use quarry_index::{Fusion, Mode, SearchQuery};
 
-use crate::{indexes, rescore, Engine, EngineError, Result};
+use crate::{indexes, rescore, Engine, EngineError, Inner, Result};
 
 /// Limits and defaults of Search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,69 +190,84 @@ impl Engine {
     /// keyword mode).
     pub(crate) async fn search_with_vector(
         &self,
-        mut req: SearchRequest,
+        req: SearchRequest,
         vector: Option<Vec<f32>>,
     ) -> Result<Vec<SearchHit>> {
-        let limits = self.inner.search_limits;
-        validate(&req, &limits)?;
-        if req.top_k == 0 {
-            req.top_k = limits.default_top_k;
-        }
-        self.blocking(move |inner| {
-            if let (Fusion::Adaptive { alpha, .. }, Mode::Hybrid) = (req.fusion, req.mode) {
-                // The dense weight follows how well the embedder reads this
-                // query (an English vocabulary spells Arabic out letter by
-                // letter); tokenizing it is CPU work, so it happens here.
-                req.fusion = Fusion::Adaptive {
-                    alpha,
-                    coverage: inner.embedder.coverage(&req.query),
-                };
-            }
-            let store = &inner.store;
-            let coll = store.collection(&req.collection)?;
-            let index = inner.indexes.get(coll.id)?;
-            let fused = indexes::read(&index)?
-                .search(&SearchQuery {
-                    text: &req.query,
-                    vector: vector.as_deref(),
-                    mode: req.mode,
-                    filter: req.filter.as_ref(),
-                    fusion: req.fusion,
-                    top_k: req.top_k,
-                    depth: limits.depth,
-                })
-                .map_err(indexes::index_error)?;
-            let mut docs = HashMap::new();
-            let mut hits = Vec::with_capacity(fused.len());
-            for f in fused {
-                // A hit deleted since the search started is skipped.
-                let Some(chunk) = store.chunk(coll.id, f.id)? else {
-                    continue;
-                };
-                if !docs.contains_key(&chunk.document_id) {
-                    match store.document(&req.collection, &chunk.document_id) {
-                        Ok(d) => {
-                            docs.insert(chunk.document_id.clone(), d.document);
-                        }
-                        Err(quarry_store::StoreError::DocumentNotFound { .. }) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                let doc = &docs[&chunk.document_id];
-                hits.push(SearchHit {
-                    chunk_id: f.id,
-                    title: doc.title.clone(),
-                    metadata: doc.metadata.clone(),
-                    document_id: chunk.document_id,
-                    text: chunk.text,
-                    score: f.score,
-                    dense: f.dense,
-                    keyword: f.keyword,
-                    chunk_index: chunk.index,
-                });
-            }
-            Ok(hits)
-        })
-        .await
+        let req = prepare(req, &self.inner.search_limits)?;
+        self.blocking(move |inner| search_in(inner, req, vector.as_deref()))
+            .await
     }
+}
+
+/// A request validated, with its defaults filled in.
+pub(crate) fn prepare(mut req: SearchRequest, limits: &SearchLimits) -> Result<SearchRequest> {
+    validate(&req, limits)?;
+    if req.top_k == 0 {
+        req.top_k = limits.default_top_k;
+    }
+    Ok(req)
+}
+
+/// The search itself, on a thread that may block (the caller's blocking
+/// trip; Ask runs it in the same trip as its prompt): the indexes, then
+/// the hits hydrated from the store. `req` has passed [`prepare`].
+pub(crate) fn search_in(
+    inner: &Inner,
+    mut req: SearchRequest,
+    vector: Option<&[f32]>,
+) -> Result<Vec<SearchHit>> {
+    let limits = inner.search_limits;
+    if let (Fusion::Adaptive { alpha, .. }, Mode::Hybrid) = (req.fusion, req.mode) {
+        // The dense weight follows how well the embedder reads this
+        // query (an English vocabulary spells Arabic out letter by
+        // letter); tokenizing it is CPU work, so it happens here.
+        req.fusion = Fusion::Adaptive {
+            alpha,
+            coverage: inner.embedder.coverage(&req.query),
+        };
+    }
+    let store = &inner.store;
+    let coll = store.collection(&req.collection)?;
+    let index = inner.indexes.get(coll.id)?;
+    let fused = indexes::read(&index)?
+        .search(&SearchQuery {
+            text: &req.query,
+            vector,
+            mode: req.mode,
+            filter: req.filter.as_ref(),
+            fusion: req.fusion,
+            top_k: req.top_k,
+            depth: limits.depth,
+        })
+        .map_err(indexes::index_error)?;
+    let mut docs = HashMap::new();
+    let mut hits = Vec::with_capacity(fused.len());
+    for f in fused {
+        // A hit deleted since the search started is skipped.
+        let Some(chunk) = store.chunk(coll.id, f.id)? else {
+            continue;
+        };
+        if !docs.contains_key(&chunk.document_id) {
+            match store.document(&req.collection, &chunk.document_id) {
+                Ok(d) => {
+                    docs.insert(chunk.document_id.clone(), d.document);
+                }
+                Err(quarry_store::StoreError::DocumentNotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let doc = &docs[&chunk.document_id];
+        hits.push(SearchHit {
+            chunk_id: f.id,
+            title: doc.title.clone(),
+            metadata: doc.metadata.clone(),
+            document_id: chunk.document_id,
+            text: chunk.text,
+            score: f.score,
+            dense: f.dense,
+            keyword: f.keyword,
+            chunk_index: chunk.index,
+        });
+    }
+    Ok(hits)
 }

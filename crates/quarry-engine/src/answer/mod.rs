@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use crate::ask::{ms, sampling_params, snippet, validate, AskEvent, AskRequest, Citation, Delta};
 use crate::grounding::{Grounding, Output};
 use crate::prompt::{self, Prepared};
-use crate::{Engine, EngineError, Result, SearchRequest};
+use crate::{search, Engine, EngineError, Result, SearchRequest};
 
 mod record;
 mod stream;
@@ -136,27 +136,27 @@ impl Engine {
         // gate and the evidence scores, in every mode.
         let vector = self.embed_one(&req.question).await?;
         let embedded = started.elapsed();
-        let hits = self
-            .search_with_vector(
-                SearchRequest {
-                    collection: req.collection.clone(),
-                    query: req.question.clone(),
-                    top_k,
-                    mode: req.mode,
-                    filter: req.filter.clone(),
-                    fusion: Fusion::default(),
-                    sentence_weight: 0.0,
-                },
-                (req.mode != Mode::Keyword).then(|| vector.clone()),
-            )
-            .await?;
-
+        let search = search::prepare(
+            SearchRequest {
+                collection: req.collection.clone(),
+                query: req.question.clone(),
+                top_k,
+                mode: req.mode,
+                filter: req.filter.clone(),
+                fusion: Fusion::default(),
+                sentence_weight: 0.0,
+            },
+            &self.inner.search_limits,
+        )?;
         let prep_req = req.clone();
         let prep_gen = generator.clone();
         let max_new = params.max_new_tokens;
         let prep_vector = vector.clone();
+        // Retrieval and the prompt in one blocking trip.
         let prepared = self
             .blocking(move |inner| {
+                let dense = (prep_req.mode != Mode::Keyword).then_some(prep_vector.as_slice());
+                let hits = search::search_in(inner, search, dense)?;
                 prompt::prepare(
                     inner,
                     prep_gen.as_ref().map(|g| &g.queue),
