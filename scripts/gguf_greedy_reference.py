@@ -8,12 +8,12 @@ tokenized by llama.cpp (add_bos=False, special=True) and continued for 24
 tokens by greedy decoding (top_k=1, temperature 0, no repetition penalty)
 on 2 threads. Quarry's greedy decoding of the same prompt ids must agree
 for at least the first 16 tokens in at least 4 of the 5
-(crates/quarry-generate/tests/greedy.rs).
+(crates/quarry-generate/tests/generate/greedy.rs).
 
 The qwen2 fixtures come from files derived from SmolLM2's GGUF by the
 tests themselves (crates/quarry-generate/tests/derive/mod.rs):
 
-    QUARRY_DERIVED_OUT=/tmp/derived cargo test --workspace --test formats
+    QUARRY_DERIVED_OUT=/tmp/derived cargo test --workspace --test generate formats::
     VENV/bin/python scripts/gguf_greedy_reference.py /tmp/derived/smollm2-qwen2.gguf \
         crates/quarry-generate/tests/fixtures/smollm2_qwen2_greedy.json
     (and smollm2-qwen2-q4k.gguf -> smollm2_qwen2_q4k_greedy.json)

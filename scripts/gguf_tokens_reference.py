@@ -8,7 +8,7 @@ Loads the file with vocab_only=True and tokenizes each string below with
 add_bos=False and special=True (control tokens such as <|im_start|> in the
 text become their ids, as in a rendered chat prompt). Quarry's tokenizer,
 built from the same file's metadata, must give the same ids
-(crates/quarry-generate/tests/tokenizer.rs).
+(crates/quarry-generate/tests/generate/tokenizer.rs).
 """
 import json
 import sys

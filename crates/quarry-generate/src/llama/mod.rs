@@ -15,7 +15,7 @@
 //! quantized llama (f32 everywhere) differed by up to 0.4 and left
 //! llama.cpp's greedy path after 5 to 9 tokens on 4 of 5 test prompts.
 //! The softmax and SiLU use ggml's own vectorised exp ([`vexp`]); see
-//! tests/greedy.rs for what still differs.
+//! tests/generate/greedy.rs for what still differs.
 //!
 //! Matrix products and prompt attention split across a spinning thread
 //! team ([`team`]); a prompt goes through in one batch, so each weight row

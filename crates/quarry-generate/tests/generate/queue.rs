@@ -4,10 +4,6 @@
 //! whose reader went away does not hold the thread (not even through a
 //! long prefill).
 
-// Helpers outside #[test] functions unwrap too: a failure here is the
-// test failing.
-#![allow(clippy::unwrap_used)]
-
 use quarry_generate::{
     find_gguf, Event, FinishReason, GenerateError, GenerateQueue, LlamaModel, Message,
     SamplingParams,

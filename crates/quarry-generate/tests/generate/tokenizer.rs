@@ -3,10 +3,6 @@
 //! (fixture: scripts/gguf_tokens_reference.py, llama-cpp-python with
 //! vocab_only=True), and decoding gives the text back.
 
-// Helpers outside #[test] functions unwrap too: a failure here is the
-// test failing.
-#![allow(clippy::unwrap_used)]
-
 use std::path::PathBuf;
 
 use quarry_generate::{find_gguf, read_gguf_metadata, vocab_from_gguf, ChatTemplate, Message};
@@ -25,7 +21,7 @@ fn model() -> PathBuf {
 #[test]
 fn ids_equal_llama_cpp_and_decoding_round_trips() {
     let fixture: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/smollm2_tokenizer.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/smollm2_tokenizer.json")).unwrap();
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 40);
     let vocab = vocab_from_gguf(&read_gguf_metadata(&model()).unwrap()).unwrap();

@@ -3,10 +3,6 @@
 //! and a stop sequence ends the stream without being emitted, even when it
 //! arrives split across tokens.
 
-// Helpers outside #[test] functions unwrap too: a failure here is the
-// test failing.
-#![allow(clippy::unwrap_used)]
-
 use quarry_generate::{find_gguf, read_gguf_metadata, vocab_from_gguf, Delta, TextStream, Vocab};
 use quarry_models::{ModelCache, DEFAULT_GENERATE_MODEL};
 

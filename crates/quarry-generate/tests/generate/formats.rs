@@ -9,11 +9,7 @@
 //!   (scripts/gguf_greedy_reference.py); Quarry's greedy output must agree
 //!   with it as the llama test does.
 
-// Helpers outside #[test] functions unwrap too: a failure here is the
-// test failing.
-#![allow(clippy::unwrap_used)]
-
-mod derive;
+use crate::derive;
 
 use quarry_generate::{argmax, ChatTemplate, LlamaModel, Message, ModelFormat};
 
@@ -59,7 +55,7 @@ fn a_safetensors_folder_runs_like_its_gguf() {
     let original = ModelFormat::detect(&gguf).unwrap();
     let (hf_vocab, gguf_vocab) = (hf.vocab().unwrap(), original.vocab().unwrap());
     let strings: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/smollm2_tokenizer.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/smollm2_tokenizer.json")).unwrap();
     for case in strings["cases"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
         let want = ids(&case["ids"]);
@@ -79,7 +75,7 @@ fn a_safetensors_folder_runs_like_its_gguf() {
         reference.config().context_length
     );
     let fixture: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/smollm2_greedy.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/smollm2_greedy.json")).unwrap();
     // The weights went Q4_1 -> BF16 -> Q8_0: the next-token scores must
     // be close everywhere, and each model's choice near the top of the
     // other's list (the first greedy token can differ where two
@@ -175,7 +171,7 @@ fn qwen2_against_llama_cpp(k_quant: bool, fixture: &str) -> (Vec<(usize, usize)>
 #[test]
 fn a_qwen2_gguf_agrees_with_llama_cpp() {
     let (results, report) =
-        qwen2_against_llama_cpp(false, include_str!("fixtures/smollm2_qwen2_greedy.json"));
+        qwen2_against_llama_cpp(false, include_str!("../fixtures/smollm2_qwen2_greedy.json"));
     let agree = results
         .iter()
         .filter(|(same, len)| *same >= 16.min(*len))
@@ -189,8 +185,10 @@ fn a_qwen2_gguf_agrees_with_llama_cpp() {
 /// This build: 24, 11, 8 (the whole answer), 5 and 1 tokens agree.
 #[test]
 fn a_qwen2_gguf_with_k_quants_runs_close_to_llama_cpp() {
-    let (results, report) =
-        qwen2_against_llama_cpp(true, include_str!("fixtures/smollm2_qwen2_q4k_greedy.json"));
+    let (results, report) = qwen2_against_llama_cpp(
+        true,
+        include_str!("../fixtures/smollm2_qwen2_q4k_greedy.json"),
+    );
     assert!(results.iter().all(|(same, _)| *same >= 1), "{report}");
     let agree = results
         .iter()

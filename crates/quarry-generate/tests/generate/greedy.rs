@@ -14,10 +14,6 @@
 //! exp falls back to the C library's (llama.cpp there runs its AVX2
 //! kernels, not replicated), and the floor is 3.
 
-// Helpers outside #[test] functions unwrap too: a failure here is the
-// test failing.
-#![allow(clippy::unwrap_used)]
-
 use quarry_generate::{find_gguf, read_gguf_metadata, vocab_from_gguf, LlamaModel};
 use quarry_models::{ModelCache, DEFAULT_GENERATE_MODEL};
 
@@ -37,7 +33,7 @@ fn min_agreeing_prompts() -> usize {
 #[test]
 fn greedy_continuations_agree_with_llama_cpp() {
     let fixture: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/smollm2_greedy.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/smollm2_greedy.json")).unwrap();
     let dir = ModelCache::from_env()
         .fetch(
             &DEFAULT_GENERATE_MODEL.parse().unwrap(),
