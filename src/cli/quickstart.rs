@@ -109,13 +109,13 @@ fn step(n: u32, what: &str) {
 
 /// Runs the quickstart.
 pub async fn run(mut args: QuickstartArgs) -> anyhow::Result<()> {
-    if args.serve.data_dir.is_none() {
-        args.serve.data_dir = Some(default_data_dir());
+    if args.serve.server.data_dir.is_none() {
+        args.serve.server.data_dir = Some(default_data_dir());
     }
     // A local demonstration: without a keys file, keys are off (said
     // below, and logged).
-    if args.serve.keys_file.is_none() {
-        args.serve.no_auth = true;
+    if args.serve.security.keys_file.is_none() {
+        args.serve.security.no_auth = true;
     }
     let config = args.serve.resolve()?;
     println!(
