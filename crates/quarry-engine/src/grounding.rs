@@ -299,7 +299,9 @@ fn texts(passages: &[GroundPassage]) -> Vec<PassageText<'_>> {
         .collect()
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// The cosine of two embeddings (the embedder normalises them, so it is
+/// their dot product).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 

@@ -45,10 +45,6 @@ impl Default for IndexConfig {
 pub(crate) type Shared = Arc<RwLock<CollectionIndex>>;
 
 /// Index errors are the server's own failures.
-pub(crate) fn index_error(e: quarry_index::IndexError) -> EngineError {
-    EngineError::from(e)
-}
-
 fn lock_poisoned() -> EngineError {
     EngineError::Internal("an index lock was poisoned by a panic".into())
 }
@@ -174,8 +170,7 @@ impl Indexes {
                 coll.settings,
                 config.rebuild_share,
                 &truth,
-            )
-            .map_err(index_error)?;
+            )?;
             let ms = started.elapsed().as_millis() as u64;
             for (name, part) in [("dense", &report.dense), ("keyword", &report.keyword)] {
                 if matches!(part, Recovered::Rebuilt { .. }) {
@@ -225,8 +220,7 @@ impl Indexes {
             coll.settings,
             self.config.rebuild_share,
             seq,
-        )
-        .map_err(index_error)?;
+        )?;
         self.insert(coll.id, index)
     }
 
@@ -306,7 +300,7 @@ impl Indexes {
             // collection up to `seq` is in the index.
             let seq = store.last_seq()?;
             let started = Instant::now();
-            if index.checkpoint(seq).map_err(index_error)? {
+            if index.checkpoint(seq)? {
                 tracing::debug!(
                     collection_id = id,
                     seq,

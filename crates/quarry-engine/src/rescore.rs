@@ -39,21 +39,6 @@ pub fn candidate_sentences(text: &str) -> Vec<String> {
     }
 }
 
-/// Cosine similarity (0 when either vector is zero).
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
-    for (x, y) in a.iter().zip(b) {
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    if na > 0.0 && nb > 0.0 {
-        dot / (na.sqrt() * nb.sqrt())
-    } else {
-        0.0
-    }
-}
-
 /// The new order of hits scored `scores` (descending, as returned) whose
 /// best sentences score `best`, with their new scores: indexes into the
 /// input, best first. Ties keep the input order.

@@ -162,7 +162,7 @@ impl Engine {
                 vectors
                     .by_ref()
                     .take(sentences.len())
-                    .map(|v| rescore::cosine(query, v))
+                    .map(|v| crate::grounding::dot(query, v))
                     .fold(-1.0, f32::max)
             })
             .collect();
@@ -229,17 +229,15 @@ pub(crate) fn search_in(
     let store = &inner.store;
     let coll = store.collection(&req.collection)?;
     let index = inner.indexes.get(coll.id)?;
-    let fused = indexes::read(&index)?
-        .search(&SearchQuery {
-            text: &req.query,
-            vector,
-            mode: req.mode,
-            filter: req.filter.as_ref(),
-            fusion: req.fusion,
-            top_k: req.top_k,
-            depth: limits.depth,
-        })
-        .map_err(indexes::index_error)?;
+    let fused = indexes::read(&index)?.search(&SearchQuery {
+        text: &req.query,
+        vector,
+        mode: req.mode,
+        filter: req.filter.as_ref(),
+        fusion: req.fusion,
+        top_k: req.top_k,
+        depth: limits.depth,
+    })?;
     let mut docs = HashMap::new();
     let mut hits = Vec::with_capacity(fused.len());
     for f in fused {

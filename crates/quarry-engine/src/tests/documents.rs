@@ -1,9 +1,8 @@
 //! Upsert, search, delete and bulk loading through a real engine.
 
-use quarry_core::Document;
 use quarry_index::{Fusion, Mode};
 
-use super::TestEngine;
+use super::{doc, TestEngine};
 use crate::{BulkBatch, BulkError, DeleteSelector, SearchRequest};
 
 const DOCS: &[(&str, &str)] = &[
@@ -98,15 +97,7 @@ async fn an_unchanged_document_is_not_embedded_again_and_a_changed_one_replaces_
     let kb = t.load("kb", DOCS).await;
     let again = t
         .engine
-        .upsert_documents(
-            kb.clone(),
-            vec![Document {
-                id: "lava".into(),
-                title: String::new(),
-                text: "lava".into(),
-                metadata: Default::default(),
-            }],
-        )
+        .upsert_documents(kb.clone(), vec![doc("lava", "lava")])
         .await
         .unwrap();
     assert_eq!(again.added, 1);
@@ -114,14 +105,7 @@ async fn an_unchanged_document_is_not_embedded_again_and_a_changed_one_replaces_
         .engine
         .upsert_documents(
             kb.clone(),
-            DOCS.iter()
-                .map(|(id, text)| Document {
-                    id: (*id).into(),
-                    title: String::new(),
-                    text: (*text).into(),
-                    metadata: Default::default(),
-                })
-                .collect(),
+            DOCS.iter().map(|(id, text)| doc(id, text)).collect(),
         )
         .await
         .unwrap();
@@ -129,15 +113,7 @@ async fn an_unchanged_document_is_not_embedded_again_and_a_changed_one_replaces_
     // Rewriting "tides" to talk about lava makes it a lava hit.
     let changed = t
         .engine
-        .upsert_documents(
-            kb.clone(),
-            vec![Document {
-                id: "tides".into(),
-                title: String::new(),
-                text: "lava lava lava".into(),
-                metadata: Default::default(),
-            }],
-        )
+        .upsert_documents(kb.clone(), vec![doc("tides", "lava lava lava")])
         .await
         .unwrap();
     assert_eq!(changed.updated, 1);
@@ -153,12 +129,6 @@ async fn an_unchanged_document_is_not_embedded_again_and_a_changed_one_replaces_
 async fn bulk_loading_keeps_the_valid_documents_and_lists_the_invalid() {
     let t = TestEngine::new(&words());
     let kb = t.load("kb", &DOCS[..1]).await;
-    let doc = |id: &str, text: &str| Document {
-        id: id.into(),
-        title: String::new(),
-        text: text.into(),
-        metadata: Default::default(),
-    };
     let summary = t
         .engine
         .bulk_upsert(
@@ -197,12 +167,6 @@ async fn bad_requests_name_the_field() {
 async fn a_bulk_stream_keeps_the_last_version_of_each_id_and_reports_failures() {
     let t = TestEngine::new(&words());
     let kb = t.load("kb", &DOCS[..1]).await;
-    let doc = |id: &str, text: &str| Document {
-        id: id.into(),
-        title: String::new(),
-        text: text.into(),
-        metadata: Default::default(),
-    };
     // Ten batches; "tides" is rewritten in every one, so only the tenth
     // version may survive, however the batches overlap.
     let batches: Vec<Result<BulkBatch, String>> = (0..10)

@@ -37,24 +37,13 @@ impl HashEmbedder {
     /// An embedder knowing every word of `texts` (others are one unknown
     /// token, which contributes nothing).
     pub(crate) fn for_texts(texts: &[&str]) -> Self {
-        let mut vocab: HashMap<String, u32> = HashMap::new();
-        vocab.insert("[UNK]".into(), 0);
-        for text in texts {
-            for word in text
-                .to_lowercase()
-                .split(|c: char| !c.is_alphanumeric())
-                .filter(|w| !w.is_empty())
-            {
-                let next = vocab.len() as u32;
-                vocab.entry(word.to_owned()).or_insert(next);
-            }
-        }
-        let model = WordLevel::builder()
-            .vocab(vocab.into_iter().collect())
-            .unk_token("[UNK]".into())
-            .build()
-            .unwrap();
-        let mut tokenizer = Tokenizer::new(model);
+        let lower: Vec<String> = texts.iter().map(|t| t.to_lowercase()).collect();
+        let words = lower
+            .iter()
+            .flat_map(|t| t.split(|c: char| !c.is_alphanumeric()))
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned);
+        let mut tokenizer = word_level(words);
         let _ = tokenizer.with_normalizer(Some(Lowercase));
         tokenizer.with_pre_tokenizer(Some(Whitespace {}));
         Self { tokenizer }
@@ -170,26 +159,33 @@ impl Decoder for ScriptedDecoder {
     }
 }
 
-/// A character-level tokenizer over `texts`' characters and printable
-/// ASCII, with ChatML's two control tokens; decoding concatenates.
-fn char_tokenizer(texts: &[&str]) -> Tokenizer {
+/// A tokenizer over `tokens` (id 0 is the unknown token), in order of
+/// first appearance.
+fn word_level(tokens: impl Iterator<Item = String>) -> Tokenizer {
     let mut vocab: HashMap<String, u32> = HashMap::new();
     vocab.insert("[UNK]".into(), 0);
-    let chars = texts
-        .iter()
-        .flat_map(|t| t.chars())
-        .chain((32u8..127).map(char::from))
-        .chain(['\n', '\u{200B}']);
-    for c in chars {
+    for token in tokens {
         let next = vocab.len() as u32;
-        vocab.entry(c.to_string()).or_insert(next);
+        vocab.entry(token).or_insert(next);
     }
     let model = WordLevel::builder()
         .vocab(vocab.into_iter().collect())
         .unk_token("[UNK]".into())
         .build()
         .unwrap();
-    let mut tokenizer = Tokenizer::new(model);
+    Tokenizer::new(model)
+}
+
+/// A character-level tokenizer over `texts`' characters and printable
+/// ASCII, with ChatML's two control tokens; decoding concatenates.
+fn char_tokenizer(texts: &[&str]) -> Tokenizer {
+    let chars = texts
+        .iter()
+        .flat_map(|t| t.chars())
+        .chain((32u8..127).map(char::from))
+        .chain(['\n', '\u{200B}'])
+        .map(|c| c.to_string());
+    let mut tokenizer = word_level(chars);
     let split = Split::new(
         SplitPattern::Regex(r"[\s\S]".into()),
         SplitDelimiterBehavior::Isolated,
@@ -226,6 +222,16 @@ fn scripted_generator(texts: &[&str]) -> (GenerateQueue, Arc<Mutex<String>>) {
     };
     let queue = GenerateQueue::with_model(Box::new(decoder), vocab, 4).unwrap();
     (queue, script)
+}
+
+/// A document with no title or metadata.
+pub(crate) fn doc(id: &str, text: &str) -> Document {
+    Document {
+        id: id.into(),
+        title: String::new(),
+        text: text.into(),
+        metadata: Default::default(),
+    }
 }
 
 /// An engine over a temporary directory with the hashing embedder
@@ -293,15 +299,7 @@ impl TestEngine {
             })
             .await
             .unwrap();
-        let docs = docs
-            .iter()
-            .map(|(id, text)| Document {
-                id: (*id).into(),
-                title: String::new(),
-                text: (*text).into(),
-                metadata: Default::default(),
-            })
-            .collect();
+        let docs = docs.iter().map(|(id, text)| doc(id, text)).collect();
         self.engine
             .upsert_documents(name.clone(), docs)
             .await
