@@ -118,28 +118,32 @@ fn validate(req: &SearchRequest, limits: &SearchLimits) -> Result<(), InvalidArg
 
 impl Engine {
     /// Searches a collection.
-    pub async fn search(&self, mut req: SearchRequest) -> Result<Vec<SearchHit>> {
+    pub async fn search(&self, req: SearchRequest) -> Result<Vec<SearchHit>> {
+        // Validated once, before the embedder is asked for anything.
+        let mut req = prepare(req, &self.inner.search_limits)?;
         let weight = req.sentence_weight;
+        let top_k = req.top_k;
         let vector = if req.mode == Mode::Keyword && weight == 0.0 {
             None
         } else {
-            validate(&req, &self.inner.search_limits)?;
             Some(self.embed_one(&req.query).await?)
         };
-        if weight == 0.0 {
-            return self.search_with_vector(req, vector).await;
-        }
-        let top_k = if req.top_k == 0 {
-            self.inner.search_limits.default_top_k
-        } else {
-            req.top_k
+        // The dense retriever's vector, and the rescoring's.
+        let (dense, query) = match (req.mode, weight > 0.0) {
+            (Mode::Keyword, _) => (None, vector),
+            (_, true) => (vector.clone(), vector),
+            (_, false) => (vector, None),
         };
-        req.top_k = top_k.max(rescore::RESCORE_DEPTH);
-        let query = vector.clone().unwrap_or_default();
-        let dense = (req.mode != Mode::Keyword).then_some(query.clone());
-        let mut hits = self.search_with_vector(req, dense).await?;
-        self.rescore(&query, &mut hits, weight).await?;
-        hits.truncate(top_k);
+        if query.is_some() {
+            req.top_k = top_k.max(rescore::RESCORE_DEPTH);
+        }
+        let mut hits = self
+            .blocking(move |inner| search_in(inner, req, dense.as_deref()))
+            .await?;
+        if let Some(query) = query {
+            self.rescore(&query, &mut hits, weight).await?;
+            hits.truncate(top_k);
+        }
         Ok(hits)
     }
 
@@ -184,18 +188,6 @@ impl Engine {
             .await?
             .pop()
             .ok_or_else(|| EngineError::Internal("the embedder returned no vector".into()))
-    }
-
-    /// Searches with the query's vector already computed (`None` in
-    /// keyword mode).
-    pub(crate) async fn search_with_vector(
-        &self,
-        req: SearchRequest,
-        vector: Option<Vec<f32>>,
-    ) -> Result<Vec<SearchHit>> {
-        let req = prepare(req, &self.inner.search_limits)?;
-        self.blocking(move |inner| search_in(inner, req, vector.as_deref()))
-            .await
     }
 }
 
