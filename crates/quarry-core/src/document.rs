@@ -1,5 +1,6 @@
-//! Documents as clients load them, their flat metadata, and the chunks the
-//! server cuts them into.
+//! Documents as clients load them, their flat metadata, the chunks the
+//! server cuts them into, and the shapes in which documents pass to and
+//! from storage (any backend: see the engine's storage seam).
 
 use std::collections::BTreeMap;
 
@@ -50,4 +51,48 @@ pub struct Chunk {
     pub index: u32,
     /// The chunk's text.
     pub text: String,
+}
+
+/// A document as stored: the client's document plus what the server derived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredDocument {
+    /// The document as loaded.
+    pub document: Document,
+    /// Hash of its normalised content, to skip unchanged re-loads.
+    pub content_hash: String,
+    /// Its chunks' ids, in order.
+    pub chunk_ids: Vec<u64>,
+    /// The op-log sequence number of its last change.
+    pub updated_seq: u64,
+}
+
+/// A chunk to store: text and its embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewChunk {
+    /// The chunk's text.
+    pub text: String,
+    /// Its embedding.
+    pub vector: Vec<f32>,
+}
+
+/// A document to store, already hashed, chunked and embedded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDocument {
+    /// The document.
+    pub document: Document,
+    /// Its content hash.
+    pub content_hash: String,
+    /// Its chunks, in order.
+    pub chunks: Vec<NewChunk>,
+}
+
+/// What an upsert did to one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpsertStatus {
+    /// It did not exist.
+    Added,
+    /// It existed with other content; its chunks were replaced.
+    Updated,
+    /// It existed with the same content hash; nothing was written.
+    Unchanged,
 }

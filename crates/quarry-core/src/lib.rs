@@ -16,7 +16,9 @@ pub mod time;
 pub use collection::{
     CollectionInfo, CollectionName, CollectionSettings, IndexedCounts, SettingsPatch,
 };
-pub use document::{Chunk, Document, MetaValue, Metadata};
+pub use document::{
+    Chunk, Document, MetaValue, Metadata, NewChunk, NewDocument, StoredDocument, UpsertStatus,
+};
 pub use error::InvalidArgument;
 pub use filter::Filter;
 pub use language::Language;

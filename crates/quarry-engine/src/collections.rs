@@ -1,6 +1,6 @@
 //! Collection management: create, get, list, delete.
 
-use quarry_core::{CollectionInfo, CollectionName, CollectionSettings, IndexedCounts};
+use quarry_core::{CollectionInfo, CollectionName, CollectionSettings};
 
 use crate::{Engine, ErrorKind, Result};
 
@@ -28,27 +28,16 @@ impl Engine {
     /// Creates a collection.
     pub async fn create_collection(&self, req: CreateCollection) -> Result<CollectionInfo> {
         self.blocking(move |inner| {
-            inner.disk.check_room()?;
-            let stored = inner
-                .disk
-                .watch(inner.store.create_collection(&req.name, req.settings))?;
-            // No op of the new collection can follow before its index
-            // exists, so the store's last sequence number covers it.
-            let seq = inner.store.last_seq()?;
-            if let Err(e) = inner.indexes.create(&stored, seq) {
-                // Without indexes the collection is unusable: undo it.
-                let _ = inner.store.drop_collection(&req.name);
-                return Err(e);
-            }
+            let info = inner.storage.create_collection(&req.name, req.settings)?;
             tracing::info!(collection = %req.name, "collection created");
-            Ok(stored.info(IndexedCounts::default()))
+            Ok(info)
         })
         .await
     }
 
     /// Returns one collection with its counts.
     pub async fn get_collection(&self, name: CollectionName) -> Result<CollectionInfo> {
-        self.blocking(move |inner| inner.indexes.info(&inner.store, &name))
+        self.blocking(move |inner| inner.storage.collection(&name)?.info())
             .await
     }
 
@@ -56,8 +45,8 @@ impl Engine {
     pub async fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
         self.blocking(|inner| {
             let mut infos = Vec::new();
-            for c in inner.store.list_collections()? {
-                match inner.indexes.info(&inner.store, &c.name) {
+            for name in inner.storage.collection_names()? {
+                match inner.storage.collection(&name).and_then(|c| c.info()) {
                     Ok(info) => infos.push(info),
                     // Deleted since the list was read.
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -72,21 +61,14 @@ impl Engine {
     /// Deletes a collection with all its data.
     pub async fn delete_collection(&self, name: CollectionName) -> Result<DeletedCollection> {
         self.blocking(move |inner| {
-            let id = inner.store.collection(&name)?.id;
-            inner.disk.check_not_failed()?;
-            let dropped = inner.disk.watch(inner.store.drop_collection(&name))?;
-            inner.indexes.remove(id)?;
+            let dropped = inner.storage.drop_collection(&name)?;
             tracing::info!(
                 collection = %name,
                 documents = dropped.documents,
                 chunks = dropped.chunks,
                 "collection deleted"
             );
-            Ok(DeletedCollection {
-                name,
-                documents: dropped.documents,
-                chunks: dropped.chunks,
-            })
+            Ok(dropped)
         })
         .await
     }

@@ -1,17 +1,18 @@
-//! Documents: chunk -> embed -> store (one flushed transaction per
-//! batch, through [`crate::commit`]), read, delete. Validation,
+//! Documents: chunk -> embed -> write through the collection's
+//! [`crate::storage::CollectionStorage`] handle (looked up once per request; durable and
+//! searchable when it returns), read, delete. Validation,
 //! normalisation and content hashing are in [`crate::validate`]; unchanged
 //! documents (same content hash) cost no chunking and no embedding.
 
 use std::collections::HashSet;
 
-use quarry_core::{CollectionName, Document, Filter, InvalidArgument};
-use quarry_store::{NewChunk, NewDocument, StoredDocument, UpsertStatus};
+use quarry_core::{
+    CollectionName, Document, Filter, InvalidArgument, NewChunk, NewDocument, StoredDocument,
+    UpsertStatus,
+};
 
 use crate::chunk::chunk_text;
-use quarry_index::{IndexedChunk, IndexedDocument};
-
-use crate::commit::{commit, IndexChange};
+use crate::storage::Doomed;
 use crate::validate::normalise;
 pub use crate::validate::{content_hash, validate_document, DocumentLimits};
 use crate::{Engine, EngineError, Result};
@@ -111,7 +112,7 @@ impl Engine {
         docs: Vec<Document>,
     ) -> Result<UpsertSummary> {
         let docs: Vec<Document> = docs.into_iter().map(normalise).collect();
-        self.inner.disk.check_room()?;
+        self.inner.storage.check_room()?;
 
         // Decide what changed and chunk it, off the async workers.
         let tokenizer = self.inner.embedder.counting_tokenizer();
@@ -121,29 +122,24 @@ impl Engine {
             .max_seq_length()
             .saturating_sub(2)
             .max(1);
-        let coll = collection.clone();
-        let (pending, unchanged) = self
+        let (coll, pending, unchanged) = self
             .blocking(move |inner| {
-                let store = &inner.store;
-                let settings = store.collection(&coll)?.settings;
+                let coll = inner.storage.collection(&collection)?;
+                let settings = coll.settings();
                 let size = (settings.chunk_size as usize).min(max_tokens);
                 let overlap = (settings.chunk_overlap as usize).min(size / 2);
                 let mut pending = Vec::new();
                 let mut unchanged = 0u64;
                 for doc in docs {
                     let hash = content_hash(&doc);
-                    match store.document(&coll, &doc.id) {
-                        Ok(old) if old.content_hash == hash => {
-                            unchanged += 1;
-                            continue;
-                        }
-                        Ok(_) | Err(quarry_store::StoreError::DocumentNotFound { .. }) => {}
-                        Err(e) => return Err(e.into()),
+                    if coll.content_hash(&doc.id)?.as_deref() == Some(hash.as_str()) {
+                        unchanged += 1;
+                        continue;
                     }
                     let chunks = chunk_text(&tokenizer, &doc.text, size, overlap);
                     pending.push((doc, hash, chunks));
                 }
-                Ok((pending, unchanged))
+                Ok((coll, pending, unchanged))
             })
             .await?;
 
@@ -160,70 +156,34 @@ impl Engine {
             vectors.extend(self.inner.embedder.embed(request.to_vec()).await?);
         }
         tracing::debug!(chunks = embedded, "chunks embedded");
+        if vectors.len() != texts.len() {
+            return Err(EngineError::Internal(format!(
+                "the embedder returned {} vectors for {} texts",
+                vectors.len(),
+                texts.len()
+            )));
+        }
         let mut vectors = vectors.into_iter();
         let new_docs: Vec<NewDocument> = pending
             .into_iter()
             .map(|(document, content_hash, chunks)| NewDocument {
                 chunks: chunks
                     .into_iter()
-                    .map(|text| NewChunk {
-                        text,
-                        vector: vectors.next().expect("one vector per chunk"),
-                    })
+                    .zip(vectors.by_ref())
+                    .map(|(text, vector)| NewChunk { text, vector })
                     .collect(),
                 document,
                 content_hash,
             })
             .collect();
-        let outcome = self
-            .blocking(move |inner| {
-                commit(inner, &collection, |store, _| {
-                    tracing::debug!(documents = new_docs.len(), "writing documents to the store");
-                    let outcome = inner
-                        .disk
-                        .watch(store.upsert_documents(&collection, &new_docs))?;
-                    tracing::debug!(seq = outcome.last_seq, "documents stored");
-                    // The index gets what was just written, from memory: the
-                    // store hands out chunk ids in input order, document by
-                    // document, for every document it did not skip.
-                    let mut ids = outcome.added_chunks.iter().copied();
-                    let mut changed = Vec::new();
-                    for (doc, status) in new_docs.into_iter().zip(&outcome.statuses) {
-                        if *status == UpsertStatus::Unchanged {
-                            continue;
-                        }
-                        let mut chunks = Vec::with_capacity(doc.chunks.len());
-                        for c in doc.chunks {
-                            let id = ids.next().ok_or_else(|| {
-                                EngineError::Internal(
-                                    "the store returned fewer chunk ids than chunks".into(),
-                                )
-                            })?;
-                            chunks.push(IndexedChunk {
-                                id,
-                                text: c.text,
-                                vector: c.vector,
-                            });
-                        }
-                        changed.push(IndexedDocument {
-                            id: doc.document.id,
-                            title: doc.document.title,
-                            metadata: doc.document.metadata,
-                            chunks,
-                        });
-                    }
-                    let seq = outcome.last_seq;
-                    Ok((outcome, seq, IndexChange::Upsert(changed)))
-                })
-            })
-            .await?;
+        let written = self.blocking(move |_| coll.write(new_docs)).await?;
         let mut summary = UpsertSummary {
             unchanged,
-            chunks_written: outcome.added_chunks.len() as u64,
+            chunks_written: written.chunks,
             chunks_embedded: embedded,
             ..Default::default()
         };
-        for status in outcome.statuses {
+        for status in written.statuses {
             match status {
                 UpsertStatus::Added => summary.added += 1,
                 UpsertStatus::Updated => summary.updated += 1,
@@ -239,7 +199,7 @@ impl Engine {
         collection: CollectionName,
         id: String,
     ) -> Result<StoredDocument> {
-        self.blocking(move |inner| Ok(inner.store.document(&collection, &id)?))
+        self.blocking(move |inner| inner.storage.collection(&collection)?.document(&id))
             .await
     }
 
@@ -253,35 +213,16 @@ impl Engine {
             f.validate("filter")?;
         }
         self.blocking(move |inner| {
-            commit(inner, &collection, |store, coll| {
-                let ids = match selector {
-                    DeleteSelector::Ids(ids) => ids,
-                    DeleteSelector::Filter(filter) => {
-                        let mut ids = Vec::new();
-                        for doc in store.documents(coll.id) {
-                            let doc = doc?;
-                            if filter.matches(&doc.document.metadata) {
-                                ids.push(doc.document.id);
-                            }
-                        }
-                        ids
-                    }
-                };
-                // Deletes stay allowed under the free-space reserve: they
-                // are how an operator makes room.
-                inner.disk.check_not_failed()?;
-                let outcome = inner
-                    .disk
-                    .watch(store.delete_documents(&collection, &ids))?;
-                let summary = DeleteSummary {
-                    documents: outcome.deleted.len() as u64,
-                    chunks: outcome.removed_chunks.len() as u64,
-                };
-                Ok((
-                    summary,
-                    outcome.last_seq,
-                    IndexChange::Remove(outcome.deleted),
-                ))
+            let removed = inner
+                .storage
+                .collection(&collection)?
+                .delete(match &selector {
+                    DeleteSelector::Ids(ids) => Doomed::Ids(ids),
+                    DeleteSelector::Filter(filter) => Doomed::Matching(filter),
+                })?;
+            Ok(DeleteSummary {
+                documents: removed.documents,
+                chunks: removed.chunks,
             })
         })
         .await

@@ -10,7 +10,8 @@ use quarry_core::{InvalidArgument, Record, RecordId};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::{Engine, EngineError, Result};
+use crate::storage::RecordIter;
+use crate::{Engine, Result};
 
 /// Records per page when the request says 0.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -201,24 +202,23 @@ impl Engine {
             page_size
         };
         self.blocking(move |inner| {
-            let store = &inner.store;
+            let store = inner.storage.records();
             let secret = store.page_token_secret()?;
             let before = parse_page_token(&secret, &filter, &token)?;
             let mut records = Vec::with_capacity(size + 1);
             // A session's records come from its index, the rest from a scan.
-            let candidates: Box<dyn Iterator<Item = quarry_store::Result<Record>>> =
-                match &filter.session_id {
-                    Some(session) => Box::new(
-                        store
-                            .session_record_ids(session)
-                            .filter(move |id| match (id, before) {
-                                (Ok(id), Some(b)) => *id < b,
-                                _ => true,
-                            })
-                            .map(|id| id.and_then(|id| store.record(id))),
-                    ),
-                    None => Box::new(store.records_newest_first(before)),
-                };
+            let candidates: RecordIter<'_> = match &filter.session_id {
+                Some(session) => Box::new(
+                    store
+                        .session_ids(session)
+                        .filter(move |id| match (id, before) {
+                            (Ok(id), Some(b)) => *id < b,
+                            _ => true,
+                        })
+                        .map(|id| id.and_then(|id| store.get(id))),
+                ),
+                None => store.newest_first(before),
+            };
             for record in candidates {
                 let record = record?;
                 if filter.matches(&record) {
@@ -244,7 +244,7 @@ impl Engine {
 
     /// One record.
     pub async fn get_record(&self, id: RecordId) -> Result<Record> {
-        self.blocking(move |inner| Ok(inner.store.record(id)?))
+        self.blocking(move |inner| inner.storage.records().get(id))
             .await
     }
 
@@ -268,11 +268,11 @@ impl Engine {
             .into());
         }
         self.blocking(move |inner| {
-            inner.disk.check_not_failed()?;
-            Ok(inner.disk.watch(inner.store.update_record(id, |r| {
+            inner.storage.check_writable()?;
+            inner.storage.records().update(id, &|r| {
                 r.rating = Some(score);
                 r.comment = comment.clone();
-            }))?)
+            })
         })
         .await
     }
@@ -284,11 +284,10 @@ impl Engine {
         let (tx, rx) = mpsc::channel(64);
         let inner = std::sync::Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            for record in inner.store.records_oldest_first() {
+            for record in inner.storage.records().oldest_first() {
                 let item = match record {
                     Ok(r) if !filter.matches(&r) => continue,
-                    Ok(r) => Ok(r),
-                    Err(e) => Err(EngineError::from(e)),
+                    item => item,
                 };
                 let failed = item.is_err();
                 if tx.blocking_send(item).is_err() || failed {
@@ -315,11 +314,12 @@ impl Engine {
             _ => {}
         }
         self.blocking(move |inner| {
-            inner.disk.check_not_failed()?;
-            Ok(inner.disk.watch(match &selector {
-                RecordSelector::Ids(ids) => inner.store.delete_records(ids),
-                RecordSelector::Session(s) => inner.store.delete_session_records(s),
-            })?)
+            inner.storage.check_writable()?;
+            let records = inner.storage.records();
+            match &selector {
+                RecordSelector::Ids(ids) => records.delete(ids),
+                RecordSelector::Session(s) => records.delete_session(s),
+            }
         })
         .await
     }

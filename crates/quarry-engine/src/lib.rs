@@ -1,6 +1,7 @@
 //! The pipeline that the server and the command line drive: it owns the
-//! store, the embedder, the indexes and the generator, and exposes each
-//! capability as one async call.
+//! storage (behind [`storage::Storage`]; sled + hnsw_rs + tantivy by
+//! default), the embedder and the generator, and exposes each capability
+//! as one async call.
 //!
 //! Blocking work never runs on the async runtime's workers: sled I/O with
 //! its fsyncs hops to the blocking pool, and model work goes to the model
@@ -11,19 +12,17 @@ mod ask;
 mod bulk;
 pub mod chunk;
 mod collections;
-mod commit;
 pub mod context;
-mod disk;
 mod documents;
 mod embed;
 mod error;
 pub mod grounding;
 mod history;
-mod indexes;
 mod prompt;
 pub mod redact;
 pub mod rescore;
 mod search;
+pub mod storage;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -35,7 +34,8 @@ use std::sync::Arc;
 use quarry_embed::{EmbedQueue, QueueConfig};
 use quarry_generate::GenerateQueue;
 use quarry_models::{ModelCache, ModelSource};
-use quarry_store::Store;
+use storage::local::LocalStorage;
+use storage::Storage;
 
 pub use ask::{
     AskConfig, AskDone, AskEvent, AskFinish, AskRequest, Citation, Delta, GenerationOptions,
@@ -44,7 +44,6 @@ pub use ask::{
 pub use bulk::{BulkBatch, BulkError, BulkSummary};
 pub use chunk::chunk_text;
 pub use collections::{CreateCollection, DeletedCollection};
-pub use disk::DEFAULT_MIN_FREE_BYTES;
 pub use documents::{
     content_hash, validate_document, DeleteSelector, DeleteSummary, DocumentLimits, UpsertSummary,
 };
@@ -55,12 +54,13 @@ pub use history::{
     page_token, parse_page_token, RecordFilter, RecordPage, RecordSelector, DEFAULT_PAGE_SIZE,
     MAX_COMMENT_BYTES, MAX_PAGE_SIZE,
 };
-pub use indexes::IndexConfig;
+pub use quarry_core::StoredDocument;
 pub use quarry_core::{AnswerMode, SentenceCheck, SentenceStatus};
 pub use quarry_ground::VerifyConfig;
 pub use quarry_index::{Fusion, Mode, DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K};
-pub use quarry_store::StoredDocument;
 pub use search::{SearchHit, SearchLimits, SearchRequest};
+pub use storage::local::disk::DEFAULT_MIN_FREE_BYTES;
+pub use storage::local::IndexConfig;
 
 /// Result type of the engine.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -118,7 +118,7 @@ impl EngineConfig {
             generate_queue_capacity: 1,
             ask: AskConfig::default(),
             record_key: None,
-            min_free_disk_bytes: disk::DEFAULT_MIN_FREE_BYTES,
+            min_free_disk_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }
 }
@@ -130,8 +130,7 @@ pub struct Engine {
 }
 
 pub(crate) struct Inner {
-    store: Store,
-    indexes: indexes::Indexes,
+    storage: Arc<dyn Storage>,
     embedder: EmbedQueue,
     word_vectors: word_vectors::WordVectors,
     embed_model: String,
@@ -140,7 +139,6 @@ pub(crate) struct Inner {
     search_limits: SearchLimits,
     generator: Option<Arc<Generator>>,
     ask: AskConfig,
-    disk: disk::DiskGuard,
 }
 
 /// What the models have done, for metrics.
@@ -202,7 +200,8 @@ impl Engine {
         Self::open_with_models(config, embedder, generator)
     }
 
-    /// Opens the data directory with models already started: the embedding
+    /// Opens the data directory (the local backend: see
+    /// [`storage::local`]) with models already started: the embedding
     /// queue (over any [`quarry_embed::Embedder`]) and, optionally, the
     /// generation queue with its model id. `config`'s model sources are
     /// only recorded. Blocking.
@@ -211,22 +210,35 @@ impl Engine {
         embedder: EmbedQueue,
         generator: Option<(GenerateQueue, String)>,
     ) -> Result<Self> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            EngineError::Unavailable(format!(
-                "cannot create data directory {}: {e}",
-                config.data_dir.display()
-            ))
-        })?;
-        let store = Store::open_with(config.data_dir.join("store"), config.record_key.clone())?;
-        let generator = generator.map(|(queue, model_id)| Arc::new(Generator { queue, model_id }));
         // After the models: a server that cannot embed or generate fails
         // before spending time on index builds.
-        let indexes =
-            indexes::Indexes::open(&store, config.data_dir.join("indexes"), config.index)?;
-        let engine = Self {
+        let storage = LocalStorage::open(
+            &config.data_dir,
+            config.record_key.clone(),
+            config.index,
+            config.min_free_disk_bytes,
+        )?;
+        Ok(Self::with_storage(
+            config,
+            Arc::new(storage),
+            embedder,
+            generator,
+        ))
+    }
+
+    /// An engine over any [`Storage`] backend, with models already
+    /// started. `config`'s data directory, index and disk settings are
+    /// the backend's business and are not read here.
+    pub fn with_storage(
+        config: EngineConfig,
+        storage: Arc<dyn Storage>,
+        embedder: EmbedQueue,
+        generator: Option<(GenerateQueue, String)>,
+    ) -> Self {
+        let generator = generator.map(|(queue, model_id)| Arc::new(Generator { queue, model_id }));
+        Self {
             inner: Arc::new(Inner {
-                store,
-                indexes,
+                storage,
                 embedder,
                 word_vectors: Default::default(),
                 embed_model: config.embed_model.to_string(),
@@ -235,15 +247,8 @@ impl Engine {
                 search_limits: config.search_limits,
                 generator,
                 ask: config.ask,
-                disk: disk::DiskGuard::new(config.data_dir.clone(), config.min_free_disk_bytes),
             }),
-        };
-        indexes::spawn_checkpointer(
-            Arc::downgrade(&engine.inner),
-            config.index.checkpoint_interval,
-        )
-        .map_err(|e| EngineError::Internal(format!("cannot start the checkpointer: {e}")))?;
-        Ok(engine)
+        }
     }
 
     /// Counters of the model threads (cheap: atomics).
@@ -255,7 +260,7 @@ impl Engine {
             embedded_texts: inner.embedder.embedded_texts(),
             generate_model: inner.generator.as_ref().map(|g| g.model_id.clone()),
             generation: inner.generator.as_ref().map(|g| g.queue.stats()),
-            disk_writes_failed: inner.disk.has_failed(),
+            disk_writes_failed: inner.storage.writes_failed(),
         }
     }
 
@@ -263,11 +268,10 @@ impl Engine {
     /// changed index so that the next start replays nothing. Called on
     /// shutdown; blocking.
     pub fn flush(&self) -> Result<()> {
-        self.inner.store.flush()?;
-        self.inner.indexes.checkpoint_all(&self.inner.store)
+        self.inner.storage.flush()
     }
 
-    /// Runs `f` against the store and indexes on the blocking pool.
+    /// Runs `f` against the storage on the blocking pool.
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use quarry_core::{AnswerMode, InvalidArgument, RecordId};
 use quarry_generate::{GenerateQueue, Message};
 
-use crate::ask::{AskConfig, AskRequest, SYSTEM_PROMPT};
+use crate::ask::{AskRequest, SYSTEM_PROMPT};
 use crate::context::{self, Candidate};
 use crate::grounding::{GroundPassage, Grounding, GROUNDED_EXAMPLE, GROUNDED_SYSTEM_PROMPT};
+use crate::storage::CollectionStorage;
 use crate::{Result, SearchHit};
 
 /// Tokens kept free between the packed prompt and the context window:
@@ -63,26 +64,26 @@ impl Prepared {
 /// packing and rendering.
 pub(crate) fn prepare(
     inner: &crate::Inner,
+    coll: &dyn CollectionStorage,
     queue: Option<&GenerateQueue>,
-    cfg: &AskConfig,
     req: &AskRequest,
     hits: Vec<SearchHit>,
     vector: &[f32],
     max_new_tokens: usize,
 ) -> Result<Prepared> {
+    let cfg = &inner.ask;
     let count = |text: &str| {
         queue
             .and_then(|q| q.count_tokens(text).ok())
             .unwrap_or(usize::MAX / 4)
     };
-    let coll = inner.store.collection(&req.collection)?;
     // Cosine similarity of every hit (stored vectors are normalised), also
     // for hits only the keyword retriever found.
     let mut relevant = Vec::new();
     for hit in hits {
         let sim = match hit.dense {
             Some((_, s)) => s as f64,
-            None => match inner.store.vector(coll.id, hit.chunk_id)? {
+            None => match coll.vector(hit.chunk_id)? {
                 Some(v) => v.iter().zip(vector).map(|(a, b)| a * b).sum::<f32>() as f64,
                 None => continue,
             },
@@ -96,8 +97,9 @@ pub(crate) fn prepare(
     let mut turns: Vec<Message> = Vec::new();
     if let Some(session) = &req.session_id {
         let mut used = 0;
-        for id in inner.store.session_record_ids(session) {
-            let record = inner.store.record(id?)?;
+        let records = inner.storage.records();
+        for id in records.session_ids(session) {
+            let record = records.get(id?)?;
             previous.get_or_insert(record.id);
             let Some(queue) = queue else { break };
             if record.answer.trim().is_empty() {
@@ -128,8 +130,7 @@ pub(crate) fn prepare(
         .map(|(_, w)| w)
         .collect();
     let refs: Vec<&str> = words.iter().map(String::as_str).collect();
-    let index = inner.indexes.get(coll.id)?;
-    let weights = crate::indexes::read(&index)?.keyword().idf(&refs);
+    let weights = coll.word_weights(&refs)?;
     prepared.word_weights = words
         .into_iter()
         .zip(weights)

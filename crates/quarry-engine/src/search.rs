@@ -1,13 +1,12 @@
-//! Search: validate, embed the query on the model thread, search the
-//! collection's indexes on the blocking pool, and hydrate hits from the
-//! store (chunk text, document title and metadata).
-
-use std::collections::HashMap;
+//! Search: validate, embed the query on the model thread, then run the
+//! collection's retrievers through its storage handle on the blocking
+//! pool (which hydrates the hits: chunk text, document title, metadata).
 
 use quarry_core::{CollectionName, Filter, InvalidArgument, Metadata};
 use quarry_index::{Fusion, Mode, SearchQuery};
 
-use crate::{indexes, rescore, Engine, EngineError, Inner, Result};
+use crate::storage::CollectionStorage;
+use crate::{rescore, Engine, EngineError, Inner, Result};
 
 /// Limits and defaults of Search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +137,10 @@ impl Engine {
             req.top_k = top_k.max(rescore::RESCORE_DEPTH);
         }
         let mut hits = self
-            .blocking(move |inner| search_in(inner, req, dense.as_deref()))
+            .blocking(move |inner| {
+                let coll = inner.storage.collection(&req.collection)?;
+                search_in(inner, &*coll, req, dense.as_deref())
+            })
             .await?;
         if let Some(query) = query {
             self.rescore(&query, &mut hits, weight).await?;
@@ -205,6 +207,7 @@ pub(crate) fn prepare(mut req: SearchRequest, limits: &SearchLimits) -> Result<S
 /// the hits hydrated from the store. `req` has passed [`prepare`].
 pub(crate) fn search_in(
     inner: &Inner,
+    coll: &dyn CollectionStorage,
     mut req: SearchRequest,
     vector: Option<&[f32]>,
 ) -> Result<Vec<SearchHit>> {
@@ -218,10 +221,7 @@ pub(crate) fn search_in(
             coverage: inner.embedder.coverage(&req.query),
         };
     }
-    let store = &inner.store;
-    let coll = store.collection(&req.collection)?;
-    let index = inner.indexes.get(coll.id)?;
-    let fused = indexes::read(&index)?.search(&SearchQuery {
+    coll.search(&SearchQuery {
         text: &req.query,
         vector,
         mode: req.mode,
@@ -229,35 +229,5 @@ pub(crate) fn search_in(
         fusion: req.fusion,
         top_k: req.top_k,
         depth: limits.depth,
-    })?;
-    let mut docs = HashMap::new();
-    let mut hits = Vec::with_capacity(fused.len());
-    for f in fused {
-        // A hit deleted since the search started is skipped.
-        let Some(chunk) = store.chunk(coll.id, f.id)? else {
-            continue;
-        };
-        if !docs.contains_key(&chunk.document_id) {
-            match store.document(&req.collection, &chunk.document_id) {
-                Ok(d) => {
-                    docs.insert(chunk.document_id.clone(), d.document);
-                }
-                Err(quarry_store::StoreError::DocumentNotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let doc = &docs[&chunk.document_id];
-        hits.push(SearchHit {
-            chunk_id: f.id,
-            title: doc.title.clone(),
-            metadata: doc.metadata.clone(),
-            document_id: chunk.document_id,
-            text: chunk.text,
-            score: f.score,
-            dense: f.dense,
-            keyword: f.keyword,
-            chunk_index: chunk.index,
-        });
-    }
-    Ok(hits)
+    })
 }

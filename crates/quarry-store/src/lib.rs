@@ -37,11 +37,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 pub use collections::StoredCollection;
-pub use documents::{
-    DeleteOutcome, NewChunk, NewDocument, StoredDocument, UpsertOutcome, UpsertStatus,
-};
+pub use documents::{DeleteOutcome, UpsertOutcome};
+// The document shapes live in quarry-core (every storage backend shares
+// them); re-exported for the store's callers.
 pub use error::StoreError;
 pub use oplog::{Op, OpKind};
+pub use quarry_core::{NewChunk, NewDocument, StoredDocument, UpsertStatus};
 pub use seal::RecordKey;
 
 /// The on-disk format this build writes. A data directory stamped with a

@@ -156,11 +156,13 @@ impl Engine {
         let prepared = self
             .blocking(move |inner| {
                 let dense = (prep_req.mode != Mode::Keyword).then_some(prep_vector.as_slice());
-                let hits = search::search_in(inner, search, dense)?;
+                // One lookup of the collection serves both.
+                let coll = inner.storage.collection(&prep_req.collection)?;
+                let hits = search::search_in(inner, &*coll, search, dense)?;
                 prompt::prepare(
                     inner,
+                    &*coll,
                     prep_gen.as_ref().map(|g| &g.queue),
-                    &cfg,
                     &prep_req,
                     hits,
                     &prep_vector,

@@ -118,7 +118,7 @@ impl Engine {
         };
         let before_store = Instant::now();
         let stored = self
-            .blocking(move |inner| Ok(inner.disk.watch(inner.store.insert_record(record))?))
+            .blocking(move |inner| inner.storage.records().insert(record))
             .await;
         tracing::debug!(
             target: "quarry::timing",

@@ -1,10 +1,11 @@
 //! Engine unit tests with a small deterministic embedder instead of the
 //! real model: they open a real engine (store, indexes, queue threads) in a
-//! temporary directory and run in milliseconds without model files. The
+//! temporary directory (and, in [`memory`], on a second storage backend) and run in milliseconds without model files. The
 //! end-to-end tests (tests/e2e) keep the real models.
 
 mod ask;
 mod documents;
+mod memory;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -254,7 +255,20 @@ impl TestEngine {
         Self::open(texts, true)
     }
 
+    /// As [`TestEngine::new`], over another storage backend.
+    pub(crate) fn on_storage(texts: &[&str], storage: Arc<dyn crate::storage::Storage>) -> Self {
+        Self::open_on(texts, false, Some(storage))
+    }
+
     fn open(texts: &[&str], generate: bool) -> Self {
+        Self::open_on(texts, generate, None)
+    }
+
+    fn open_on(
+        texts: &[&str],
+        generate: bool,
+        storage: Option<Arc<dyn crate::storage::Storage>>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = EngineConfig::retrieval_only(
             dir.path().join("data"),
@@ -273,7 +287,10 @@ impl TestEngine {
         } else {
             (None, None)
         };
-        let engine = Engine::open_with_models(config, embedder, generator).unwrap();
+        let engine = match storage {
+            Some(storage) => Engine::with_storage(config, storage, embedder, generator),
+            None => Engine::open_with_models(config, embedder, generator).unwrap(),
+        };
         Self {
             engine,
             script,

@@ -1,4 +1,4 @@
-//! The engine's search indexes: one [`CollectionIndex`] per collection, kept
+//! The local backend's search indexes: one [`CollectionIndex`] per collection, kept
 //! on disk in `DATA_DIR/indexes/<collection id>/` and derived from the store.
 //!
 //! - Opening recovers each collection ([`quarry_index::recovery`]): load the
@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use quarry_core::{CollectionInfo, CollectionName, IndexedCounts};
 use quarry_index::{Change, CollectionIndex, Recovered, Truth, TruthChunk, TruthDocument};
 use quarry_store::{OpKind, Store, StoreError, StoredCollection};
 
@@ -258,28 +257,6 @@ impl Indexes {
             })
     }
 
-    /// A collection's stored counts beside its indexes' counts, read under
-    /// the index's lock: writers hold it from their store write to their
-    /// index update, so the two agree unless recovery went wrong.
-    pub(crate) fn info(&self, store: &Store, name: &CollectionName) -> Result<CollectionInfo> {
-        let id = store.collection(name)?.id;
-        let shared = self
-            .map
-            .read()
-            .map_err(|_| lock_poisoned())?
-            .get(&id)
-            .cloned();
-        // Dropped between the two reads.
-        let shared = shared
-            .ok_or_else(|| EngineError::from(StoreError::CollectionNotFound(name.to_string())))?;
-        let index = read(&shared)?;
-        let stored = store.collection(name)?;
-        Ok(stored.info(IndexedCounts {
-            dense: index.len() as u64,
-            keyword: index.keyword().len(),
-        }))
-    }
-
     /// Saves every changed dense graph, then drops the op-log entries that
     /// every index now holds.
     pub(crate) fn checkpoint_all(&self, store: &Store) -> Result<()> {
@@ -381,20 +358,20 @@ pub(crate) fn maybe_rebuild(index: &Shared) {
     }
 }
 
-/// Runs [`Indexes::checkpoint_all`] every `interval` until the engine is
+/// Runs [`Indexes::checkpoint_all`] every `interval` until the storage is
 /// dropped.
 pub(crate) fn spawn_checkpointer(
-    inner: std::sync::Weak<crate::Inner>,
+    local: std::sync::Weak<super::Local>,
     interval: Duration,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("quarry-checkpoint".into())
         .spawn(move || loop {
             std::thread::sleep(interval);
-            let Some(inner) = inner.upgrade() else {
+            let Some(local) = local.upgrade() else {
                 return;
             };
-            if let Err(e) = inner.indexes.checkpoint_all(&inner.store) {
+            if let Err(e) = local.indexes.checkpoint_all(&local.store) {
                 tracing::error!(error = %e, "index checkpoint failed; the op log keeps the changes");
             }
         })
