@@ -9,27 +9,21 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use quarry_embed::QueueConfig;
-use quarry_engine::{
-    AskConfig, DocumentLimits, EmbedLimits, EngineConfig, EvidenceLayout, GroundingConfig,
-    IndexConfig, SearchLimits,
-};
-use quarry_models::{ModelCache, ModelSource};
+use quarry_engine::EngineConfig;
+
 mod args;
+mod ask;
+mod embed;
+mod limits;
+mod security;
+mod server;
+mod storage;
 
+use args::section;
 pub use args::{AskArgs, EmbedArgs, LimitArgs, SecurityArgs, ServeArgs, ServerArgs, StorageArgs};
-
-/// Default listen address: loopback only, a safe default for a server that
-/// holds private documents. Use 0.0.0.0:50051 to accept remote clients.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
-/// Default data directory, relative to the working directory.
-pub const DEFAULT_DATA_DIR: &str = "quarry-data";
-/// Default largest gRPC message, both directions: 16 MiB.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
-const MIN_MESSAGE_BYTES: usize = 64 * 1024;
-const MAX_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
-/// Default time in-flight calls get to finish after a stop signal.
-pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+pub use server::{
+    DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SHUTDOWN_GRACE_SECS,
+};
 
 /// The effective configuration of a server: the engine's, and the edge's.
 #[derive(Debug, Clone)]
@@ -97,369 +91,44 @@ pub enum ConfigError {
 }
 
 impl ServeArgs {
-    /// Merges flags, the file and defaults, and validates the result.
+    /// Merges flags (and environment) over the file over defaults, once,
+    /// then checks each section into the engine's and the edge's types.
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
-        let (file, base) = match &self.config {
-            Some(path) => (read_file(path)?, path.parent().map(Path::to_path_buf)),
-            None => (ServeArgs::default(), None),
-        };
-        let listen = self
-            .server
-            .listen
-            .or(file.server.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
-        // Paths in the file are relative to the file, not to the caller.
-        let from_file = |p: PathBuf| match &base {
-            Some(base) if p.is_relative() => base.join(p),
-            _ => p,
-        };
-        let data_dir = match (self.server.data_dir, file.server.data_dir) {
-            (Some(flag), _) => flag,
-            (None, Some(path)) => from_file(path),
-            (None, None) => PathBuf::from(DEFAULT_DATA_DIR),
-        };
-        let max_message_bytes = in_range(
-            "--max-message-bytes",
-            self.server
-                .max_message_bytes
-                .or(file.server.max_message_bytes),
-            DEFAULT_MAX_MESSAGE_BYTES,
-            MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES,
-        )?;
-        let grace = self
-            .server
-            .shutdown_grace_secs
-            .or(file.server.shutdown_grace_secs)
-            .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS);
-        if grace > 3600 {
-            return Err(ConfigError::Invalid {
-                setting: "--shutdown-grace-secs",
-                reason: format!("is {grace}; the limit is 3600"),
-            });
-        }
-        let model_cache = match (self.embed.model_cache, file.embed.model_cache) {
-            (Some(flag), _) => ModelCache::from_env().with_root(flag),
-            (None, Some(path)) => ModelCache::from_env().with_root(from_file(path)),
-            (None, None) => ModelCache::from_env(),
-        };
-        let embed_model: ModelSource = self
-            .embed
-            .embed_model
-            .or(file.embed.embed_model)
-            .as_deref()
-            .unwrap_or(quarry_models::DEFAULT_EMBED_MODEL)
-            .parse()?;
-        let workers = in_range(
-            "--embed-workers",
-            self.embed.embed_workers.or(file.embed.embed_workers),
-            1,
-            1..=64,
-        )?;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let embed_queue = QueueConfig {
-            workers,
-            threads_per_worker: in_range(
-                "--embed-threads",
-                self.embed.embed_threads.or(file.embed.embed_threads),
-                (cores / workers).max(1),
-                1..=256,
-            )?,
-            capacity: in_range(
-                "--embed-queue-capacity",
-                self.embed
-                    .embed_queue_capacity
-                    .or(file.embed.embed_queue_capacity),
-                256,
-                1..=100_000,
-            )?,
-            max_batch_tokens: in_range(
-                "--embed-batch-tokens",
-                self.embed
-                    .embed_batch_tokens
-                    .or(file.embed.embed_batch_tokens),
-                2048,
-                256..=1_000_000,
-            )?,
-        };
-        let defaults = EmbedLimits::default();
-        let embed_limits = EmbedLimits {
-            max_texts: in_range(
-                "--max-embed-texts",
-                self.embed.max_embed_texts.or(file.embed.max_embed_texts),
-                defaults.max_texts,
-                1..=100_000,
-            )?,
-            max_text_bytes: in_range(
-                "--max-embed-text-bytes",
-                self.embed
-                    .max_embed_text_bytes
-                    .or(file.embed.max_embed_text_bytes),
-                defaults.max_text_bytes,
-                1..=16 * 1024 * 1024,
-            )?,
-        };
-        let index = IndexConfig {
-            checkpoint_interval: Duration::from_secs(in_range(
-                "--index-checkpoint-secs",
-                self.storage
-                    .index_checkpoint_secs
-                    .or(file.storage.index_checkpoint_secs),
-                IndexConfig::default().checkpoint_interval.as_secs() as usize,
-                1..=86_400,
-            )? as u64),
-            rebuild_share: in_range(
-                "--hnsw-rebuild-percent",
-                self.storage
-                    .hnsw_rebuild_percent
-                    .or(file.storage.hnsw_rebuild_percent),
-                (IndexConfig::default().rebuild_share * 100.0).round() as usize,
-                1..=90,
-            )? as f64
-                / 100.0,
-        };
-        let generate_model = match self
-            .ask
-            .generate_model
-            .or(file.ask.generate_model)
-            .as_deref()
-            .unwrap_or(quarry_models::DEFAULT_GENERATE_MODEL)
-        {
-            "none" => None,
-            source => Some(source.parse().map_err(|e| ConfigError::Invalid {
-                setting: "--generate-model",
-                reason: format!("{e}"),
-            })?),
-        };
-        let generate_queue_capacity = in_range(
-            "--generate-queue-capacity",
-            self.ask
-                .generate_queue_capacity
-                .or(file.ask.generate_queue_capacity),
-            16,
-            1..=10_000,
-        )?;
-        let ask_defaults = AskConfig::default();
-        let max_top_k = in_range(
-            "--max-top-k",
-            self.limits.max_top_k.or(file.limits.max_top_k),
-            SearchLimits::default().max_top_k,
-            1..=1000,
-        )?;
-        let max_question_bytes = in_range(
-            "--max-question-bytes",
-            self.limits
-                .max_question_bytes
-                .or(file.limits.max_question_bytes),
-            ask_defaults.max_question_bytes,
-            16..=1024 * 1024,
-        )?;
-        let document_defaults = DocumentLimits::default();
-        let document_limits = DocumentLimits {
-            max_documents: in_range(
-                "--max-documents-per-request",
-                self.limits
-                    .max_documents_per_request
-                    .or(file.limits.max_documents_per_request),
-                document_defaults.max_documents,
-                1..=100_000,
-            )?,
-            max_text_bytes: in_range(
-                "--max-document-bytes",
-                self.limits
-                    .max_document_bytes
-                    .or(file.limits.max_document_bytes),
-                // A document must fit in a message.
-                document_defaults.max_text_bytes.min(max_message_bytes),
-                1024..=(64 * 1024 * 1024).min(max_message_bytes),
-            )?,
-            ..document_defaults
-        };
-        let search_limits = SearchLimits {
-            max_top_k,
-            max_query_bytes: max_question_bytes,
-            depth: SearchLimits::default().depth.max(max_top_k),
-            ..SearchLimits::default()
-        };
-        let min_similarity = self
-            .ask
-            .ask_min_similarity
-            .or(file.ask.ask_min_similarity)
-            .unwrap_or(ask_defaults.min_similarity);
-        if !(0.0..=1.0).contains(&min_similarity) {
-            return Err(ConfigError::Invalid {
-                setting: "--ask-min-similarity",
-                reason: format!("is {min_similarity}; allowed range is 0..=1"),
-            });
-        }
-        let max_new_tokens = in_range(
-            "--max-new-tokens",
-            self.ask.max_new_tokens.or(file.ask.max_new_tokens),
-            ask_defaults.max_new_tokens,
-            1..=quarry_generate::sampling::MAX_NEW_TOKENS,
-        )?;
-        let unit = |setting: &'static str, value: Option<f32>, default: f32| {
-            let v = value.unwrap_or(default);
-            if (0.0..=1.0).contains(&v) {
-                Ok(v)
-            } else {
-                Err(ConfigError::Invalid {
-                    setting,
-                    reason: format!("is {v}; allowed range is 0..=1"),
-                })
+        let args = match &self.config {
+            Some(path) => {
+                let file = read_file(path)?;
+                self.over(file)
             }
+            None => self,
         };
-        let g = ask_defaults.grounding;
-        let layout = match self
-            .ask
-            .ask_evidence_layout
-            .clone()
-            .or(file.ask.ask_evidence_layout.clone())
-        {
-            None => g.layout,
-            Some(name) => EvidenceLayout::parse(&name).ok_or_else(|| ConfigError::Invalid {
-                setting: "--ask-evidence-layout",
-                reason: format!("is {name:?}; choose ranked or grouped"),
-            })?,
-        };
-        let grounding = GroundingConfig {
-            min_answer_score: unit(
-                "--ask-min-answer-score",
-                self.ask
-                    .ask_min_answer_score
-                    .or(file.ask.ask_min_answer_score),
-                g.min_answer_score,
-            )?,
-            verify: quarry_engine::VerifyConfig {
-                min_support: unit(
-                    "--ask-min-support",
-                    self.ask.ask_min_support.or(file.ask.ask_min_support),
-                    g.verify.min_support,
-                )?,
-                ..g.verify
-            },
-            evidence_sentences: in_range(
-                "--ask-evidence-sentences",
-                self.ask
-                    .ask_evidence_sentences
-                    .or(file.ask.ask_evidence_sentences),
-                g.evidence_sentences,
-                1..=20,
-            )?,
-            layout,
-            ..g
-        };
-        let ask = AskConfig {
-            grounding,
-            default_top_k: in_range(
-                "--ask-top-k",
-                self.ask.ask_top_k.or(file.ask.ask_top_k),
-                ask_defaults.default_top_k,
-                1..=ask_defaults.max_top_k,
-            )?,
-            min_similarity,
-            max_new_tokens,
-            max_question_bytes,
-            max_top_k,
-            redact_records: self.security.redact_records || file.security.redact_records,
-            default_max_new_tokens: ask_defaults.default_max_new_tokens.min(max_new_tokens),
-            ..ask_defaults
-        };
-        let no_auth = self.security.no_auth || file.security.no_auth;
-        let keys_file = match (self.security.keys_file, file.security.keys_file) {
-            (Some(flag), _) => Some(flag),
-            (None, Some(path)) => Some(from_file(path)),
-            (None, None) => None,
-        };
-        if keys_file.is_some() && no_auth {
-            return Err(ConfigError::Invalid {
-                setting: "--no-auth",
-                reason: "is set together with --keys-file; choose one".into(),
-            });
-        }
-        let tls = match (
-            self.security
-                .tls_cert
-                .or(file.security.tls_cert.map(from_file)),
-            self.security
-                .tls_key
-                .or(file.security.tls_key.map(from_file)),
-            self.security
-                .tls_client_ca
-                .or(file.security.tls_client_ca.map(from_file)),
-        ) {
-            (Some(cert), Some(key), client_ca) => Some(TlsFiles {
-                cert,
-                key,
-                client_ca,
-            }),
-            (None, None, None) => None,
-            _ => {
-                return Err(ConfigError::Invalid {
-                    setting: "--tls-cert",
-                    reason: "--tls-cert and --tls-key go together (and --tls-client-ca needs them)"
-                        .into(),
-                })
-            }
-        };
-        // The key itself never appears in an error message.
-        let record_key = match (
-            self.security
-                .record_key_file
-                .or(file.security.record_key_file.map(from_file)),
-            std::env::var("QUARRY_RECORD_KEY").ok(),
-        ) {
-            (Some(path), _) => {
-                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                Some(quarry_store::RecordKey::from_hex(&text).map_err(|reason| {
-                    ConfigError::Invalid {
-                        setting: "--record-key-file",
-                        reason,
-                    }
-                })?)
-            }
-            (None, Some(text)) if !text.is_empty() => {
-                Some(quarry_store::RecordKey::from_hex(&text).map_err(|reason| {
-                    ConfigError::Invalid {
-                        setting: "QUARRY_RECORD_KEY",
-                        reason,
-                    }
-                })?)
-            }
-            _ => None,
-        };
-        let min_free_disk_mb = in_range(
-            "--min-free-disk-mb",
-            self.storage
-                .min_free_disk_mb
-                .or(file.storage.min_free_disk_mb),
-            (quarry_engine::DEFAULT_MIN_FREE_BYTES / (1024 * 1024)) as usize,
-            0..=1024 * 1024,
-        )?;
+        let server = args.server.resolve()?;
+        let embed = args.embed.resolve()?;
+        let storage = args.storage.resolve()?;
+        let limits = args.limits.resolve(server.max_message_bytes)?;
+        let security = args.security.resolve()?;
+        let ask = args.ask.resolve(&limits, security.redact_records)?;
         Ok(ServeConfig {
-            listen,
-            max_message_bytes,
-            shutdown_grace: Duration::from_secs(grace),
-            keys_file,
-            no_auth,
-            metrics_listen: self.server.metrics_listen.or(file.server.metrics_listen),
-            tls,
+            listen: server.listen,
+            max_message_bytes: server.max_message_bytes,
+            shutdown_grace: server.shutdown_grace,
+            keys_file: security.keys_file,
+            no_auth: security.no_auth,
+            metrics_listen: server.metrics_listen,
+            tls: security.tls,
             engine: EngineConfig {
-                data_dir,
-                model_cache,
-                embed_model,
-                embed_queue,
-                embed_limits,
-                document_limits,
-                search_limits,
-                index,
-                generate_model,
-                generate_queue_capacity,
-                ask,
-                record_key,
-                min_free_disk_bytes: min_free_disk_mb as u64 * 1024 * 1024,
+                data_dir: server.data_dir,
+                model_cache: embed.model_cache,
+                embed_model: embed.model,
+                embed_queue: embed.queue,
+                embed_limits: embed.limits,
+                document_limits: limits.documents,
+                search_limits: limits.search,
+                index: storage.index,
+                generate_model: ask.generate_model,
+                generate_queue_capacity: ask.generate_queue_capacity,
+                ask: ask.config,
+                record_key: security.record_key,
+                min_free_disk_bytes: storage.min_free_disk_bytes,
             },
         })
     }
@@ -533,12 +202,20 @@ fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
             known.join(", ")
         )));
     }
-    toml::from_str(&text).map_err(|e| parse(e.to_string()))
+    let mut file: ServeArgs = toml::from_str(&text).map_err(|e| parse(e.to_string()))?;
+    // Paths in the file are relative to the file, not to the caller.
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let rebase = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+    file.server.rebase(rebase);
+    file.embed.rebase(rebase);
+    file.security.rebase(rebase);
+    Ok(file)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quarry_engine::{AskConfig, EvidenceLayout};
 
     #[test]
     fn defaults_apply_when_nothing_is_set() {
