@@ -1,13 +1,15 @@
 //! Quarry: a retrieval-augmented generation server with an embedded vector
 //! store. This crate is the edge: the gRPC contract (`proto`), the server
 //! that maps it onto [`quarry_engine`] (`grpc`) and the server's configuration
-//! (`config`) and API keys (`auth`); the binary (`main.rs` and `cli/`) adds the command line. tonic and prost appear
+//! (`config`) and API keys (`auth`), and the harness that starts a server
+//! as a child process for tests and benchmarks (`serve_process`); the binary (`main.rs` and `cli/`) adds the command line. tonic and prost appear
 //! nowhere else in the workspace.
 
 pub mod auth;
 pub mod config;
 pub mod grpc;
 pub mod metrics;
+pub mod serve_process;
 
 /// The generated `quarry.v1` messages, clients and servers.
 pub mod proto {

@@ -155,3 +155,26 @@ fn ask_and_history_subcommands_drive_the_server() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
     assert!(server.stop().success());
 }
+
+/// The harness the tests and benchmarks share reports a server that exits
+/// before listening with its own last words (here a setting out of range).
+#[test]
+fn a_server_that_cannot_start_is_reported_with_its_logs() {
+    use quarry::serve_process::{Logs, ServeOptions, ServeProcess, ServeProcessError};
+    let dir = data_dir();
+    let options = ServeOptions {
+        bin: std::path::Path::new(quarry_bin()),
+        data_dir: dir.path(),
+        args: &["--no-auth", "--max-top-k", "0"],
+        rust_log: "info",
+        startup_limit: std::time::Duration::from_secs(60),
+    };
+    match ServeProcess::start(&options, Logs::Lines) {
+        Err(ServeProcessError::Exited { status, logs }) => {
+            assert!(!status.success(), "{status}");
+            assert!(logs.contains("--max-top-k"), "{logs}");
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a server with --max-top-k 0 listened"),
+    }
+}

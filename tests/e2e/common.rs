@@ -3,12 +3,12 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
+use quarry::serve_process::{Logs, ServeOptions, ServeProcess};
 use tonic::transport::Channel;
 
 /// How long a server gets to start or stop before the test fails.
@@ -37,9 +37,10 @@ pub fn ensure_models() {
     });
 }
 
-/// A running `quarry serve`.
+/// A running `quarry serve` ([`quarry::serve_process::ServeProcess`], the
+/// harness the benchmarks use too) with its logs captured.
 pub struct TestServer {
-    child: Option<Child>,
+    process: Option<ServeProcess>,
     /// `http://127.0.0.1:PORT`.
     pub addr: String,
     /// The metrics address, when the server was given --metrics-listen.
@@ -64,57 +65,25 @@ impl TestServer {
     /// Like [`Self::start_with`], with `rust_log` as the server's RUST_LOG.
     pub fn start_logging(data_dir: &Path, extra: &[&str], rust_log: &str) -> Self {
         ensure_models();
-        let auth: &[&str] = if extra.contains(&"--keys-file") {
-            &[]
-        } else {
-            &["--no-auth"]
+        let mut args: Vec<&str> = Vec::new();
+        if !extra.contains(&"--keys-file") {
+            args.push("--no-auth");
+        }
+        args.extend_from_slice(extra);
+        let options = ServeOptions {
+            bin: Path::new(quarry_bin()),
+            data_dir,
+            args: &args,
+            rust_log,
+            startup_limit: STARTUP_LIMIT,
         };
-        let mut child = Command::new(quarry_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(auth)
-            .args(extra)
-            .env("RUST_LOG", rust_log)
-            .env_remove("QUARRY_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn quarry serve");
-
-        let stderr = pipe_lines(child.stderr.take().unwrap());
-        let stdout = pipe_lines(child.stdout.take().unwrap());
-        let deadline = Instant::now() + STARTUP_LIMIT;
-        let mut metrics_addr = None;
-        let addr = loop {
-            match stdout.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) => {
-                    if let Some(addr) = line.strip_prefix("metrics on ") {
-                        metrics_addr = Some(addr.trim().to_owned());
-                    }
-                    if let Some(addr) = line.strip_prefix("listening on ") {
-                        break format!("http://{}", addr.trim());
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = child.wait().unwrap();
-                    let logs: Vec<String> = stderr.try_iter().collect();
-                    panic!(
-                        "server exited with {status} before listening:\n{}",
-                        logs.join("\n")
-                    );
-                }
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("server did not listen within {STARTUP_LIMIT:?}");
-            }
-        };
+        let mut process =
+            ServeProcess::start(&options, Logs::Lines).unwrap_or_else(|e| panic!("{e}"));
+        let stderr = process.take_log_lines().expect("logs captured as lines");
         Self {
-            child: Some(child),
-            addr,
-            metrics_addr,
+            addr: process.addr().to_owned(),
+            metrics_addr: process.metrics_addr().map(str::to_owned),
+            process: Some(process),
             stderr,
             stderr_lines: Vec::new(),
         }
@@ -122,10 +91,10 @@ impl TestServer {
 
     /// A connected channel.
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.addr.clone())
+        self.process
+            .as_ref()
             .unwrap()
-            .connect_timeout(Duration::from_secs(10))
-            .connect()
+            .channel()
             .await
             .expect("connect to the test server")
     }
@@ -138,17 +107,19 @@ impl TestServer {
 
     /// Sends `signal` (e.g. `libc::SIGINT`) without waiting.
     pub fn signal(&self, signal: libc::c_int) {
-        let pid = self.child.as_ref().unwrap().id() as libc::pid_t;
-        // SAFETY: kill(2) on a child we spawned and have not reaped.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        self.process.as_ref().unwrap().signal(signal).unwrap();
     }
 
     /// Waits (bounded) for the process to exit.
     pub fn wait_exit(mut self) -> ExitStatus {
-        let mut child = self.child.take().unwrap();
-        let status = wait_bounded(&mut child, STOP_LIMIT);
+        let status = self.wait_process();
         self.stderr_lines.extend(self.stderr.try_iter());
         status
+    }
+
+    fn wait_process(&mut self) -> ExitStatus {
+        let process = self.process.take().unwrap();
+        process.wait(STOP_LIMIT).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits (at most `limit`) for a log line containing `needle` that
@@ -189,8 +160,7 @@ impl TestServer {
     /// Waits (bounded) for the process to exit and returns every line it
     /// logged, up to the pipe's end.
     pub fn wait_exit_with_logs(mut self) -> (ExitStatus, Vec<String>) {
-        let mut child = self.child.take().unwrap();
-        let status = wait_bounded(&mut child, STOP_LIMIT);
+        let status = self.wait_process();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             match self.stderr.recv_timeout(Duration::from_millis(100)) {
@@ -209,15 +179,6 @@ impl TestServer {
     }
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// Waits for `child` to exit, killing it and failing after `limit`.
 pub fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
     let deadline = Instant::now() + limit;
@@ -231,20 +192,6 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Forwards a pipe's lines to a channel from a background thread.
-fn pipe_lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// Creates a collection with default settings (panics on failure).

@@ -12,9 +12,7 @@
 //! recovers from lost index files. Copies carry a metadata key `copy` (0,
 //! 1, ...) that the filtered run selects on.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use quarry_core::{CollectionName, CollectionSettings, Document, MetaValue, Metadata};
@@ -26,6 +24,7 @@ use tonic::transport::Channel;
 
 use super::percentile;
 use quarry::proto::{self, retrieval_client::RetrievalClient};
+use quarry::serve_process::{Logs, ServeOptions, ServeProcess};
 
 const COLLECTION: &str = "bench";
 /// Per-dimension noise of the copies' vectors.
@@ -309,95 +308,52 @@ fn build(dir: &Path, data: &Path, chunks: usize, model: &str) -> anyhow::Result<
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// A `quarry serve` child process.
-/// A `quarry serve` child process on loopback, for benchmarks.
-pub(super) struct Server {
-    child: Child,
-    addr: String,
-}
+/// A `quarry serve` child process on loopback for benchmarks (this
+/// binary, auth off), logging to a file: the harness the end-to-end tests
+/// use, [`quarry::serve_process`].
+pub(super) struct Server(ServeProcess);
 
 impl Server {
     /// Starts a server on `dir`, logging to `log`; returns it with the time
     /// from spawn to listening.
     pub(super) async fn start(dir: &Path, log: &Path) -> anyhow::Result<(Self, Duration)> {
-        Self::start_with(dir, log, &[]).await
-    }
-
-    /// [`Self::start`] with extra flags.
-    pub(super) async fn start_with(
-        dir: &Path,
-        log: &Path,
-        extra: &[&str],
-    ) -> anyhow::Result<(Self, Duration)> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)?;
-        let started = Instant::now();
-        let mut child = Command::new(std::env::current_exe()?)
-            // A throwaway server on loopback for the measurement.
-            .args([
-                "serve",
-                "--no-auth",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir)
-            .args(extra)
-            .env("RUST_LOG", "warn,quarry_engine=info,quarry=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()?;
-        let stdout = child.stdout.take().expect("piped");
-        let addr = tokio::task::spawn_blocking(move || {
-            BufReader::new(stdout).lines().find_map(|line| {
-                line.ok()?
-                    .strip_prefix("listening on ")
-                    .map(|a| a.trim().to_owned())
-            })
+        let bin = std::env::current_exe()?;
+        let dir = dir.to_path_buf();
+        let process = tokio::task::spawn_blocking(move || {
+            let options = ServeOptions {
+                bin: &bin,
+                data_dir: &dir,
+                args: &["--no-auth"],
+                rust_log: "warn,quarry_engine=info,quarry=info",
+                // A large data directory may rebuild its indexes first.
+                startup_limit: Duration::from_secs(3600),
+            };
+            ServeProcess::start(&options, Logs::File(log))
         })
-        .await?;
-        let elapsed = started.elapsed();
-        match addr {
-            Some(addr) => Ok((Self { child, addr }, elapsed)),
-            None => {
-                let status = child.wait()?;
-                anyhow::bail!("the server exited with {status} before listening; see its log")
-            }
-        }
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e}; see its log"))?;
+        let startup = process.startup();
+        Ok((Self(process), startup))
     }
 
     /// The server's process id.
     pub(super) fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid()
     }
 
     pub(super) async fn channel(&self) -> anyhow::Result<Channel> {
-        Ok(Channel::from_shared(format!("http://{}", self.addr))?
-            .connect_timeout(Duration::from_secs(10))
-            .connect()
-            .await?)
+        Ok(self.0.channel().await?)
     }
 
     /// SIGTERM, then waits for a clean exit.
-    pub(super) fn stop(mut self) -> anyhow::Result<()> {
-        // SAFETY: kill(2) on a child we spawned and have not reaped.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        anyhow::ensure!(rc == 0, "cannot signal the server");
-        let status = self.child.wait()?;
+    pub(super) fn stop(self) -> anyhow::Result<()> {
+        let status = self.0.stop(Duration::from_secs(600))?;
         anyhow::ensure!(status.success(), "the server exited with {status}");
         Ok(())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
