@@ -1,7 +1,8 @@
 //! Compiles the public API in `proto/quarry/v1` with protox (a pure-Rust
 //! protobuf compiler, so a fresh machine needs no `protoc`) and hands the
 //! descriptors to tonic's code generator. The encoded descriptor set is also
-//! written to OUT_DIR for the reflection service.
+//! written to OUT_DIR for the reflection service, and pbjson generates the
+//! proto3 JSON mapping (serde impls) of every message for the HTTP API.
 
 use std::path::PathBuf;
 
@@ -18,11 +19,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let fds = protox::compile(&protos, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out_dir.join("quarry_descriptor.bin"), fds.encode_to_vec())?;
+    let descriptors = fds.encode_to_vec();
+    std::fs::write(out_dir.join("quarry_descriptor.bin"), &descriptors)?;
 
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;
+
+    // Writes OUT_DIR/quarry.v1.serde.rs. Unknown fields are refused (as
+    // a typo must not pass silently); fields keep their JSON defaults.
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .build(&[".quarry.v1"])?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod config;
 pub mod grpc;
+pub mod http;
 pub mod metrics;
 pub mod serve_process;
 
@@ -15,6 +16,8 @@ pub mod serve_process;
 pub mod proto {
     #![allow(missing_docs, clippy::large_enum_variant)]
     tonic::include_proto!("quarry.v1");
+    // The proto3 JSON mapping of every message (pbjson), for the HTTP API.
+    include!(concat!(env!("OUT_DIR"), "/quarry.v1.serde.rs"));
 
     /// The encoded descriptors of every `quarry.v1` file, for reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -225,7 +225,13 @@ pub async fn observed<T>(
             }
             tonic::Code::Ok
         }
-        Err(s) => s.code(),
+        Err(s) => {
+            // On errors too: the HTTP API puts it in its error body.
+            if let Ok(v) = id.parse() {
+                s.metadata_mut().insert("x-request-id", v);
+            }
+            s.code()
+        }
     };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| match code {

@@ -3,11 +3,13 @@
 //! exits 0.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::Context;
 use quarry::auth::{Authenticator, KeysFile};
 use quarry::config::{ServeArgs, ServeConfig};
-use quarry::grpc::{self, ServerOptions};
+use quarry::grpc::{self, ServerOptions, Services};
+use quarry::http::HttpOptions;
 use quarry_engine::Engine;
 use tokio::sync::watch;
 
@@ -21,6 +23,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let http =
+        match config.http_listen {
+            Some(http_addr) => {
+                let http = tokio::net::TcpListener::bind(http_addr).await.with_context(|| {
+                format!("cannot listen for HTTP on {http_addr} (set --http-listen ADDR, or none)")
+            })?;
+                let bound = http.local_addr()?;
+                tracing::info!(addr = %bound, "HTTP API at /v1");
+                println!("http on {bound}");
+                Some((
+                    http,
+                    HttpOptions {
+                        auth: auth.clone(),
+                        max_body_bytes: config.max_message_bytes,
+                        tls: http_tls(&config)?,
+                    },
+                ))
+            }
+            None => None,
+        };
     let stop = stop_on_signal();
     if let Some(metrics_addr) = config.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(metrics_addr)
@@ -48,6 +70,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             auth,
             tls: tls_config(&config)?,
         },
+        http,
         config.shutdown_grace,
         stop,
     )
@@ -103,6 +126,50 @@ pub fn tls_config(
     }
     tracing::info!(mtls = files.client_ca.is_some(), "TLS on");
     Ok(Some(tls))
+}
+
+/// The HTTP listener's TLS, from the same PEM files as gRPC's; it offers
+/// both HTTP/2 and HTTP/1.1 (tonic's offers h2 only, which HTTP/1.1
+/// clients such as Python's cannot use).
+pub fn http_tls(
+    config: &ServeConfig,
+) -> anyhow::Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let Some(files) = &config.tls else {
+        return Ok(None);
+    };
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("cannot read the TLS certificate {}", files.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("cannot read the TLS key {}", files.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(ca)
+                .with_context(|| format!("cannot read the TLS client CA {}", ca.display()))?
+            {
+                roots.add(cert.with_context(|| {
+                    format!("cannot read the TLS client CA {}", ca.display())
+                })?)?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut tls = builder.with_single_cert(certs, key)?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(tls)))
 }
 
 /// Opens the engine a configuration describes (loading the models) on the
@@ -164,11 +231,25 @@ pub async fn serve_until_stopped(
     engine: Engine,
     listener: tokio::net::TcpListener,
     options: ServerOptions,
+    http: Option<(tokio::net::TcpListener, HttpOptions)>,
     grace: std::time::Duration,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let services = Services::new(&engine);
+    if let Some((http_listener, http_options)) = http {
+        let router = quarry::http::router(services.clone(), &http_options);
+        let mut http_stop = stop.clone();
+        tokio::spawn(quarry::http::serve(
+            router,
+            http_listener,
+            http_options.tls,
+            async move {
+                let _ = http_stop.wait_for(|stop| *stop).await;
+            },
+        ));
+    }
     let mut server_stop = stop.clone();
-    let server = grpc::serve(engine.clone(), listener, options, async move {
+    let server = grpc::serve(services, listener, options, async move {
         let _ = server_stop.wait_for(|stop| *stop).await;
     });
     let mut grace_stop = stop;

@@ -43,7 +43,8 @@ pub struct ServeOptions<'a> {
     pub bin: &'a Path,
     /// Its data directory.
     pub data_dir: &'a Path,
-    /// More flags after `serve --listen 127.0.0.1:0 --data-dir DIR`.
+    /// More flags after `serve --listen 127.0.0.1:0 --data-dir DIR`
+    /// (and `--http-listen 127.0.0.1:0` unless they name another).
     pub args: &'a [&'a str],
     /// Its `RUST_LOG`.
     pub rust_log: &'a str,
@@ -70,6 +71,8 @@ pub struct ServeProcess {
     addr: String,
     /// The metrics address, when it was given --metrics-listen.
     metrics_addr: Option<String>,
+    /// `http://127.0.0.1:PORT` of the HTTP API, unless it is off.
+    http_addr: Option<String>,
     /// Time from spawn to listening.
     startup: Duration,
 }
@@ -86,6 +89,11 @@ impl ServeProcess {
         let mut child = Command::new(opts.bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(opts.data_dir)
+            .args(if opts.args.contains(&"--http-listen") {
+                &[][..]
+            } else {
+                &["--http-listen", "127.0.0.1:0"][..]
+            })
             .args(opts.args)
             .env("RUST_LOG", opts.rust_log)
             .env_remove("QUARRY_CONFIG")
@@ -101,11 +109,15 @@ impl ServeProcess {
         let lines = pipe_lines(stdout);
         let deadline = started + opts.startup_limit;
         let mut metrics_addr = None;
+        let mut http_addr = None;
         let addr = loop {
             match lines.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
                     if let Some(addr) = line.strip_prefix("metrics on ") {
                         metrics_addr = Some(addr.trim().to_owned());
+                    }
+                    if let Some(addr) = line.strip_prefix("http on ") {
+                        http_addr = Some(format!("http://{}", addr.trim()));
                     }
                     if let Some(addr) = line.strip_prefix("listening on ") {
                         break format!("http://{}", addr.trim());
@@ -134,6 +146,7 @@ impl ServeProcess {
             log_lines,
             addr,
             metrics_addr,
+            http_addr,
             startup: started.elapsed(),
         })
     }
@@ -146,6 +159,11 @@ impl ServeProcess {
     /// `HOST:PORT` of /metrics, when the server was given --metrics-listen.
     pub fn metrics_addr(&self) -> Option<&str> {
         self.metrics_addr.as_deref()
+    }
+
+    /// `http://127.0.0.1:PORT` of the HTTP API, unless it was turned off.
+    pub fn http_addr(&self) -> Option<&str> {
+        self.http_addr.as_deref()
     }
 
     /// Time from spawn to listening.

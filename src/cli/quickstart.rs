@@ -214,6 +214,7 @@ pub async fn run(mut args: QuickstartArgs) -> anyhow::Result<()> {
             auth: crate::serve::authenticator(&config)?,
             tls: crate::serve::tls_config(&config)?,
         },
+        None,
         config.shutdown_grace,
         stop_rx,
     ));

@@ -22,7 +22,8 @@ mod storage;
 use args::section;
 pub use args::{AskArgs, EmbedArgs, LimitArgs, SecurityArgs, ServeArgs, ServerArgs, StorageArgs};
 pub use server::{
-    DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SHUTDOWN_GRACE_SECS,
+    DEFAULT_DATA_DIR, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_SHUTDOWN_GRACE_SECS,
 };
 
 /// The effective configuration of a server: the engine's, and the edge's.
@@ -40,6 +41,8 @@ pub struct ServeConfig {
     pub no_auth: bool,
     /// Where to serve /metrics, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve the HTTP API, if anywhere.
+    pub http_listen: Option<SocketAddr>,
     /// TLS files: certificate, key, and the client CA for mTLS.
     pub tls: Option<TlsFiles>,
     /// Everything the engine is opened with (data directory, models,
@@ -114,6 +117,7 @@ impl ServeArgs {
             keys_file: security.keys_file,
             no_auth: security.no_auth,
             metrics_listen: server.metrics_listen,
+            http_listen: server.http_listen,
             tls: security.tls,
             engine: EngineConfig {
                 data_dir: server.data_dir,

@@ -12,6 +12,8 @@ use super::{in_range, section, ConfigError};
 /// Default listen address: loopback only, a safe default for a server that
 /// holds private documents. Use 0.0.0.0:50051 to accept remote clients.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default HTTP address: loopback only, like the gRPC one.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
 /// Default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "quarry-data";
 /// Default largest gRPC message, both directions: 16 MiB.
@@ -48,6 +50,13 @@ pub struct ServerArgs {
     #[arg(long, env = "QUARRY_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
 
+    /// HTTP listener, HOST:PORT, for the REST/JSON API under /v1 (same
+    /// keys, roles and limits as gRPC), or "none". Port 0 picks a free
+    /// port; the bound address is printed as `http on ADDR`.
+    /// [default: 127.0.0.1:8080]
+    #[arg(long, env = "QUARRY_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (a separate port,
     /// no keys: keep it on a private network). Off when unset.
     #[arg(long, env = "QUARRY_METRICS_LISTEN")]
@@ -63,6 +72,8 @@ pub(super) struct Server {
     pub max_message_bytes: usize,
     pub shutdown_grace: Duration,
     pub metrics_listen: Option<SocketAddr>,
+    /// `None`: no HTTP listener.
+    pub http_listen: Option<SocketAddr>,
 }
 
 impl ServerArgs {
@@ -96,6 +107,18 @@ impl ServerArgs {
             )?,
             shutdown_grace: Duration::from_secs(grace),
             metrics_listen: self.metrics_listen,
+            http_listen: match self.http_listen.as_deref().map(str::trim) {
+                Some("none") => None,
+                value => Some(value.unwrap_or(DEFAULT_HTTP_LISTEN).parse().map_err(|_| {
+                    ConfigError::Invalid {
+                        setting: "--http-listen",
+                        reason: format!(
+                            "is {:?}; give HOST:PORT (an IP address and a port) or none",
+                            value.unwrap_or_default()
+                        ),
+                    }
+                })?),
+            },
         })
     }
 }

@@ -14,6 +14,7 @@ pub struct CollectionsService {
 }
 
 impl CollectionsService {
+    /// The service over `engine`.
     pub fn new(engine: Engine) -> Self {
         Self { engine }
     }

@@ -8,7 +8,7 @@
 
 use quarry_core::{CollectionName, InvalidArgument};
 use quarry_engine::{BulkError, BulkSummary, Engine};
-use tokio_stream::StreamExt;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{bulk_batch_from_proto, DeleteDocuments, GetDocument, UpsertDocuments};
@@ -22,42 +22,20 @@ pub struct DocumentsService {
 }
 
 impl DocumentsService {
+    /// The service over `engine`.
     pub fn new(engine: Engine) -> Self {
         Self { engine }
     }
-}
 
-#[tonic::async_trait]
-impl proto::documents_server::Documents for DocumentsService {
-    async fn upsert(
+    /// BulkIngest over any stream of messages: a gRPC client stream, or
+    /// the HTTP API's JSON lines.
+    pub async fn bulk_ingest_stream<S>(
         &self,
-        request: Request<proto::UpsertRequest>,
-    ) -> Result<Response<proto::UpsertResponse>, Status> {
-        unary(
-            "Documents.Upsert",
-            request,
-            |_, req: UpsertDocuments| async move {
-                let summary = self
-                    .engine
-                    .upsert_documents(req.collection, req.documents)
-                    .await?;
-                crate::metrics::global().loaded(
-                    summary.added,
-                    summary.updated,
-                    summary.unchanged,
-                    0,
-                    summary.chunks_embedded,
-                );
-                Ok(summary)
-            },
-        )
-        .await
-    }
-
-    async fn bulk_ingest(
-        &self,
-        request: Request<Streaming<proto::BulkIngestRequest>>,
-    ) -> Result<Response<proto::BulkIngestResponse>, Status> {
+        request: Request<S>,
+    ) -> Result<Response<proto::BulkIngestResponse>, Status>
+    where
+        S: Stream<Item = Result<proto::BulkIngestRequest, Status>> + Send + Unpin + 'static,
+    {
         crate::metrics::observed("Documents.BulkIngest", async move {
             let who = opening("Documents.BulkIngest", &request)?;
             let mut stream = request.into_inner();
@@ -65,7 +43,7 @@ impl proto::documents_server::Documents for DocumentsService {
             // away mid-stream ends the load with its error, the batches in
             // flight still complete, and nothing of the unfinished message
             // is stored.
-            let Some(first) = stream.message().await? else {
+            let Some(first) = stream.next().await.transpose()? else {
                 return Err(invalid(InvalidArgument::new(
                     "collection",
                     "the stream sent no message",
@@ -135,6 +113,41 @@ impl proto::documents_server::Documents for DocumentsService {
             }))
         })
         .await
+    }
+}
+
+#[tonic::async_trait]
+impl proto::documents_server::Documents for DocumentsService {
+    async fn upsert(
+        &self,
+        request: Request<proto::UpsertRequest>,
+    ) -> Result<Response<proto::UpsertResponse>, Status> {
+        unary(
+            "Documents.Upsert",
+            request,
+            |_, req: UpsertDocuments| async move {
+                let summary = self
+                    .engine
+                    .upsert_documents(req.collection, req.documents)
+                    .await?;
+                crate::metrics::global().loaded(
+                    summary.added,
+                    summary.updated,
+                    summary.unchanged,
+                    0,
+                    summary.chunks_embedded,
+                );
+                Ok(summary)
+            },
+        )
+        .await
+    }
+
+    async fn bulk_ingest(
+        &self,
+        request: Request<Streaming<proto::BulkIngestRequest>>,
+    ) -> Result<Response<proto::BulkIngestResponse>, Status> {
+        self.bulk_ingest_stream(request).await
     }
 
     async fn get_document(

@@ -31,6 +31,7 @@ pub struct HistoryService {
 }
 
 impl HistoryService {
+    /// The service over `engine`.
     pub fn new(engine: Engine) -> Self {
         Self { engine }
     }

@@ -16,11 +16,18 @@ mod rag;
 mod retrieval;
 mod status;
 
+pub use collections::CollectionsService;
+pub use documents::DocumentsService;
+pub use history::HistoryService;
+pub use rag::{deadline, RagService};
+pub use retrieval::RetrievalService;
+
 /// The wire filter's conversion, which validates untrusted input (fuzzed by
 /// fuzz/fuzz_targets/filter.rs).
 pub use convert::filter_from_proto;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use quarry_engine::Engine;
@@ -52,6 +59,49 @@ pub const SERVICE_NAMES: [&str; 5] = [
     "quarry.v1.History",
 ];
 
+/// One instance of each `quarry.v1` service implementation, shared by the
+/// gRPC server and the HTTP API (which calls the same methods).
+#[derive(Clone)]
+pub struct Services {
+    /// Collections.
+    pub collections: Arc<CollectionsService>,
+    /// Documents.
+    pub documents: Arc<DocumentsService>,
+    /// Retrieval.
+    pub retrieval: Arc<RetrievalService>,
+    /// Rag.
+    pub rag: Arc<RagService>,
+    /// History.
+    pub history: Arc<HistoryService>,
+}
+
+impl Services {
+    /// The services over `engine`.
+    pub fn new(engine: &Engine) -> Self {
+        Self {
+            collections: Arc::new(CollectionsService::new(engine.clone())),
+            documents: Arc::new(DocumentsService::new(engine.clone())),
+            retrieval: Arc::new(RetrievalService::new(engine.clone())),
+            rag: Arc::new(RagService::new(engine.clone())),
+            history: Arc::new(HistoryService::new(engine.clone())),
+        }
+    }
+}
+
+/// BulkIngest over any stream of messages (the HTTP API's JSON lines).
+pub async fn bulk_ingest<S>(
+    services: &Services,
+    request: tonic::Request<S>,
+) -> Result<tonic::Response<proto::BulkIngestResponse>, tonic::Status>
+where
+    S: tokio_stream::Stream<Item = Result<proto::BulkIngestRequest, tonic::Status>>
+        + Send
+        + Unpin
+        + 'static,
+{
+    services.documents.bulk_ingest_stream(request).await
+}
+
 /// Transport settings of the server.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -66,7 +116,7 @@ pub struct ServerOptions {
 /// Serves every service on `listener` until `shutdown` resolves, then stops
 /// accepting, lets in-flight calls finish, and returns.
 pub async fn serve(
-    engine: Engine,
+    services: Services,
     listener: TcpListener,
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -115,31 +165,31 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(
-            CollectionsServer::new(collections::CollectionsService::new(engine.clone()))
+            CollectionsServer::from_arc(Arc::clone(&services.collections))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             auth.clone(),
         ))
         .add_service(InterceptedService::new(
-            DocumentsServer::new(documents::DocumentsService::new(engine.clone()))
+            DocumentsServer::from_arc(Arc::clone(&services.documents))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             auth.clone(),
         ))
         .add_service(InterceptedService::new(
-            RetrievalServer::new(retrieval::RetrievalService::new(engine.clone()))
+            RetrievalServer::from_arc(Arc::clone(&services.retrieval))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             auth.clone(),
         ))
         .add_service(InterceptedService::new(
-            RagServer::new(rag::RagService::new(engine.clone()))
+            RagServer::from_arc(Arc::clone(&services.rag))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             auth.clone(),
         ))
         .add_service(InterceptedService::new(
-            HistoryServer::new(history::HistoryService::new(engine))
+            HistoryServer::from_arc(services.history)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             auth,

@@ -29,6 +29,7 @@ pub struct RagService {
 }
 
 impl RagService {
+    /// The service over `engine`.
     pub fn new(engine: Engine) -> Self {
         Self { engine }
     }

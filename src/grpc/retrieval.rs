@@ -18,6 +18,7 @@ pub struct RetrievalService {
 }
 
 impl RetrievalService {
+    /// The service over `engine`.
     pub fn new(engine: Engine) -> Self {
         Self { engine }
     }

@@ -9,7 +9,7 @@ use crate::common;
 
 use std::process::Command;
 
-use common::{data_dir, quarry_bin, TestServer};
+use common::{create_key, data_dir, quarry_bin, TestServer};
 use quarry::proto::{
     self, collections_client::CollectionsClient, documents_client::DocumentsClient,
     history_client::HistoryClient, rag_client::RagClient, retrieval_client::RetrievalClient,
@@ -18,21 +18,6 @@ use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
-
-fn create_key(file: &std::path::Path, name: &str, role: &str, extra: &[&str]) -> String {
-    let out = Command::new(quarry_bin())
-        .args(["keys", "create", name, "--role", role, "--keys-file"])
-        .arg(file)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// Sends a key (or nothing) with every call.
 #[derive(Clone)]

@@ -45,6 +45,8 @@ pub struct TestServer {
     pub addr: String,
     /// The metrics address, when the server was given --metrics-listen.
     pub metrics_addr: Option<String>,
+    /// `http://127.0.0.1:PORT` of the HTTP API (unless --http-listen none).
+    pub http_addr: Option<String>,
     /// Captured standard error (logs), filled as the server writes it.
     stderr: mpsc::Receiver<String>,
     stderr_lines: Vec<String>,
@@ -83,6 +85,7 @@ impl TestServer {
         Self {
             addr: process.addr().to_owned(),
             metrics_addr: process.metrics_addr().map(str::to_owned),
+            http_addr: process.http_addr().map(str::to_owned),
             process: Some(process),
             stderr,
             stderr_lines: Vec::new(),
@@ -240,4 +243,21 @@ pub fn data_dir() -> tempfile::TempDir {
 /// The path of a temp dir as an owned path.
 pub fn path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().to_path_buf()
+}
+
+/// Adds a key with `role` to the keys file (`quarry keys create`) and
+/// returns it.
+pub fn create_key(file: &std::path::Path, name: &str, role: &str, extra: &[&str]) -> String {
+    let out = std::process::Command::new(quarry_bin())
+        .args(["keys", "create", name, "--role", role, "--keys-file"])
+        .arg(file)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }

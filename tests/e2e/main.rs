@@ -25,6 +25,7 @@ mod documents;
 mod embed;
 mod eval;
 mod hostile;
+mod http;
 mod ingest;
 mod limits;
 mod metrics;

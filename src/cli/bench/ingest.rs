@@ -97,6 +97,7 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
             auth: quarry::auth::Authenticator::off(),
             tls: None,
         },
+        None,
         std::time::Duration::from_secs(30),
         stop_rx,
     ));
