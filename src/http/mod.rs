@@ -2,7 +2,8 @@
 //! service implementations as gRPC ([`rest`], [`call`]), in the same
 //! process, behind the same API keys, roles, limits, deadlines, request
 //! ids and metrics. Errors are JSON with the HTTP status matching the
-//! gRPC code ([`error`]).
+//! gRPC code ([`error`]). gRPC-Web (tonic-web) is served on the same
+//! port for browser gRPC clients.
 //!
 //! Connections are served by hyper (HTTP/1.1 and HTTP/2, as tonic is),
 //! with TLS when the server has it; on shutdown the listener closes and
@@ -40,10 +41,75 @@ pub struct HttpOptions {
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
-/// Every route of the HTTP listener.
+/// Every route of the HTTP listener: the REST API, and gRPC-Web for
+/// browser gRPC clients (the same services, keys and limits as gRPC).
 pub fn router(services: Services, options: &HttpOptions) -> Router {
-    let api = Api::new(services, options.auth.clone(), options.max_body_bytes);
-    rest::routes().fallback(not_found).with_state(api)
+    let api = Api::new(
+        services.clone(),
+        options.auth.clone(),
+        options.max_body_bytes,
+    );
+    let rest = rest::routes().with_state(api);
+    grpc_web(&services, options).merge(rest).fallback(not_found)
+}
+
+/// The five `quarry.v1` services as gRPC-Web (tonic-web: why, the
+/// maintained translation layer of tonic itself). The layer wraps each
+/// service only: it answers 400 to any HTTP/1.1 request that is not
+/// gRPC-Web, which must not reach the REST routes.
+fn grpc_web(services: &Services, options: &HttpOptions) -> Router {
+    use crate::proto::{
+        collections_server::CollectionsServer, documents_server::DocumentsServer,
+        history_server::HistoryServer, rag_server::RagServer, retrieval_server::RetrievalServer,
+    };
+    use tonic::service::interceptor::InterceptedService;
+    use tower_layer::Layer;
+    let web = tonic_web::GrpcWebLayer::new();
+    let auth = &options.auth;
+    let max = options.max_body_bytes;
+    let mut routes = tonic::service::Routes::builder();
+    routes
+        .add_service(
+            web.layer(InterceptedService::new(
+                CollectionsServer::from_arc(Arc::clone(&services.collections))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+                auth.clone(),
+            )),
+        )
+        .add_service(
+            web.layer(InterceptedService::new(
+                DocumentsServer::from_arc(Arc::clone(&services.documents))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+                auth.clone(),
+            )),
+        )
+        .add_service(
+            web.layer(InterceptedService::new(
+                RetrievalServer::from_arc(Arc::clone(&services.retrieval))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+                auth.clone(),
+            )),
+        )
+        .add_service(
+            web.layer(InterceptedService::new(
+                RagServer::from_arc(Arc::clone(&services.rag))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+                auth.clone(),
+            )),
+        )
+        .add_service(
+            web.layer(InterceptedService::new(
+                HistoryServer::from_arc(Arc::clone(&services.history))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+                auth.clone(),
+            )),
+        );
+    routes.routes().into_axum_router()
 }
 
 async fn not_found(request: Request) -> Response {

@@ -455,3 +455,101 @@ fn every_route_answers_with_its_status_and_keys_and_roles_apply() {
     assert_eq!((s, code(&body)), (404, "NOT_FOUND"), "{body}");
     server.stop();
 }
+
+/// A gRPC-Web call over HTTP/1.1, framed by hand as a browser client
+/// frames it: the reply's messages and its trailers.
+fn grpc_web(
+    base: &str,
+    method: &str,
+    key: Option<&str>,
+    message: &impl prost::Message,
+) -> (Vec<Vec<u8>>, String) {
+    let payload = message.encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    body.extend_from_slice(&payload);
+    let mut request = ureq::post(&format!("{base}/{method}"))
+        .set("content-type", "application/grpc-web+proto")
+        .set("x-grpc-web", "1");
+    if let Some(k) = key {
+        request = request.set("authorization", &format!("Bearer {k}"));
+    }
+    let response = request.send_bytes(&body).unwrap();
+    assert_eq!(response.status(), 200);
+    let header_status = response.header("grpc-status").map(str::to_owned);
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut raw).unwrap();
+    let (mut messages, mut trailers) = (
+        Vec::new(),
+        header_status
+            .map(|s| format!("grpc-status:{s}"))
+            .unwrap_or_default(),
+    );
+    let mut at = 0;
+    while at + 5 <= raw.len() {
+        let flag = raw[at];
+        let len = u32::from_be_bytes(raw[at + 1..at + 5].try_into().unwrap()) as usize;
+        let frame = raw[at + 5..at + 5 + len].to_vec();
+        if flag & 0x80 != 0 {
+            trailers.push_str(&String::from_utf8_lossy(&frame));
+        } else {
+            messages.push(frame);
+        }
+        at += 5 + len;
+    }
+    (messages, trailers)
+}
+
+#[test]
+fn grpc_web_clients_reach_the_same_services_on_the_http_port() {
+    use prost::Message;
+    use quarry::proto;
+    let dir = data_dir();
+    let keys = dir.path().join("keys.toml");
+    let admin = create_key(&keys, "boss", "admin", &[]);
+    let server = TestServer::start_with(
+        &dir.path().join("data"),
+        &["--keys-file", keys.to_str().unwrap()],
+    );
+    let base = server.http_addr.clone().unwrap();
+    let create = proto::CreateCollectionRequest {
+        name: "web".into(),
+        settings: None,
+    };
+    let (messages, trailers) = grpc_web(
+        &base,
+        "quarry.v1.Collections/CreateCollection",
+        Some(&admin),
+        &create,
+    );
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    let created = proto::Collection::decode(messages[0].as_slice()).unwrap();
+    assert_eq!(created.name, "web");
+    let (messages, trailers) = grpc_web(
+        &base,
+        "quarry.v1.Collections/ListCollections",
+        Some(&admin),
+        &proto::ListCollectionsRequest {},
+    );
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    let list = proto::ListCollectionsResponse::decode(messages[0].as_slice()).unwrap();
+    assert_eq!(list.collections.len(), 1);
+    // Without a key: the interceptor's refusal, as gRPC status 16.
+    let (messages, trailers) = grpc_web(
+        &base,
+        "quarry.v1.Collections/ListCollections",
+        None,
+        &proto::ListCollectionsRequest {},
+    );
+    assert!(messages.is_empty());
+    assert!(trailers.contains("grpc-status:16"), "{trailers}");
+    // The REST routes beside it still answer plain HTTP/1.1.
+    let listed = ureq::get(&format!("{base}/v1/collections"))
+        .set("authorization", &format!("Bearer {admin}"))
+        .call()
+        .unwrap()
+        .into_json::<Value>()
+        .unwrap();
+    assert_eq!(listed["collections"][0]["name"], "web");
+    server.stop();
+}
