@@ -2,7 +2,7 @@
 //! Figures for docs/performance.md come from here, never from tests.
 //!
 //! - [`embed`]: embedding throughput and single-query latency, in process.
-//! - [`search`]: end-to-end Search latency over gRPC against a real server
+//! - [`search`]: end-to-end Search latency over gRPC and REST against a real server
 //!   on a large synthesised collection, and its restart time.
 //! - [`ann`]: the HNSW index alone: recall@10 against exact search and
 //!   queries per second at several ef_search values.
@@ -26,7 +26,7 @@ pub mod search;
 pub enum BenchCommand {
     /// Embedding throughput over a corpus and single-query latency.
     Embed(embed::EmbedBench),
-    /// Search latency over gRPC on a large collection, and restart time.
+    /// Search latency over gRPC and REST on a large collection, and restart time.
     Search(search::SearchBench),
     /// HNSW recall@10 and queries/s at several ef_search values.
     Ann(ann::AnnBench),

@@ -1,6 +1,7 @@
-//! `quarry bench search`: end-to-end `Retrieval.Search` latency over gRPC
-//! against a real `quarry serve` process on a large collection, and the
-//! time that server takes to come back after a stop.
+//! `quarry bench search`: end-to-end `Retrieval.Search` latency over gRPC,
+//! and the same requests over the HTTP API (REST/JSON, one keep-alive
+//! connection), against a real `quarry serve` process on a large
+//! collection, and the time that server takes to come back after a stop.
 //!
 //! The collection is synthesised from a BEIR corpus by repeating its
 //! passages under new ids until it holds `--chunks` chunks (one chunk per
@@ -15,6 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use quarry_core::{CollectionName, CollectionSettings, Document, MetaValue, Metadata};
 use quarry_embed::{EmbedQueue, QueueConfig, MODEL_FILES};
 use quarry_models::{ModelCache, ModelSource, DEFAULT_EMBED_MODEL};
@@ -133,15 +135,24 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
                 args.top_k
             );
         }
-        ms.sort_by(f64::total_cmp);
-        results.push(json!({
-            "run": name,
-            "requests": ms.len(),
-            "p50_ms": percentile(&ms, 50.0),
-            "p90_ms": percentile(&ms, 90.0),
-            "p99_ms": percentile(&ms, 99.0),
-            "max_ms": ms.last().copied().unwrap_or(f64::NAN),
-        }));
+        results.push(timings(name, "gRPC", ms));
+        // The same requests over the HTTP API, in their JSON mapping.
+        let url = format!(
+            "{}/v1/collections/{COLLECTION}/search",
+            server
+                .http_addr()
+                .context("the server has no HTTP listener")?
+        );
+        let bodies = queries
+            .iter()
+            .cycle()
+            .take(args.warmup + args.requests)
+            .map(|q| serde_json::to_value(request(q)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (warmup, want) = (args.warmup, args.top_k as usize);
+        let ms = tokio::task::spawn_blocking(move || rest_timings(&url, &bodies, warmup, want))
+            .await??;
+        results.push(timings(name, "REST", ms));
     }
     server.stop()?;
 
@@ -188,13 +199,14 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
             first_answer.as_secs_f64()
         );
         println!(
-            "{:<24} {:>8} {:>9} {:>9} {:>9} {:>9}",
-            "Search over gRPC", "requests", "p50 ms", "p90 ms", "p99 ms", "max ms"
+            "{:<24} {:<5} {:>8} {:>9} {:>9} {:>9} {:>9}",
+            "Search", "over", "requests", "p50 ms", "p90 ms", "p99 ms", "max ms"
         );
         for r in &results {
             println!(
-                "{:<24} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                "{:<24} {:<5} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
                 r["run"].as_str().unwrap_or_default(),
+                r["transport"].as_str().unwrap_or_default(),
                 r["requests"].as_u64().unwrap_or_default(),
                 r["p50_ms"].as_f64().unwrap_or_default(),
                 r["p90_ms"].as_f64().unwrap_or_default(),
@@ -308,6 +320,43 @@ fn build(dir: &Path, data: &Path, chunks: usize, model: &str) -> anyhow::Result<
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// Percentiles of one run's latencies.
+fn timings(run: &str, transport: &str, mut ms: Vec<f64>) -> serde_json::Value {
+    ms.sort_by(f64::total_cmp);
+    json!({
+        "run": run,
+        "transport": transport,
+        "requests": ms.len(),
+        "p50_ms": percentile(&ms, 50.0),
+        "p90_ms": percentile(&ms, 90.0),
+        "p99_ms": percentile(&ms, 99.0),
+        "max_ms": ms.last().copied().unwrap_or(f64::NAN),
+    })
+}
+
+/// Latencies of Search over the HTTP API, one keep-alive connection
+/// (as the gRPC client's one channel); the first `warmup` are not timed.
+fn rest_timings(
+    url: &str,
+    bodies: &[serde_json::Value],
+    warmup: usize,
+    want: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let agent = ureq::AgentBuilder::new().build();
+    let mut ms = Vec::with_capacity(bodies.len().saturating_sub(warmup));
+    for (i, body) in bodies.iter().enumerate() {
+        let t = Instant::now();
+        let reply: serde_json::Value = agent.post(url).send_json(body.clone())?.into_json()?;
+        let elapsed = t.elapsed().as_secs_f64() * 1000.0;
+        let hits = reply["hits"].as_array().map_or(0, Vec::len);
+        anyhow::ensure!(hits == want, "REST: {hits} hits, not {want}");
+        if i >= warmup {
+            ms.push(elapsed);
+        }
+    }
+    Ok(ms)
+}
+
 /// A `quarry serve` child process on loopback for benchmarks (this
 /// binary, auth off), logging to a file: the harness the end-to-end tests
 /// use, [`quarry::serve_process`].
@@ -343,6 +392,11 @@ impl Server {
     /// The server's process id.
     pub(super) fn pid(&self) -> u32 {
         self.0.pid()
+    }
+
+    /// `http://127.0.0.1:PORT` of its HTTP API.
+    pub(super) fn http_addr(&self) -> Option<&str> {
+        self.0.http_addr()
     }
 
     pub(super) async fn channel(&self) -> anyhow::Result<Channel> {
