@@ -134,6 +134,7 @@ pub async fn run(args: AskArgs) -> anyhow::Result<()> {
                 ..Default::default()
             }),
             answer_mode: proto::AnswerMode::from(args.answer_mode) as i32,
+            history: Vec::new(),
         })
         .await
         .map_err(call_failed)?

@@ -12,6 +12,7 @@
 pub mod call;
 pub mod error;
 mod lines;
+pub mod openapi;
 pub mod rest;
 
 use std::future::Future;
@@ -49,7 +50,9 @@ pub fn router(services: Services, options: &HttpOptions) -> Router {
         options.auth.clone(),
         options.max_body_bytes,
     );
-    let rest = rest::routes().with_state(api);
+    let rest = rest::routes()
+        .route("/openapi.json", axum::routing::get(openapi_json))
+        .with_state(api);
     grpc_web(&services, options).merge(rest).fallback(not_found)
 }
 
@@ -110,6 +113,10 @@ fn grpc_web(services: &Services, options: &HttpOptions) -> Router {
             )),
         );
     routes.routes().into_axum_router()
+}
+
+async fn openapi_json() -> Response {
+    axum::Json(openapi::document()).into_response()
 }
 
 async fn not_found(request: Request) -> Response {

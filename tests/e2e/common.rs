@@ -261,3 +261,44 @@ pub fn create_key(file: &std::path::Path, name: &str, role: &str, extra: &[&str]
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// The Python packages the end-to-end tests drive the server with, pinned.
+pub const PYTHON_TOOLS: &[&str] = &["openapi-spec-validator==0.9.0", "openai==3.57.0"];
+
+/// A Python virtual environment with [`PYTHON_TOOLS`], at
+/// `$QUARRY_TEST_VENV` or `$HOME/.cache/quarry/testvenv`: `.ci/run` makes
+/// it; a test makes it when it is missing (pip from PyPI), once per run.
+pub fn python_venv() -> PathBuf {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let dir = std::env::var_os("QUARRY_TEST_VENV")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    let home = std::env::var_os("HOME")
+                        .map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+                    home.join(".cache/quarry/testvenv")
+                });
+            let python = dir.join("bin/python");
+            let ready = std::process::Command::new(&python)
+                .args(["-c", "import openapi_spec_validator, openai"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ready {
+                let made = std::process::Command::new("python3")
+                    .args(["-m", "venv"])
+                    .arg(&dir)
+                    .status()
+                    .unwrap();
+                assert!(made.success(), "python3 -m venv {} failed", dir.display());
+                let installed = std::process::Command::new(dir.join("bin/pip"))
+                    .args(["install", "--quiet"])
+                    .args(PYTHON_TOOLS)
+                    .status()
+                    .unwrap();
+                assert!(installed.success(), "pip install {PYTHON_TOOLS:?} failed");
+            }
+            dir
+        })
+        .clone()
+}

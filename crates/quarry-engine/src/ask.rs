@@ -98,6 +98,9 @@ pub struct AskRequest {
     pub question: String,
     /// The conversation, if any.
     pub session_id: Option<String>,
+    /// Earlier turns given by the client (question, answer), oldest first,
+    /// instead of a session's records.
+    pub history: Vec<(String, String)>,
     /// Passages to retrieve; 0 means the default.
     pub top_k: usize,
     /// Metadata filter.
@@ -257,6 +260,11 @@ fn valid_session_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
+/// Most earlier turns an Ask may carry.
+pub const MAX_HISTORY_TURNS: usize = 64;
+/// Longest question or answer of an earlier turn, in bytes.
+pub const MAX_TURN_BYTES: usize = 16 * 1024;
+
 pub(crate) fn validate(req: &AskRequest, cfg: &AskConfig) -> Result<(), InvalidArgument> {
     InvalidArgument::check_text("question", &req.question, cfg.max_question_bytes)?;
     if let Some(s) = &req.session_id {
@@ -265,6 +273,31 @@ pub(crate) fn validate(req: &AskRequest, cfg: &AskConfig) -> Result<(), InvalidA
                 "session_id",
                 "must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'",
             ));
+        }
+    }
+    if !req.history.is_empty() && req.session_id.is_some() {
+        return Err(InvalidArgument::new(
+            "history",
+            "give session_id or history, not both",
+        ));
+    }
+    if req.history.len() > MAX_HISTORY_TURNS {
+        return Err(InvalidArgument::new(
+            "history",
+            format!(
+                "has {} turns; the limit is {MAX_HISTORY_TURNS}",
+                req.history.len()
+            ),
+        ));
+    }
+    for (i, (q, a)) in req.history.iter().enumerate() {
+        for (field, text) in [("question", q), ("answer", a)] {
+            if text.len() > MAX_TURN_BYTES || text.contains('\0') {
+                return Err(InvalidArgument::new(
+                    format!("history[{i}].{field}"),
+                    format!("must be text of at most {MAX_TURN_BYTES} bytes"),
+                ));
+            }
         }
     }
     if req.top_k > cfg.max_top_k {

@@ -114,6 +114,22 @@ pub(crate) fn prepare(
             turns.push(Message::new("user", queue.defuse(&record.question)));
         }
         turns.reverse();
+    } else if let Some(queue) = queue {
+        // The client's own turns, newest first into the same budget.
+        let mut used = 0;
+        for (question, answer) in req.history.iter().rev() {
+            if answer.trim().is_empty() {
+                continue;
+            }
+            let cost = count(question) + count(answer);
+            if used + cost > cfg.history_tokens {
+                break;
+            }
+            used += cost;
+            turns.push(Message::new("assistant", queue.defuse(answer)));
+            turns.push(Message::new("user", queue.defuse(question)));
+        }
+        turns.reverse();
     }
     let mut prepared = Prepared {
         given: Vec::new(),

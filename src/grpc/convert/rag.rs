@@ -138,12 +138,17 @@ pub fn ask_from_proto(
         mode,
         generation,
         answer_mode,
+        history,
     } = req;
     Ok(AskRequest {
         answer_mode: answer_mode_from_proto(answer_mode, "answer_mode")?,
         collection: CollectionName::parse_field(&collection, "collection")?,
         question,
         session_id: (!session_id.is_empty()).then_some(session_id),
+        history: history
+            .into_iter()
+            .map(|t| (t.question, t.answer))
+            .collect(),
         top_k: top_k as usize,
         filter: filter.map(|f| filter_from_proto(f, "filter")).transpose()?,
         mode: mode_from_proto(mode)?,

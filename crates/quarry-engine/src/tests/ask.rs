@@ -41,6 +41,7 @@ fn request(
         collection: collection.clone(),
         question: question.into(),
         session_id: None,
+        history: Vec::new(),
         top_k: 2,
         filter: None,
         mode: Mode::Hybrid,
@@ -182,4 +183,41 @@ async fn a_grounded_answer_inventing_a_figure_never_shows_it() {
     assert!(!text.contains("1911"), "{text}");
     // What is shown instead is the passage's own sentence.
     assert!(text.contains("1874"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn earlier_turns_given_by_the_client_reach_the_prompt_and_are_checked() {
+    let t = TestEngine::with_generator(&words());
+    let kb = t.load("facts", DOCS).await;
+    t.script("The Greyhaven Lighthouse was built in 1874 [1].");
+    let mut req = request(&kb, QUESTIONS[0], AnswerMode::Grounded);
+    req.history = vec![(
+        "Which lighthouse stands on the northern cliff?".into(),
+        "The Greyhaven Lighthouse.".into(),
+    )];
+    let mut events = t.engine.ask(req.clone()).await.unwrap();
+    let mut record = None;
+    while let Some(event) = events.recv().await {
+        if let AskEvent::Done(done) = event.unwrap() {
+            record = Some(done.record_id);
+        }
+    }
+    let record = t.engine.get_record(record.unwrap()).await.unwrap();
+    assert!(
+        record
+            .prompt
+            .contains("Which lighthouse stands on the northern cliff?")
+            && record.prompt.contains("The Greyhaven Lighthouse."),
+        "{}",
+        record.prompt
+    );
+
+    req.session_id = Some("s1".into());
+    let e = t.engine.ask(req.clone()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.to_string().contains("history"), "{e}");
+    req.session_id = None;
+    req.history = vec![("q".into(), "a".into()); crate::ask::MAX_HISTORY_TURNS + 1];
+    let e = t.engine.ask(req).await.unwrap_err();
+    assert!(e.to_string().contains("history"), "{e}");
 }

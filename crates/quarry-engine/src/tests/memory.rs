@@ -458,6 +458,7 @@ mod tests {
                 collection: c.clone(),
                 question: "what does the river otter eat".into(),
                 session_id: Some("s1".into()),
+                history: Vec::new(),
                 top_k: 2,
                 filter: None,
                 mode: Mode::Hybrid,
