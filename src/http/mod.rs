@@ -12,6 +12,7 @@
 pub mod call;
 pub mod error;
 mod lines;
+pub mod openai;
 pub mod openapi;
 pub mod rest;
 
@@ -51,6 +52,7 @@ pub fn router(services: Services, options: &HttpOptions) -> Router {
         options.max_body_bytes,
     );
     let rest = rest::routes()
+        .merge(openai::routes())
         .route("/openapi.json", axum::routing::get(openapi_json))
         .with_state(api);
     grpc_web(&services, options).merge(rest).fallback(not_found)

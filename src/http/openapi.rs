@@ -532,6 +532,30 @@ fn build() -> Value {
         let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
         entry[r.method] = operation(r, &schemas);
     }
+    for (method, path, id, summary) in [
+        ("post", "/v1/chat/completions", "ChatCompletions", "OpenAI-compatible chat completion: `model` names the collection, the last user message is the question, earlier user/assistant turns the conversation; `stream: true` answers Server-Sent Events of chat.completion.chunk ending with `data: [DONE]`. Quarry's citations and the record id ride in the extra field `quarry`; options Quarry cannot honour (n > 1, tools, response_format, logprobs, penalties) are refused with 400."),
+        ("post", "/v1/embeddings", "Embeddings", "OpenAI-compatible embeddings: `input` a string or a list of strings, `encoding_format` float or base64 (little-endian f32); the server's one embedding model answers whatever `model` says."),
+        ("get", "/v1/models", "Models", "OpenAI-compatible model list: the collections this key may use, one model each."),
+    ] {
+        let mut op = json!({
+            "operationId": id,
+            "summary": summary,
+            "tags": ["OpenAI"],
+            "responses": {
+                "200": {"description": "OpenAI's reply object (see OpenAI's API reference).", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "400": {"$ref": "#/components/responses/Error"},
+                "401": {"$ref": "#/components/responses/Error"},
+                "403": {"$ref": "#/components/responses/Error"},
+                "404": {"$ref": "#/components/responses/Error"},
+                "429": {"$ref": "#/components/responses/Error"},
+                "503": {"$ref": "#/components/responses/Error"},
+            },
+        });
+        if method == "post" {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+        }
+        paths.insert(path.to_owned(), json!({ method: op }));
+    }
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -584,7 +608,7 @@ mod tests {
             schemas["Hit"]["properties"]["metadata"]["type"], "object",
             "maps are objects"
         );
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 14);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 17);
         let mut ids: Vec<String> = ROUTES.iter().map(operation_id).collect();
         ids.sort();
         ids.dedup();

@@ -125,7 +125,7 @@ where
 
 /// Runs `call` under the deadline the request's metadata carries
 /// (DEADLINE_EXCEEDED once it passes).
-async fn within_deadline<T>(
+pub(super) async fn within_deadline<T>(
     left: Option<std::time::Duration>,
     call: impl Future<Output = Result<T, tonic::Status>>,
 ) -> Result<T, ApiError> {

@@ -613,6 +613,147 @@ fn the_openapi_document_is_valid_and_lists_the_served_routes() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 17);
+    assert_eq!(seen, 20);
+    server.stop();
+}
+
+/// The official `openai` Python package against the real server: models,
+/// a completion (with Quarry's citations), a streamed completion to the
+/// end with usage, embeddings in both encodings equal to Retrieval.Embed's
+/// vectors, and a parameter it cannot honour refused with 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_client_works_against_the_server() {
+    use quarry::proto;
+    let dir = data_dir();
+    let keys = dir.path().join("keys.toml");
+    let admin = create_key(&keys, "boss", "admin", &[]);
+    let server = TestServer::start_with(
+        &dir.path().join("data"),
+        &["--keys-file", keys.to_str().unwrap()],
+    );
+    let base = server.http_addr.clone().unwrap();
+    let http = Http::new(&base);
+    let a = Some(admin.as_str());
+    let (s, body) = http.call("POST", "/v1/collections", a, Some(json!({"name": "docs"})));
+    assert_eq!(s, 200, "{body}");
+    let docs: Vec<Value> = PASSAGES
+        .iter()
+        .map(|(id, text)| json!({"id": id, "text": text}))
+        .collect();
+    let (s, body) = http.call(
+        "POST",
+        "/v1/collections/docs/documents",
+        a,
+        Some(json!({"documents": docs})),
+    );
+    assert_eq!(s, 200, "{body}");
+
+    let venv = crate::common::python_venv();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/openai_client.py");
+    let key = admin.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(venv.join("bin/python"))
+            .arg(script)
+            .arg(&base)
+            .arg(&key)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    assert_eq!(seen["models"], json!(["docs"]), "{seen}");
+    let completion = &seen["completion"];
+    assert!(
+        completion["content"].as_str().unwrap().contains("fish"),
+        "{completion}"
+    );
+    assert_eq!(completion["finish_reason"], "stop", "{completion}");
+    assert_eq!(
+        completion["quarry"]["citations"][0]["documentId"], "otter",
+        "{completion}"
+    );
+    assert!(
+        completion["quarry"]["done"]["recordId"].as_str().is_some(),
+        "{completion}"
+    );
+
+    let stream = &seen["stream"];
+    assert!(
+        !stream["content"].as_str().unwrap().trim().is_empty(),
+        "{stream}"
+    );
+    assert!(
+        matches!(stream["finish_reason"].as_str(), Some("stop" | "length")),
+        "{stream}"
+    );
+    assert!(stream["usage"].as_u64().is_some_and(|u| u > 0), "{stream}");
+    let extras = stream["quarry"].as_array().unwrap();
+    assert!(
+        extras.first().is_some_and(|e| e["citations"].is_array()),
+        "{stream}"
+    );
+    let record = extras.last().unwrap()["done"]["recordId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, body) = http.call("GET", &format!("/v1/records/{record}"), a, None);
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["question"], "What does the river otter eat?", "{body}");
+
+    // Embeddings equal Retrieval.Embed's over gRPC (base64 decodes to the
+    // same f32s).
+    let channel = server.channel().await;
+    let mut request = tonic::Request::new(proto::EmbedRequest {
+        texts: vec![
+            "granite is an igneous rock".into(),
+            "otters eat fish".into(),
+        ],
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {admin}").parse().unwrap());
+    let want: Vec<Vec<f64>> = proto::retrieval_client::RetrievalClient::new(channel)
+        .embed(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .embeddings
+        .into_iter()
+        .map(|e| e.values.into_iter().map(f64::from).collect())
+        .collect();
+    for encoding in ["embeddings_base64", "embeddings_float"] {
+        let got = seen[encoding].as_array().unwrap();
+        assert_eq!(got.len(), 2, "{encoding}");
+        for (g, w) in got.iter().zip(&want) {
+            let g: Vec<f64> = g
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(g.len(), w.len(), "{encoding}");
+            let diff = g
+                .iter()
+                .zip(w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            // Floats through JSON round-trip exactly enough; base64 exactly.
+            assert!(diff < 1e-6, "{encoding}: differs by {diff}");
+        }
+    }
+    let refused = &seen["refused"];
+    assert_eq!(refused["status"], 400, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("n:"),
+        "{refused}"
+    );
     server.stop();
 }

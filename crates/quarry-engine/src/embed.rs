@@ -31,6 +31,9 @@ pub struct Embeddings {
     pub model: String,
     /// The vectors' dimension.
     pub dimension: usize,
+    /// Tokens the texts were cut into (without the model's special
+    /// tokens; a text longer than the model's window counts whole).
+    pub tokens: u64,
 }
 
 impl Engine {
@@ -66,11 +69,28 @@ impl Engine {
             )
             .into());
         }
+        let tokenizer = self.inner.embedder.counting_tokenizer();
+        let counted: Vec<String> = texts.clone();
+        // Tokenizing is CPU work: off the async workers, beside the model.
+        let tokens = tokio::task::spawn_blocking(move || {
+            counted
+                .iter()
+                .map(|t| {
+                    tokenizer
+                        .encode(t.as_str(), false)
+                        .map_or(0, |e| e.len() as u64)
+                })
+                .sum::<u64>()
+        });
         let vectors = self.inner.embedder.embed(texts).await?;
+        let tokens = tokens
+            .await
+            .map_err(|e| crate::EngineError::Internal(format!("token count failed: {e}")))?;
         Ok(Embeddings {
             vectors,
             model: self.inner.embed_model.clone(),
             dimension: self.inner.embedder.dimension(),
+            tokens,
         })
     }
 }

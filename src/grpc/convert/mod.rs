@@ -134,6 +134,7 @@ impl From<Embeddings> for proto::EmbedResponse {
             vectors,
             model,
             dimension,
+            tokens,
         } = e;
         Self {
             embeddings: vectors
@@ -142,6 +143,7 @@ impl From<Embeddings> for proto::EmbedResponse {
                 .collect(),
             model,
             dimension: dimension as u32,
+            token_count: tokens,
         }
     }
 }
