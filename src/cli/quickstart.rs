@@ -194,6 +194,27 @@ pub async fn run(mut args: QuickstartArgs) -> anyhow::Result<()> {
         "    listening on {addr} (ready in {:.1} s)",
         started.elapsed().as_secs_f64()
     );
+    let auth = crate::serve::authenticator(&config)?;
+    let http = match config.http_listen {
+        Some(http_addr) => {
+            let http = tokio::net::TcpListener::bind(http_addr).await.with_context(|| {
+                format!("cannot listen for HTTP on {http_addr} (try --http-listen 127.0.0.1:0, or none)")
+            })?;
+            let bound = http.local_addr()?;
+            println!("    web console and HTTP API at http://{bound}/");
+            Some((
+                http,
+                quarry::http::HttpOptions {
+                    auth: auth.clone(),
+                    max_body_bytes: config.max_message_bytes,
+                    tls: crate::serve::http_tls(&config)?,
+                },
+                bound,
+            ))
+        }
+        None => None,
+    };
+    let http_addr = http.as_ref().map(|h| h.2);
     // The server stops on a signal, or when the quickstart says so
     // (--once).
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -211,10 +232,10 @@ pub async fn run(mut args: QuickstartArgs) -> anyhow::Result<()> {
         listener,
         ServerOptions {
             max_message_bytes: config.max_message_bytes,
-            auth: crate::serve::authenticator(&config)?,
+            auth,
             tls: crate::serve::tls_config(&config)?,
         },
-        None,
+        http.map(|(listener, options, _)| (listener, options)),
         config.shutdown_grace,
         stop_rx,
     ));
@@ -318,6 +339,17 @@ Quarry is serving on {addr}. Try:
       print(event)
 "#
     );
+    if let Some(http) = http_addr {
+        println!(
+            r#"Over HTTP (docs/http.md):
+
+  open http://{http}/ in a browser: the web console (no key needed for this local demo)
+  curl -sN -d '{{"question": "How do conversations work?"}}' http://{http}/v1/collections/{COLLECTION}/ask
+  # OpenAI's Python client: OpenAI(base_url="http://{http}/v1", api_key="none")
+  #   .chat.completions.create(model="{COLLECTION}", messages=[{{"role": "user", "content": "..."}}])
+"#
+        );
+    }
     if args.once {
         let _ = done_tx.send(());
     } else {

@@ -10,6 +10,7 @@
 //! connections finish their in-flight requests.
 
 pub mod call;
+mod console;
 pub mod error;
 mod lines;
 pub mod openai;
@@ -53,6 +54,7 @@ pub fn router(services: Services, options: &HttpOptions) -> Router {
     );
     let rest = rest::routes()
         .merge(openai::routes())
+        .merge(console::routes())
         .route("/openapi.json", axum::routing::get(openapi_json))
         .with_state(api);
     grpc_web(&services, options).merge(rest).fallback(not_found)

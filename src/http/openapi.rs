@@ -536,11 +536,12 @@ fn build() -> Value {
         ("post", "/v1/chat/completions", "ChatCompletions", "OpenAI-compatible chat completion: `model` names the collection, the last user message is the question, earlier user/assistant turns the conversation; `stream: true` answers Server-Sent Events of chat.completion.chunk ending with `data: [DONE]`. Quarry's citations and the record id ride in the extra field `quarry`; options Quarry cannot honour (n > 1, tools, response_format, logprobs, penalties) are refused with 400."),
         ("post", "/v1/embeddings", "Embeddings", "OpenAI-compatible embeddings: `input` a string or a list of strings, `encoding_format` float or base64 (little-endian f32); the server's one embedding model answers whatever `model` says."),
         ("get", "/v1/models", "Models", "OpenAI-compatible model list: the collections this key may use, one model each."),
+        ("get", "/v1/session", "Session", "Who the key is: its name, role and collection allow-list (the web console shows only what the role may do)."),
     ] {
         let mut op = json!({
             "operationId": id,
             "summary": summary,
-            "tags": ["OpenAI"],
+            "tags": [if id == "Session" { "Console" } else { "OpenAI" }],
             "responses": {
                 "200": {"description": "OpenAI's reply object (see OpenAI's API reference).", "content": {"application/json": {"schema": {"type": "object"}}}},
                 "400": {"$ref": "#/components/responses/Error"},
@@ -608,7 +609,7 @@ mod tests {
             schemas["Hit"]["properties"]["metadata"]["type"], "object",
             "maps are objects"
         );
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 17);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 18);
         let mut ids: Vec<String> = ROUTES.iter().map(operation_id).collect();
         ids.sort();
         ids.dedup();

@@ -613,7 +613,7 @@ fn the_openapi_document_is_valid_and_lists_the_served_routes() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 20);
+    assert_eq!(seen, 21);
     server.stop();
 }
 

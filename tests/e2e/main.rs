@@ -17,6 +17,7 @@ mod ask;
 mod auth;
 mod cli;
 mod collections;
+mod console;
 mod crash;
 mod deploy;
 mod discovery;

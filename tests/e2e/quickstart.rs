@@ -11,7 +11,14 @@ use common::{ensure_models, quarry_bin};
 
 fn quickstart(home: &std::path::Path) -> String {
     let out = Command::new(quarry_bin())
-        .args(["quickstart", "--once", "--listen", "127.0.0.1:0"])
+        .args([
+            "quickstart",
+            "--once",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .env("XDG_DATA_HOME", home)
         .env_remove("QUARRY_DATA_DIR")
         .env_remove("QUARRY_CONFIG")
@@ -42,6 +49,12 @@ fn quickstart_answers_then_reuses_everything() {
     );
     assert!(first.contains("quarry ask"), "{first}");
     assert!(first.contains("grpcurl -plaintext"), "{first}");
+    // The console's address, and the HTTP examples.
+    assert!(
+        first.contains("web console and HTTP API at http://127.0.0.1:"),
+        "{first}"
+    );
+    assert!(first.contains("/v1/collections/"), "{first}");
     assert!(home.path().join("quarry/quickstart/store").is_dir());
 
     let second = quickstart(home.path());
