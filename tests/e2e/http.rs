@@ -138,6 +138,8 @@ fn every_route_answers_with_its_status_and_keys_and_roles_apply() {
             keys.to_str().unwrap(),
             "--max-message-bytes",
             "65536",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
     );
     let http = Http::new(
@@ -454,6 +456,24 @@ fn every_route_answers_with_its_status_and_keys_and_roles_apply() {
     assert_eq!(s, 200, "{body}");
     let (s, body) = http.call("GET", "/v1/collections/docs", r, None);
     assert_eq!((s, code(&body)), (404, "NOT_FOUND"), "{body}");
+
+    // The calls are in the same metrics as gRPC's, refusals included.
+    let metrics = ureq::get(&format!(
+        "http://{}/metrics",
+        server.metrics_addr.as_deref().unwrap()
+    ))
+    .call()
+    .unwrap()
+    .into_string()
+    .unwrap();
+    for needle in [
+        r#"method="Collections.CreateCollection""#,
+        r#"method="Retrieval.Search""#,
+        r#"method="Rag.Ask""#,
+        r#"code="AlreadyExists""#,
+    ] {
+        assert!(metrics.contains(needle), "{needle} not in the metrics");
+    }
     server.stop();
 }
 

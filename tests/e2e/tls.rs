@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use common::{data_dir, quarry_bin, TestServer};
 use quarry::proto::{self, collections_client::CollectionsClient};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Writes ca.pem, server.pem, server.key, client.pem, client.key.
@@ -21,6 +23,12 @@ fn certificates(dir: &Path) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: OpenSSL takes a leaf whose subject equals its
+    // issuer's for self-signed (rustls does not look).
+    ca_params.distinguished_name = DistinguishedName::new();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Quarry test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let write = |name: &str, text: String| std::fs::write(dir.join(name), text).unwrap();
@@ -33,10 +41,12 @@ fn certificates(dir: &Path) {
         ("client", vec!["quarry-client".to_string()]),
     ] {
         let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(sans)
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("quarry test {name}"));
+        let cert = params.signed_by(&key, &issuer).unwrap();
         write(&format!("{name}.pem"), cert.pem());
         write(&format!("{name}.key"), key.serialize_pem());
     }
@@ -151,4 +161,55 @@ async fn tls_and_mutual_tls() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(server.stop().success());
+}
+
+/// The HTTP port speaks TLS with the same PEM files, also to HTTP/1.1-only
+/// clients (Python's urllib, as most scripts and the OpenAI client use),
+/// and refuses plain text.
+#[test]
+fn the_http_port_speaks_tls_to_http1_clients_too() {
+    let dir = data_dir();
+    certificates(dir.path());
+    let pem = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let server = TestServer::start_with(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            &pem("server.pem"),
+            "--tls-key",
+            &pem("server.key"),
+        ],
+    );
+    let port = server
+        .http_addr
+        .as_deref()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let script = format!(
+        "import ssl, urllib.request\n\
+         ctx = ssl.create_default_context(cafile={ca:?})\n\
+         r = urllib.request.urlopen('https://localhost:{port}/v1/collections', context=ctx, timeout=30)\n\
+         print(r.status, r.version, r.read().decode())",
+        ca = pem("ca.pem"),
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // 11 is HTTP/1.1.
+    assert!(stdout.starts_with("200 11 {"), "{stdout}");
+    let plain = ureq::get(&format!("http://127.0.0.1:{port}/v1/collections"))
+        .timeout(Duration::from_secs(10))
+        .call();
+    assert!(plain.is_err(), "plain text got an answer from the TLS port");
+    server.stop();
 }
