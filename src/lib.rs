@@ -10,6 +10,7 @@ pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod qdrant_process;
 pub mod serve_process;
 
 /// The generated `quarry.v1` messages, clients and servers.

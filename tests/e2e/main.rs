@@ -30,6 +30,7 @@ mod http;
 mod ingest;
 mod limits;
 mod metrics;
+mod qdrant;
 mod quickstart;
 mod recovery;
 mod search;
