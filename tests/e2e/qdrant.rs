@@ -81,3 +81,141 @@ fn a_three_node_cluster_forms_and_a_killed_node_rejoins() {
     assert_eq!(cluster.grpc_urls().len(), 3);
     cluster.stop();
 }
+
+/// A small deterministic generator (xorshift), for the equivalence test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const KEYS: [&str; 4] = ["color", "n", "ok", "odd.key\"[0]"];
+const WORDS: [&str; 3] = ["red", "blue", "dark green"];
+const NUMBERS: [f64; 6] = [-1.5, 0.0, 1.0, 2.0, 3.5, 4.0];
+
+fn value(rng: &mut Rng, key: usize) -> quarry_core::MetaValue {
+    use quarry_core::MetaValue;
+    match (key, rng.below(2)) {
+        (0 | 3, 0) => MetaValue::String(WORDS[rng.below(3) as usize].into()),
+        (0 | 3, _) => MetaValue::StringList(
+            (0..1 + rng.below(2))
+                .map(|_| WORDS[rng.below(3) as usize].to_owned())
+                .collect(),
+        ),
+        (1, 0) => MetaValue::Int(rng.below(6) as i64 - 1),
+        (1, _) => MetaValue::Double(NUMBERS[rng.below(6) as usize]),
+        _ => MetaValue::Bool(rng.below(2) == 0),
+    }
+}
+
+fn random_filter(rng: &mut Rng, depth: u32) -> quarry_core::Filter {
+    use quarry_core::Filter;
+    let key = rng.below(4) as usize;
+    match (depth, rng.below(6)) {
+        (d, 0) if d < 3 => Filter::And(
+            (0..1 + rng.below(3))
+                .map(|_| random_filter(rng, d + 1))
+                .collect(),
+        ),
+        (d, 1) if d < 3 => Filter::Or(
+            (0..1 + rng.below(3))
+                .map(|_| random_filter(rng, d + 1))
+                .collect(),
+        ),
+        (_, 2) => Filter::In {
+            key: KEYS[key].into(),
+            values: (0..1 + rng.below(3)).map(|_| value(rng, key)).collect(),
+        },
+        (_, 3) => Filter::Range {
+            key: KEYS[1].into(),
+            gte: (rng.below(2) == 0).then(|| NUMBERS[rng.below(6) as usize]),
+            gt: (rng.below(3) == 0).then(|| NUMBERS[rng.below(6) as usize]),
+            lte: (rng.below(2) == 0).then(|| NUMBERS[rng.below(6) as usize]),
+            lt: (rng.below(3) == 0).then(|| NUMBERS[rng.below(6) as usize]),
+        },
+        _ => Filter::Equals {
+            key: KEYS[key].into(),
+            value: value(rng, key),
+        },
+    }
+}
+
+/// Every Quarry filter selects in Qdrant exactly the points whose metadata
+/// it matches in Quarry (strings, string lists, ints and doubles compared
+/// as numbers, booleans, nesting, and a key full of JSON-path characters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarry_filters_select_the_same_points_in_qdrant() {
+    use qdrant_client::qdrant::point_id::PointIdOptions;
+    use qdrant_client::qdrant::{PointStruct, ScrollPointsBuilder, UpsertPointsBuilder};
+    use qdrant_client::{Payload, Qdrant};
+    let Some(bin) = qdrant_or_skip("quarry_filters_select_the_same_points_in_qdrant") else {
+        return;
+    };
+    let dir = data_dir();
+    let cluster = QdrantCluster::start(&bin, dir.path(), 1, Duration::from_secs(60)).unwrap();
+    ureq::put(&format!("{}/collections/f", cluster.http_url(0)))
+        .send_json(json!({"vectors": {"size": 1, "distance": "Dot"}}))
+        .unwrap();
+    let client = Qdrant::from_url(&cluster.grpc_url(0)).build().unwrap();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut docs = Vec::new();
+    let mut points = Vec::new();
+    for id in 1..=80u64 {
+        let mut m = quarry_core::Metadata::new();
+        for (k, key) in KEYS.iter().enumerate() {
+            if rng.below(4) != 0 {
+                m.insert((*key).to_owned(), value(&mut rng, k));
+            }
+        }
+        let payload = Payload::try_from(json!({"m": quarry_qdrant::metadata_payload(&m)})).unwrap();
+        points.push(PointStruct::new(id, vec![1.0f32], payload));
+        docs.push((id, m));
+    }
+    client
+        .upsert_points(UpsertPointsBuilder::new("f", points).wait(true))
+        .await
+        .unwrap();
+    let mut nonempty = 0;
+    for _ in 0..300 {
+        let filter = random_filter(&mut rng, 0);
+        let want: Vec<u64> = docs
+            .iter()
+            .filter(|(_, m)| filter.matches(m))
+            .map(|(id, _)| *id)
+            .collect();
+        let got = client
+            .scroll(
+                ScrollPointsBuilder::new("f")
+                    .filter(quarry_qdrant::filter_of(&filter))
+                    .limit(1000)
+                    .with_payload(false),
+            )
+            .await
+            .unwrap();
+        let mut got: Vec<u64> = got
+            .result
+            .iter()
+            .filter_map(|p| match p.id.as_ref()?.point_id_options.as_ref()? {
+                PointIdOptions::Num(n) => Some(*n),
+                PointIdOptions::Uuid(_) => None,
+            })
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, want, "filter {filter:?}");
+        nonempty += usize::from(!want.is_empty());
+    }
+    // The generated filters are not trivially empty.
+    assert!(
+        nonempty > 100,
+        "{nonempty} of 300 filters matched something"
+    );
+    cluster.stop();
+}
