@@ -23,26 +23,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let http =
-        match config.http_listen {
-            Some(http_addr) => {
-                let http = tokio::net::TcpListener::bind(http_addr).await.with_context(|| {
-                format!("cannot listen for HTTP on {http_addr} (set --http-listen ADDR, or none)")
-            })?;
-                let bound = http.local_addr()?;
-                tracing::info!(addr = %bound, "HTTP API at /v1");
-                println!("http on {bound}");
-                Some((
-                    http,
-                    HttpOptions {
-                        auth: auth.clone(),
-                        max_body_bytes: config.max_message_bytes,
-                        tls: http_tls(&config)?,
-                    },
-                ))
-            }
-            None => None,
-        };
+    let http = bind_http(&config, &auth).await?;
+    if let Some((_, _, bound)) = &http {
+        println!("http on {bound}");
+    }
+    let http = http.map(|(listener, options, _)| (listener, options));
     let stop = stop_on_signal();
     if let Some(metrics_addr) = config.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(metrics_addr)
@@ -126,6 +111,28 @@ pub fn tls_config(
     }
     tracing::info!(mtls = files.client_ca.is_some(), "TLS on");
     Ok(Some(tls))
+}
+
+/// The HTTP listener a configuration asks for (`None` when it is off),
+/// bound, with its options and bound address.
+pub async fn bind_http(
+    config: &ServeConfig,
+    auth: &Authenticator,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, HttpOptions, std::net::SocketAddr)>> {
+    let Some(addr) = config.http_listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen for HTTP on {addr} (set --http-listen ADDR, 127.0.0.1:0, or none)")
+    })?;
+    let bound = listener.local_addr()?;
+    tracing::info!(addr = %bound, "HTTP API at /v1, web console at /");
+    let options = HttpOptions {
+        auth: auth.clone(),
+        max_body_bytes: config.max_message_bytes,
+        tls: http_tls(config)?,
+    };
+    Ok(Some((listener, options, bound)))
 }
 
 /// The HTTP listener's TLS, from the same PEM files as gRPC's; it offers

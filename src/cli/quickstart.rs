@@ -195,25 +195,10 @@ pub async fn run(mut args: QuickstartArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let auth = crate::serve::authenticator(&config)?;
-    let http = match config.http_listen {
-        Some(http_addr) => {
-            let http = tokio::net::TcpListener::bind(http_addr).await.with_context(|| {
-                format!("cannot listen for HTTP on {http_addr} (try --http-listen 127.0.0.1:0, or none)")
-            })?;
-            let bound = http.local_addr()?;
-            println!("    web console and HTTP API at http://{bound}/");
-            Some((
-                http,
-                quarry::http::HttpOptions {
-                    auth: auth.clone(),
-                    max_body_bytes: config.max_message_bytes,
-                    tls: crate::serve::http_tls(&config)?,
-                },
-                bound,
-            ))
-        }
-        None => None,
-    };
+    let http = crate::serve::bind_http(&config, &auth).await?;
+    if let Some((_, _, bound)) = &http {
+        println!("    web console and HTTP API at http://{bound}/");
+    }
     let http_addr = http.as_ref().map(|h| h.2);
     // The server stops on a signal, or when the quickstart says so
     // (--once).

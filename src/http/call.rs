@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
@@ -85,12 +85,10 @@ pub async fn body_bytes(body: Body, limit: usize) -> Result<Bytes, Response> {
 
 /// 413 naming the limit.
 pub fn too_large(limit: usize) -> Response {
-    let status = tonic::Status::resource_exhausted(format!(
+    ApiError::from(super::error::too_large(format!(
         "the request body is larger than the limit of {limit} bytes (--max-message-bytes)"
-    ));
-    let mut response = ApiError::from(status).into_response();
-    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    response
+    )))
+    .into_response()
 }
 
 /// The proto message of a JSON body (an empty body is `{}`), with `set`

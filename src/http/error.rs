@@ -71,6 +71,20 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
+/// The metadata that marks a RESOURCE_EXHAUSTED status as a request
+/// (body or line) over the size limit, answered 413 rather than 429.
+const TOO_LARGE: &str = "x-quarry-too-large";
+
+/// RESOURCE_EXHAUSTED for a request larger than the limit: 413 over HTTP
+/// (the mark survives the loader passing the status through).
+pub fn too_large(message: String) -> tonic::Status {
+    let mut status = tonic::Status::resource_exhausted(message);
+    status
+        .metadata_mut()
+        .insert(TOO_LARGE, tonic::metadata::MetadataValue::from_static("1"));
+    status
+}
+
 /// The request id a status carries (set by `metrics::observed`).
 pub fn request_id(status: &tonic::Status) -> Option<String> {
     status
@@ -94,7 +108,11 @@ pub fn error_body(status: &tonic::Status) -> serde_json::Value {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let code = http_status(self.status.code());
+        let code = if self.status.metadata().contains_key(TOO_LARGE) {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            http_status(self.status.code())
+        };
         let mut response = (code, axum::Json(error_body(&self.status))).into_response();
         if let Some(id) = request_id(&self.status).and_then(|id| HeaderValue::from_str(&id).ok()) {
             response.headers_mut().insert("x-request-id", id);

@@ -57,7 +57,7 @@ pub fn json_lines(
 }
 
 fn too_long(number: usize, limit: usize) -> tonic::Status {
-    tonic::Status::resource_exhausted(format!(
+    super::error::too_large(format!(
         "line {number} is larger than the limit of {limit} bytes (--max-message-bytes)"
     ))
 }

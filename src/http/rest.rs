@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -479,16 +479,5 @@ async fn bulk_ingest(
         let response = within_deadline(left, crate::grpc::bulk_ingest(api.services(), req)).await?;
         reply(response)
     };
-    match run.await {
-        Ok(response) => response,
-        Err(e)
-            if e.status.code() == tonic::Code::ResourceExhausted
-                && e.status.message().contains("--max-message-bytes") =>
-        {
-            let mut response = e.into_response();
-            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            response
-        }
-        Err(e) => e.into_response(),
-    }
+    run.await.unwrap_or_else(IntoResponse::into_response)
 }
