@@ -137,6 +137,19 @@ impl QdrantCluster {
                     .arg(format!("http://127.0.0.1:{port}"));
             }
         }
+        // A node must not outlive the process that started it (a test
+        // binary that exits, or is killed, mid-run).
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches only the child.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
         Ok(cmd.spawn()?)
     }
 

@@ -42,7 +42,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             stop.clone(),
         ));
     }
-    tracing::info!(%addr, data_dir = %config.engine.data_dir.display(), "quarry serving");
+    match &config.backend {
+        quarry::config::Backend::Embedded => {
+            tracing::info!(%addr, data_dir = %config.engine.data_dir.display(), "quarry serving")
+        }
+        quarry::config::Backend::Qdrant(q) => {
+            tracing::info!(%addr, qdrant = ?q.urls, "quarry serving (Qdrant backend)")
+        }
+    }
     // Scripts and tests read the bound address (useful with port 0) here.
     println!("listening on {addr}");
     std::io::stdout().flush()?;
@@ -183,9 +190,31 @@ pub fn http_tls(
 /// blocking pool.
 pub async fn open_engine(config: &ServeConfig) -> anyhow::Result<Engine> {
     let engine_config = config.engine.clone();
-    tokio::task::spawn_blocking(move || Engine::open(engine_config))
+    let backend = config.backend.clone();
+    tokio::task::spawn_blocking(move || open_engine_on(engine_config, backend))
         .await?
         .context("cannot start the engine")
+}
+
+/// Opens the engine on `backend` (blocking: loads the models, then opens
+/// the data directory or connects to the Qdrant cluster).
+pub fn open_engine_on(
+    config: quarry_engine::EngineConfig,
+    backend: quarry::config::Backend,
+) -> quarry_engine::Result<Engine> {
+    match backend {
+        quarry::config::Backend::Embedded => Engine::open(config),
+        quarry::config::Backend::Qdrant(qdrant) => {
+            Engine::open_on(config, move |config, dimension| {
+                tracing::info!(nodes = ?qdrant.urls, "storage: Qdrant cluster");
+                Ok(Arc::new(quarry_qdrant::QdrantStorage::connect(
+                    &qdrant,
+                    dimension,
+                    config.record_key.clone(),
+                )?))
+            })
+        }
+    }
 }
 
 /// A receiver that turns true on SIGTERM or Ctrl-C.

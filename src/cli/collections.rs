@@ -127,6 +127,7 @@ pub async fn run(cmd: CollectionsCommand) -> anyhow::Result<()> {
                         hnsw_ef_search,
                         language,
                     }),
+                    placement: None,
                 })
                 .await
                 .map_err(call_failed)?

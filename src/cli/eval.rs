@@ -284,6 +284,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
                 language: args.language.parse()?,
                 ..CollectionSettings::default()
             },
+            placement: Default::default(),
         })
         .await?;
 

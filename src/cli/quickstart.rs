@@ -235,6 +235,7 @@ pub async fn run(mut args: QuickstartArgs) -> anyhow::Result<()> {
         .create_collection(CreateCollection {
             name: name.clone(),
             settings: CollectionSettings::default(),
+            placement: Default::default(),
         })
         .await
     {

@@ -25,6 +25,7 @@ pub use server::{
     DEFAULT_DATA_DIR, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_SHUTDOWN_GRACE_SECS,
 };
+pub use storage::Backend;
 
 /// The effective configuration of a server: the engine's, and the edge's.
 #[derive(Debug, Clone)]
@@ -48,6 +49,8 @@ pub struct ServeConfig {
     /// Everything the engine is opened with (data directory, models,
     /// limits, Ask and index settings).
     pub engine: EngineConfig,
+    /// Which storage backend holds the data.
+    pub backend: Backend,
 }
 
 /// The PEM files of the server's TLS.
@@ -134,6 +137,7 @@ impl ServeArgs {
                 record_key: security.record_key,
                 min_free_disk_bytes: storage.min_free_disk_bytes,
             },
+            backend: storage.backend,
         })
     }
 }

@@ -73,6 +73,8 @@ pub struct Services {
     pub rag: Arc<RagService>,
     /// History.
     pub history: Arc<HistoryService>,
+    /// The engine they share (health of its storage).
+    pub engine: Engine,
 }
 
 impl Services {
@@ -84,6 +86,7 @@ impl Services {
             retrieval: Arc::new(RetrievalService::new(engine.clone())),
             rag: Arc::new(RagService::new(engine.clone())),
             history: Arc::new(HistoryService::new(engine.clone())),
+            engine: engine.clone(),
         }
     }
 }
@@ -113,6 +116,49 @@ pub struct ServerOptions {
     pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
+/// How often the storage backend's health is asked.
+const STORAGE_HEALTH_EVERY: Duration = Duration::from_secs(2);
+
+/// Turns health NOT_SERVING while the storage backend cannot serve (a
+/// Qdrant cluster out of reach) and SERVING again when it can, so that
+/// load balancers and probes route around a node that would only answer
+/// UNAVAILABLE.
+async fn watch_storage(engine: Engine, health: tonic_health::server::HealthReporter) {
+    let mut serving = true;
+    loop {
+        tokio::time::sleep(STORAGE_HEALTH_EVERY).await;
+        let now = match tokio::time::timeout(Duration::from_secs(15), engine.storage_health()).await
+        {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                if serving {
+                    tracing::error!(error = %e, "storage unavailable: health NOT_SERVING");
+                }
+                false
+            }
+            Err(_) => {
+                if serving {
+                    tracing::error!("storage health check timed out: health NOT_SERVING");
+                }
+                false
+            }
+        };
+        if now == serving {
+            continue;
+        }
+        serving = now;
+        let status = if now {
+            tracing::info!("storage available again: health SERVING");
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        for name in SERVICE_NAMES.into_iter().chain([""]) {
+            health.set_service_status(name, status).await;
+        }
+    }
+}
+
 /// Serves every service on `listener` until `shutdown` resolves, then stops
 /// accepting, lets in-flight calls finish, and returns.
 pub async fn serve(
@@ -140,9 +186,11 @@ pub async fn serve(
 
     let max = options.max_message_bytes;
     let auth = options.auth;
+    let watcher = tokio::spawn(watch_storage(services.engine.clone(), health.clone()));
     // Health and reflection stay open; every Quarry service checks keys.
     let shutdown = async move {
         shutdown.await;
+        watcher.abort();
         // Tell load balancers first, then stop accepting.
         for name in SERVICE_NAMES {
             health

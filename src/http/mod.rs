@@ -56,8 +56,25 @@ pub fn router(services: Services, options: &HttpOptions) -> Router {
         .merge(openai::routes())
         .merge(console::routes())
         .route("/openapi.json", axum::routing::get(openapi_json))
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(readyz))
         .with_state(api);
     grpc_web(&services, options).merge(rest).fallback(not_found)
+}
+
+/// Readiness for probes and load balancers: 200 while the storage backend
+/// can serve, 503 naming the problem while it cannot (a Qdrant cluster out
+/// of reach). `/healthz` is liveness: the process answers.
+async fn readyz(
+    axum::extract::State(api): axum::extract::State<Api>,
+) -> (axum::http::StatusCode, String) {
+    match api.services().engine.storage_health().await {
+        Ok(()) => (axum::http::StatusCode::OK, "ready".into()),
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            crate::grpc::to_status(e).message().to_owned(),
+        ),
+    }
 }
 
 /// The five `quarry.v1` services as gRPC-Web (tonic-web: why, the

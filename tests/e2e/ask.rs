@@ -167,10 +167,10 @@ async fn list(
         .map(|r| r.into_inner())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grounded_answers_cite_their_passage_and_are_recorded() {
+crate::common::both_backends! {
+async fn grounded_answers_cite_their_passage_and_are_recorded(backend) {
     let dir = data_dir();
-    let server = TestServer::start(dir.path());
+    let server = TestServer::on(&backend, dir.path(), &[]);
     let channel = server.channel().await;
     load(&channel).await;
 
@@ -355,7 +355,7 @@ async fn grounded_answers_cite_their_passage_and_are_recorded() {
 
     // Everything survives a restart.
     assert!(server.stop().success());
-    let server = TestServer::start(dir.path());
+    let server = TestServer::on(&backend, dir.path(), &[]);
     let channel = server.channel().await;
     let mut history = HistoryClient::new(channel.clone());
     let after = list(&mut history, Default::default(), 100, "")
@@ -385,11 +385,12 @@ async fn grounded_answers_cite_their_passage_and_are_recorded() {
     assert_eq!(after.records.len(), record_ids.len() - 1);
     assert!(server.stop().success());
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conversations_link_their_turns_and_cancelled_asks_are_recorded() {
+crate::common::both_backends! {
+async fn conversations_link_their_turns_and_cancelled_asks_are_recorded(backend) {
     let dir = data_dir();
-    let server = TestServer::start(dir.path());
+    let server = TestServer::on(&backend, dir.path(), &[]);
     let channel = server.channel().await;
     load(&channel).await;
 
@@ -576,11 +577,12 @@ async fn conversations_link_their_turns_and_cancelled_asks_are_recorded() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(server.stop().success());
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redacted_records_keep_no_personal_data() {
+crate::common::both_backends! {
+async fn redacted_records_keep_no_personal_data(backend) {
     let dir = data_dir();
-    let server = TestServer::start_with(dir.path(), &["--redact-records"]);
+    let server = TestServer::on(&backend, dir.path(), &["--redact-records"]);
     let channel = server.channel().await;
     load(&channel).await;
     let a = ask(
@@ -613,15 +615,16 @@ async fn redacted_records_keep_no_personal_data() {
     );
     assert!(server.stop().success());
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn encrypted_records_need_their_key_to_start() {
+crate::common::both_backends! {
+async fn encrypted_records_need_their_key_to_start(backend) {
     let dir = data_dir();
     let (good, bad) = (dir.path().join("good.key"), dir.path().join("bad.key"));
     std::fs::write(&good, "3c".repeat(32)).unwrap();
     std::fs::write(&bad, "4d".repeat(32)).unwrap();
     let data = dir.path().join("data");
-    let server = TestServer::start_with(&data, &["--record-key-file", good.to_str().unwrap()]);
+    let server = TestServer::on(&backend, &data, &["--record-key-file", good.to_str().unwrap()]);
     let channel = server.channel().await;
     load(&channel).await;
     let a = ask(
@@ -643,6 +646,7 @@ async fn encrypted_records_need_their_key_to_start() {
             "--data-dir",
         ])
         .arg(&data)
+        .args(backend.args())
         .arg("--record-key-file")
         .arg(&bad)
         .output()
@@ -652,7 +656,7 @@ async fn encrypted_records_need_their_key_to_start() {
     assert!(err.contains("records key is wrong"), "{err}");
     assert!(!err.contains(&"4d".repeat(32)), "the key is not echoed");
 
-    let server = TestServer::start_with(&data, &["--record-key-file", good.to_str().unwrap()]);
+    let server = TestServer::on(&backend, &data, &["--record-key-file", good.to_str().unwrap()]);
     let record = HistoryClient::new(server.channel().await)
         .get_record(proto::GetRecordRequest {
             id: a.done.record_id,
@@ -665,4 +669,5 @@ async fn encrypted_records_need_their_key_to_start() {
         "Which team won the 1998 football World Cup?"
     );
     assert!(server.stop().success());
+}
 }

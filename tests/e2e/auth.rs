@@ -72,6 +72,7 @@ async fn calls(ch: &Authed, tag: &str) -> Vec<(&'static str, Code)> {
             col.create_collection(proto::CreateCollectionRequest {
                 name: tmp.clone(),
                 settings: None,
+                placement: None,
             })
             .await,
         ),
@@ -240,6 +241,7 @@ async fn each_role_gets_exactly_its_methods() {
         .create_collection(proto::CreateCollectionRequest {
             name: "docs".into(),
             settings: None,
+            placement: None,
         })
         .await
         .unwrap();

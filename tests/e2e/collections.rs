@@ -18,6 +18,7 @@ async fn create(
         .create_collection(proto::CreateCollectionRequest {
             name: name.into(),
             settings,
+            placement: None,
         })
         .await
         .map(|r| r.into_inner())

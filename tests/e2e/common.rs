@@ -64,6 +64,16 @@ impl TestServer {
         Self::start_logging(data_dir, extra, "info")
     }
 
+    /// Starts a server on `backend` (its data directory `data_dir` holds
+    /// the data on the embedded backend, nothing on Qdrant's), with extra
+    /// flags as [`Self::start_with`].
+    pub fn on(backend: &Backend, data_dir: &Path, extra: &[&str]) -> Self {
+        let args = backend.args();
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend_from_slice(extra);
+        Self::start_logging(data_dir, &all, "info")
+    }
+
     /// Like [`Self::start_with`], with `rust_log` as the server's RUST_LOG.
     pub fn start_logging(data_dir: &Path, extra: &[&str], rust_log: &str) -> Self {
         ensure_models();
@@ -203,6 +213,7 @@ pub async fn create_collection(channel: &Channel, name: &str) {
         .create_collection(quarry::proto::CreateCollectionRequest {
             name: name.into(),
             settings: None,
+            placement: None,
         })
         .await
         .unwrap_or_else(|s| panic!("create collection {name}: {s}"));
@@ -302,3 +313,142 @@ pub fn python_venv() -> PathBuf {
         })
         .clone()
 }
+
+/// Where a test server keeps its data: the tests of retrieval, Ask,
+/// history and hostile input run on both (see [`both_backends`]).
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The server's data directory.
+    Embedded,
+    /// A Qdrant node shared by the test binary, under a prefix of the
+    /// test's own (so tests never see each other's collections).
+    Qdrant {
+        /// The node's gRPC URL.
+        url: String,
+        /// This test's collection prefix.
+        prefix: String,
+    },
+}
+
+impl Backend {
+    /// The Qdrant backend for one test; `None` (with a NOT RUN line)
+    /// outside CI when there is no Qdrant binary, a panic in CI.
+    pub fn qdrant(test: &str) -> Option<Self> {
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let url = shared_qdrant(test)?;
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(Self::Qdrant {
+            url,
+            prefix: format!("t{}_{n}", std::process::id()),
+        })
+    }
+
+    /// The flags that select it.
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            Self::Embedded => Vec::new(),
+            Self::Qdrant { url, prefix } => vec![
+                "--backend".into(),
+                "qdrant".into(),
+                "--qdrant-url".into(),
+                url.clone(),
+                "--qdrant-prefix".into(),
+                prefix.clone(),
+            ],
+        }
+    }
+
+    /// Whether this is the embedded backend.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self, Self::Embedded)
+    }
+}
+
+/// One Qdrant node for the whole test binary, started on first use by a
+/// thread that lives as long as the process (the node is the thread's
+/// child, and dies with the process: PR_SET_PDEATHSIG).
+fn shared_qdrant(test: &str) -> Option<String> {
+    static NODE: OnceLock<String> = OnceLock::new();
+    let bin = crate::qdrant::qdrant_or_skip(test)?;
+    Some(
+        NODE.get_or_init(|| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::Builder::new()
+                .name("qdrant-keeper".into())
+                .spawn(move || {
+                    let root = std::env::temp_dir()
+                        .join(format!("quarry-e2e-qdrant-{}", std::process::id()));
+                    remove_stale_qdrant_dirs();
+                    let cluster = quarry::qdrant_process::QdrantCluster::start(
+                        &bin,
+                        &root,
+                        1,
+                        Duration::from_secs(60),
+                    );
+                    match cluster {
+                        Ok(cluster) => {
+                            tx.send(Ok(cluster.grpc_url(0))).unwrap();
+                            // Holds the node until the process exits.
+                            loop {
+                                std::thread::park();
+                                let _ = &cluster;
+                            }
+                        }
+                        Err(e) => tx.send(Err(e.to_string())).unwrap(),
+                    }
+                })
+                .unwrap();
+            rx.recv()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("cannot start the shared Qdrant node: {e}"))
+        })
+        .clone(),
+    )
+}
+
+/// Storage of shared nodes of test binaries that are gone.
+fn remove_stale_qdrant_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("quarry-e2e-qdrant-") else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Declares an async end-to-end test run on both storage backends: a
+/// module `NAME` with tests `embedded` and `qdrant`, each calling the body
+/// with `backend` bound to its [`Backend`].
+macro_rules! both_backends {
+    ($(#[$meta:meta])* async fn $name:ident($backend:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn case($backend: $crate::common::Backend) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                case($crate::common::Backend::Embedded).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn qdrant() {
+                if let Some(b) = $crate::common::Backend::qdrant(concat!(
+                    module_path!(),
+                    "::qdrant"
+                )) {
+                    case(b).await
+                }
+            }
+        }
+    };
+}
+pub(crate) use both_backends;

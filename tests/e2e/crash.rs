@@ -394,6 +394,7 @@ async fn acknowledged_writes_survive_sigkill_in_every_stage() {
                     hnsw_ef_search: Some(512),
                     ..Default::default()
                 }),
+                placement: None,
             })
             .await
             .unwrap();

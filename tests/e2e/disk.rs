@@ -249,6 +249,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_loses_nothing() {
         .create_collection(proto::CreateCollectionRequest {
             name: "another".into(),
             settings: None,
+            placement: None,
         })
         .await
         .unwrap_err();

@@ -90,6 +90,7 @@ async fn documents_are_chunked_stored_replaced_and_deleted() {
                 chunk_overlap: Some(4),
                 ..Default::default()
             }),
+            placement: None,
         })
         .await
         .unwrap();

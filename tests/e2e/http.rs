@@ -536,6 +536,7 @@ fn grpc_web_clients_reach_the_same_services_on_the_http_port() {
     let create = proto::CreateCollectionRequest {
         name: "web".into(),
         settings: None,
+        placement: None,
     };
     let (messages, trailers) = grpc_web(
         &base,

@@ -48,6 +48,7 @@ async fn metrics_count_what_clients_did() {
     col.create_collection(proto::CreateCollectionRequest {
         name: "kb".into(),
         settings: None,
+        placement: None,
     })
     .await
     .unwrap();

@@ -80,13 +80,22 @@ async fn load(channel: &Channel) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn search_finds_documents_in_every_mode_and_survives_restart() {
+crate::common::both_backends! {
+async fn search_finds_documents_in_every_mode_and_survives_restart(backend) {
     let dir = data_dir();
-    let server = TestServer::start(dir.path());
+    let server = TestServer::on(&backend, dir.path(), &[]);
     let channel = server.channel().await;
     load(&channel).await;
     let mut client = RetrievalClient::new(channel.clone());
+    // The collection lives where the backend says: Qdrant reports its
+    // shards and replicas, the embedded backend has none.
+    let info = quarry::proto::collections_client::CollectionsClient::new(channel.clone())
+        .get_collection(proto::GetCollectionRequest { name: "kb".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.placement.is_some(), !backend.is_embedded(), "{info:?}");
+    assert_eq!(info.document_count, DOCS.len() as u64);
 
     for mode in [
         proto::SearchMode::Hybrid,
@@ -186,7 +195,7 @@ async fn search_finds_documents_in_every_mode_and_survives_restart() {
 
     drop((client, channel));
     assert!(server.stop().success());
-    let server = TestServer::start(dir.path());
+    let server = TestServer::on(&backend, dir.path(), &[]);
     let mut client = RetrievalClient::new(server.channel().await);
     let hits = search(
         &mut client,
@@ -212,11 +221,12 @@ async fn search_finds_documents_in_every_mode_and_survives_restart() {
     drop(client);
     assert!(server.stop().success());
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_searches_name_the_field() {
+crate::common::both_backends! {
+async fn bad_searches_name_the_field(backend) {
     let dir = data_dir();
-    let server = TestServer::start(dir.path());
+    let server = TestServer::on(&backend, dir.path(), &[]);
     let channel = server.channel().await;
     load(&channel).await;
     let mut client = RetrievalClient::new(channel.clone());
@@ -309,6 +319,7 @@ async fn bad_searches_name_the_field() {
     drop((client, channel));
     assert!(server.stop().success());
 }
+}
 
 #[test]
 fn the_search_subcommand_prints_hits_and_takes_a_filter() {
@@ -377,6 +388,7 @@ async fn load_in(channel: &Channel, name: &str, language: &str, docs: &[(&str, &
                 language: Some(language.into()),
                 ..Default::default()
             }),
+            placement: None,
         })
         .await
         .unwrap()

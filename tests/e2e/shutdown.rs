@@ -28,6 +28,7 @@ async fn stop_while_writing(signal: libc::c_int) {
                 let call = client.create_collection(proto::CreateCollectionRequest {
                     name: name.clone(),
                     settings: None,
+                    placement: None,
                 });
                 match tokio::time::timeout(Duration::from_secs(30), call).await {
                     Ok(Ok(_)) => {

@@ -218,6 +218,56 @@ pub struct CollectionInfo {
     pub chunk_count: u64,
     /// What the search indexes hold of it.
     pub indexed: IndexedCounts,
+    /// How the backend spreads it over a cluster (`None` on a backend
+    /// without shards or replicas: the embedded one).
+    pub placement: Option<Placement>,
+    /// Something the caller should know about the create call (a setting
+    /// the backend ignores); empty otherwise.
+    pub note: String,
+}
+
+/// How a clustered backend shards and replicates a collection. Unset
+/// fields take the backend's defaults. The embedded backend has one data
+/// directory and ignores them (with a note).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// Shards the collection is split into (1..=1024).
+    pub shard_number: Option<u32>,
+    /// Copies of each shard (1..=16).
+    pub replication_factor: Option<u32>,
+    /// Replicas that must acknowledge a write before it succeeds
+    /// (1..=replication_factor).
+    pub write_consistency_factor: Option<u32>,
+}
+
+impl Placement {
+    /// Whether any field is set.
+    pub fn is_set(&self) -> bool {
+        self.shard_number.is_some()
+            || self.replication_factor.is_some()
+            || self.write_consistency_factor.is_some()
+    }
+
+    /// Checks the ranges, naming the field and its limit.
+    pub fn validate(&self) -> Result<(), crate::InvalidArgument> {
+        let check = |name: &str, v: Option<u32>, max: u32| match v {
+            Some(v) if v == 0 || v > max => Err(crate::InvalidArgument::new(
+                format!("placement.{name}"),
+                format!("must be 1..={max}, got {v}"),
+            )),
+            _ => Ok(()),
+        };
+        check("shard_number", self.shard_number, 1024)?;
+        check("replication_factor", self.replication_factor, 16)?;
+        let rf = self.replication_factor.unwrap_or(1);
+        match self.write_consistency_factor {
+            Some(w) if w == 0 || w > rf => Err(crate::InvalidArgument::new(
+                "placement.write_consistency_factor",
+                format!("must be 1..=replication_factor ({rf}), got {w}"),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Chunks each search index of a collection holds. Both equal the stored

@@ -14,7 +14,7 @@ pub mod record;
 pub mod time;
 
 pub use collection::{
-    CollectionInfo, CollectionName, CollectionSettings, IndexedCounts, SettingsPatch,
+    CollectionInfo, CollectionName, CollectionSettings, IndexedCounts, Placement, SettingsPatch,
 };
 pub use document::{
     Chunk, Document, MetaValue, Metadata, NewChunk, NewDocument, StoredDocument, UpsertStatus,

@@ -1,6 +1,6 @@
 //! Collection management: create, get, list, delete.
 
-use quarry_core::{CollectionInfo, CollectionName, CollectionSettings};
+use quarry_core::{CollectionInfo, CollectionName, CollectionSettings, Placement};
 
 use crate::{Engine, ErrorKind, Result};
 
@@ -11,6 +11,8 @@ pub struct CreateCollection {
     pub name: CollectionName,
     /// Its settings, defaults filled in.
     pub settings: CollectionSettings,
+    /// Its shards and replicas on a clustered backend (validated).
+    pub placement: Placement,
 }
 
 /// What deleting a collection removed.
@@ -28,7 +30,9 @@ impl Engine {
     /// Creates a collection.
     pub async fn create_collection(&self, req: CreateCollection) -> Result<CollectionInfo> {
         self.blocking(move |inner| {
-            let info = inner.storage.create_collection(&req.name, req.settings)?;
+            let info = inner
+                .storage
+                .create_collection(&req.name, req.settings, req.placement)?;
             tracing::info!(collection = %req.name, "collection created");
             Ok(info)
         })

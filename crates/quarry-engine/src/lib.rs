@@ -169,6 +169,25 @@ impl Engine {
     /// embedder, fetching it into the cache when needed. Blocking: call it
     /// before serving or from a blocking context.
     pub fn open(config: EngineConfig) -> Result<Self> {
+        Self::open_on(config, |config, _| {
+            // After the models: a server that cannot embed or generate
+            // fails before spending time on index builds.
+            Ok(Arc::new(LocalStorage::open(
+                &config.data_dir,
+                config.record_key.clone(),
+                config.index,
+                config.min_free_disk_bytes,
+            )?))
+        })
+    }
+
+    /// Loads the models, then opens the storage backend `storage` makes
+    /// (given the configuration and the embedder's dimension, which a
+    /// backend needs to create collections). Blocking.
+    pub fn open_on(
+        config: EngineConfig,
+        storage: impl FnOnce(&EngineConfig, usize) -> Result<Arc<dyn Storage>>,
+    ) -> Result<Self> {
         let model_dir = config
             .model_cache
             .fetch(&config.embed_model, &quarry_embed::MODEL_FILES)?;
@@ -197,7 +216,14 @@ impl Engine {
                 None
             }
         };
-        Self::open_with_models(config, embedder, generator)
+        let storage = storage(&config, embedder.dimension())?;
+        Ok(Self::with_storage(config, storage, embedder, generator))
+    }
+
+    /// Whether the storage backend can serve now (health checks).
+    /// Blocking work on the blocking pool.
+    pub async fn storage_health(&self) -> Result<()> {
+        self.blocking(|inner| inner.storage.health()).await
     }
 
     /// Opens the data directory (the local backend: see

@@ -78,6 +78,28 @@ pub fn analyzer(language: Language) -> TextAnalyzer {
     builder.build()
 }
 
+/// A language's analyzer as a function from text to terms, for backends
+/// that index keywords outside tantivy (the Qdrant backend builds its
+/// sparse vectors from these terms, so both backends read text alike).
+pub struct Terms(TextAnalyzer);
+
+impl Terms {
+    /// The terms of `language`.
+    pub fn new(language: Language) -> Self {
+        Self(analyzer(language))
+    }
+
+    /// Every term of `text`, in order, repeats kept.
+    pub fn of(&mut self, text: &str) -> Vec<String> {
+        let mut stream = self.0.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        out
+    }
+}
+
 /// Whether `c` is written without spaces between words: CJK ideographs,
 /// kana, hangul.
 fn is_cjk(c: char) -> bool {

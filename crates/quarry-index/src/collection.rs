@@ -364,27 +364,39 @@ impl CollectionIndex {
             Mode::Hybrid | Mode::Keyword => self.keyword.search(query_text, depth, allowed)?,
             Mode::Dense => Vec::new(),
         };
-        let hits = match mode {
-            Mode::Hybrid => fuse(&dense, &keyword, fusion, top_k),
-            // A single retriever: its own order and its own score.
-            Mode::Dense | Mode::Keyword => {
-                let dense_list = mode == Mode::Dense;
-                let list = if dense_list { &dense } else { &keyword };
-                list.iter()
-                    .take(top_k)
-                    .enumerate()
-                    .map(|(i, r)| {
-                        let ranked = Some((i as u32 + 1, r.score));
-                        Fused {
-                            id: r.id,
-                            score: r.score as f64,
-                            dense: if dense_list { ranked } else { None },
-                            keyword: if dense_list { None } else { ranked },
-                        }
-                    })
-                    .collect()
-            }
-        };
+        let hits = combine(mode, &dense, &keyword, fusion, top_k);
         Ok(hits)
+    }
+}
+
+/// The hits of a search from its retrievers' lists: fused for Hybrid; for
+/// a single retriever its own order and its own score. Every backend ends
+/// its search here, so that modes and fusion mean the same on each.
+pub fn combine(
+    mode: Mode,
+    dense: &[Ranked],
+    keyword: &[Ranked],
+    fusion: Fusion,
+    top_k: usize,
+) -> Vec<Fused> {
+    match mode {
+        Mode::Hybrid => fuse(dense, keyword, fusion, top_k),
+        Mode::Dense | Mode::Keyword => {
+            let dense_list = mode == Mode::Dense;
+            let list = if dense_list { dense } else { keyword };
+            list.iter()
+                .take(top_k)
+                .enumerate()
+                .map(|(i, r)| {
+                    let ranked = Some((i as u32 + 1, r.score));
+                    Fused {
+                        id: r.id,
+                        score: r.score as f64,
+                        dense: if dense_list { ranked } else { None },
+                        keyword: if dense_list { None } else { ranked },
+                    }
+                })
+                .collect()
+        }
     }
 }

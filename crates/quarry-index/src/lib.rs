@@ -23,7 +23,7 @@ mod meta_index;
 pub mod recovery;
 
 pub use collection::{
-    CollectionIndex, IndexedChunk, IndexedDocument, Mode, RebuildJob, SearchQuery,
+    combine, CollectionIndex, IndexedChunk, IndexedDocument, Mode, RebuildJob, SearchQuery,
 };
 pub use dense::DenseIndex;
 pub use distance::Metric;

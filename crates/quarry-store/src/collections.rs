@@ -46,6 +46,8 @@ impl StoredCollection {
             document_count: self.document_count,
             chunk_count: self.chunk_count,
             indexed,
+            placement: None,
+            note: String::new(),
         }
     }
 }

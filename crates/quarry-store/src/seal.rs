@@ -42,7 +42,7 @@ impl RecordKey {
     }
 
     /// Seals `plain`: nonce ++ ciphertext.
-    pub(crate) fn seal(&self, plain: &[u8]) -> Result<Vec<u8>> {
+    pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE];
         getrandom::getrandom(&mut nonce)
             .map_err(|e| StoreError::Corrupt(format!("no random nonce: {e}")))?;
@@ -56,7 +56,7 @@ impl RecordKey {
     }
 
     /// Opens a sealed value; a wrong key or damaged bytes are an error.
-    pub(crate) fn open(&self, sealed: &[u8]) -> Result<Vec<u8>> {
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>> {
         if sealed.len() < NONCE {
             return Err(StoreError::Corrupt("a sealed record is too short".into()));
         }
@@ -67,13 +67,13 @@ impl RecordKey {
     }
 
     /// A new check value for this key.
-    pub(crate) fn check_value(&self) -> Result<Vec<u8>> {
+    pub fn check_value(&self) -> Result<Vec<u8>> {
         self.seal(CHECK)
     }
 
     /// Whether `value` was made by [`check_value`](Self::check_value)
     /// with this key.
-    pub(crate) fn matches(&self, value: &[u8]) -> bool {
+    pub fn matches(&self, value: &[u8]) -> bool {
         self.open(value).is_ok_and(|v| v == CHECK)
     }
 }

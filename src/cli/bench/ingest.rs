@@ -84,6 +84,7 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
         .create_collection(CreateCollection {
             name: CollectionName::parse("bench")?,
             settings: CollectionSettings::default(),
+            placement: Default::default(),
         })
         .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

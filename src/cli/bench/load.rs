@@ -262,6 +262,7 @@ async fn load(channel: &Channel, passages: &[String]) -> anyhow::Result<u64> {
         .create_collection(proto::CreateCollectionRequest {
             name: COLLECTION.into(),
             settings: None,
+            placement: None,
         })
         .await?;
     let messages: Vec<proto::BulkIngestRequest> = passages

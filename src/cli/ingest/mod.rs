@@ -258,6 +258,7 @@ pub async fn load(args: IngestArgs) -> anyhow::Result<Report> {
             .create_collection(proto::CreateCollectionRequest {
                 name: args.collection.clone(),
                 settings: None,
+                placement: None,
             })
             .await
         {

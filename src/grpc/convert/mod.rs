@@ -26,7 +26,11 @@ impl TryFrom<proto::CreateCollectionRequest> for CreateCollection {
     type Error = InvalidArgument;
 
     fn try_from(req: proto::CreateCollectionRequest) -> Result<Self, Self::Error> {
-        let proto::CreateCollectionRequest { name, settings } = req;
+        let proto::CreateCollectionRequest {
+            name,
+            settings,
+            placement,
+        } = req;
         let name = CollectionName::parse(&name)?;
         let proto::CollectionSettings {
             chunk_size,
@@ -48,7 +52,22 @@ impl TryFrom<proto::CreateCollectionRequest> for CreateCollection {
             language,
         }
         .resolve()?;
-        Ok(CreateCollection { name, settings })
+        let proto::Placement {
+            shard_number,
+            replication_factor,
+            write_consistency_factor,
+        } = placement.unwrap_or_default();
+        let placement = quarry_core::Placement {
+            shard_number,
+            replication_factor,
+            write_consistency_factor,
+        };
+        placement.validate()?;
+        Ok(CreateCollection {
+            name,
+            settings,
+            placement,
+        })
     }
 }
 
@@ -100,6 +119,8 @@ impl From<CollectionInfo> for proto::Collection {
             document_count,
             chunk_count,
             indexed,
+            placement,
+            note,
         } = c;
         Self {
             name: name.into(),
@@ -109,6 +130,12 @@ impl From<CollectionInfo> for proto::Collection {
             created_at_ms,
             dense_indexed_chunks: indexed.dense,
             keyword_indexed_chunks: indexed.keyword,
+            placement: placement.map(|p| proto::Placement {
+                shard_number: p.shard_number,
+                replication_factor: p.replication_factor,
+                write_consistency_factor: p.write_consistency_factor,
+            }),
+            note,
         }
     }
 }
@@ -163,6 +190,7 @@ mod tests {
         let ok = CreateCollection::try_from(proto::CreateCollectionRequest {
             name: "docs".into(),
             settings: None,
+            placement: None,
         })
         .unwrap();
         assert_eq!(ok.settings, CollectionSettings::default());
@@ -173,13 +201,48 @@ mod tests {
                 hnsw_m: Some(1),
                 ..Default::default()
             }),
+            placement: None,
         })
         .unwrap_err();
         assert_eq!(err.field, "settings.hnsw_m");
 
+        for (placement, field) in [
+            ((Some(0), None, None), "placement.shard_number"),
+            ((None, Some(17), None), "placement.replication_factor"),
+            (
+                (None, Some(2), Some(3)),
+                "placement.write_consistency_factor",
+            ),
+            ((None, None, Some(2)), "placement.write_consistency_factor"),
+        ] {
+            let err = CreateCollection::try_from(proto::CreateCollectionRequest {
+                name: "docs".into(),
+                settings: None,
+                placement: Some(proto::Placement {
+                    shard_number: placement.0,
+                    replication_factor: placement.1,
+                    write_consistency_factor: placement.2,
+                }),
+            })
+            .unwrap_err();
+            assert_eq!(err.field, field, "{placement:?}");
+        }
+        let ok = CreateCollection::try_from(proto::CreateCollectionRequest {
+            name: "docs".into(),
+            settings: None,
+            placement: Some(proto::Placement {
+                shard_number: Some(6),
+                replication_factor: Some(2),
+                write_consistency_factor: Some(1),
+            }),
+        })
+        .unwrap();
+        assert_eq!(ok.placement.replication_factor, Some(2));
+
         let err = CreateCollection::try_from(proto::CreateCollectionRequest {
             name: "no spaces".into(),
             settings: None,
+            placement: None,
         })
         .unwrap_err();
         assert_eq!(err.field, "name");

@@ -86,10 +86,10 @@ fn assert_grounded(a: &Answer, docs: &HashMap<String, String>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_answer_mode_answers_from_the_passages() {
+crate::common::both_backends! {
+async fn each_answer_mode_answers_from_the_passages(backend) {
     let dir = data_dir();
-    let server = TestServer::start(dir.path());
+    let server = TestServer::on(&backend, dir.path(), &[]);
     let channel = server.channel().await;
     load(&channel).await;
     let docs = documents(&channel).await;
@@ -173,11 +173,12 @@ async fn each_answer_mode_answers_from_the_passages() {
     assert_eq!(record.sentences.len(), a.checks.len());
     assert!(server.stop().success());
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fabricated_numbers_are_never_shown_and_refusals_are_recorded() {
+crate::common::both_backends! {
+async fn fabricated_numbers_are_never_shown_and_refusals_are_recorded(backend) {
     let dir = data_dir();
-    let server = TestServer::start(dir.path());
+    let server = TestServer::on(&backend, dir.path(), &[]);
     let channel = server.channel().await;
     load(&channel).await;
     let docs = documents(&channel).await;
@@ -335,11 +336,12 @@ async fn fabricated_numbers_are_never_shown_and_refusals_are_recorded() {
     );
     assert!(server.stop().success());
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn extractive_answers_need_no_generator_and_grounded_ones_cancel() {
+crate::common::both_backends! {
+async fn extractive_answers_need_no_generator_and_grounded_ones_cancel(backend) {
     let dir = data_dir();
-    let server = TestServer::start_with(dir.path(), &["--generate-model", "none"]);
+    let server = TestServer::on(&backend, dir.path(), &["--generate-model", "none"]);
     let channel = server.channel().await;
     load(&channel).await;
     let a = ask(
@@ -368,7 +370,7 @@ async fn extractive_answers_need_no_generator_and_grounded_ones_cancel() {
 
     // A client that leaves a grounded answer before its first sentence: the
     // generation stops and the record says cancelled.
-    let server = TestServer::start(dir.path());
+    let server = TestServer::on(&backend, dir.path(), &[]);
     let channel = server.channel().await;
     let mut stream = quarry::proto::rag_client::RagClient::new(channel.clone())
         .ask(proto::AskRequest {
@@ -406,4 +408,5 @@ async fn extractive_answers_need_no_generator_and_grounded_ones_cancel() {
     assert_eq!(record.finish_reason, proto::FinishReason::Cancelled as i32);
     assert!(record.answer_tokens < 1000);
     assert!(server.stop().success());
+}
 }

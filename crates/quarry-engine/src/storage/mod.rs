@@ -29,8 +29,8 @@ pub mod local;
 use std::sync::Arc;
 
 use quarry_core::{
-    CollectionInfo, CollectionName, CollectionSettings, Filter, NewDocument, Record, RecordId,
-    StoredDocument, UpsertStatus,
+    CollectionInfo, CollectionName, CollectionSettings, Filter, NewDocument, Placement, Record,
+    RecordId, StoredDocument, UpsertStatus,
 };
 use quarry_index::SearchQuery;
 
@@ -39,12 +39,22 @@ use crate::{DeletedCollection, Result, SearchHit};
 /// A storage backend: collections, their documents and indexes, and the
 /// records of Ask.
 pub trait Storage: Send + Sync {
-    /// Creates an empty collection (its indexes included).
+    /// Creates an empty collection (its indexes included), spread over
+    /// the backend's nodes as `placement` asks where the backend has
+    /// nodes; a backend without them says in the returned note that it
+    /// ignored a placement that was set.
     fn create_collection(
         &self,
         name: &CollectionName,
         settings: CollectionSettings,
+        placement: Placement,
     ) -> Result<CollectionInfo>;
+
+    /// Whether the backend can serve now (a clustered backend asks its
+    /// nodes); health checks report it. The default: always.
+    fn health(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// The collection called `name`; `NotFound` when there is none.
     fn collection(&self, name: &CollectionName) -> Result<Arc<dyn CollectionStorage>>;

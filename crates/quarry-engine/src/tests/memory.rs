@@ -50,6 +50,7 @@ impl Storage for MemoryStorage {
         &self,
         name: &CollectionName,
         settings: CollectionSettings,
+        _placement: quarry_core::Placement,
     ) -> Result<CollectionInfo> {
         let mut all = self.collections.lock().unwrap();
         if all.contains_key(name.as_str()) {
@@ -159,6 +160,8 @@ impl CollectionStorage for MemoryCollection {
                 dense: state.index.len() as u64,
                 keyword: state.index.keyword().len(),
             },
+            placement: None,
+            note: String::new(),
         })
     }
 

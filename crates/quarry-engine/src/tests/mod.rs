@@ -313,6 +313,7 @@ impl TestEngine {
             .create_collection(CreateCollection {
                 name: name.clone(),
                 settings: CollectionSettings::default(),
+                placement: Default::default(),
             })
             .await
             .unwrap();

@@ -15,7 +15,7 @@ pub(crate) mod indexes;
 use std::path::Path;
 use std::sync::Arc;
 
-use quarry_core::{CollectionInfo, CollectionName, CollectionSettings, IndexedCounts};
+use quarry_core::{CollectionInfo, CollectionName, CollectionSettings, IndexedCounts, Placement};
 use quarry_core::{Record, RecordId};
 use quarry_store::{RecordKey, Store, StoreError};
 
@@ -70,6 +70,7 @@ impl Storage for LocalStorage {
         &self,
         name: &CollectionName,
         settings: CollectionSettings,
+        placement: Placement,
     ) -> Result<CollectionInfo> {
         let local = &self.local;
         local.disk.check_room()?;
@@ -84,7 +85,12 @@ impl Storage for LocalStorage {
             let _ = local.store.drop_collection(name);
             return Err(e);
         }
-        Ok(stored.info(IndexedCounts::default()))
+        let mut info = stored.info(IndexedCounts::default());
+        if placement.is_set() {
+            info.note = "placement (shard_number, replication_factor, write_consistency_factor) is ignored by the embedded backend: one data directory holds the whole collection; use --backend qdrant to shard and replicate".into();
+            tracing::info!(collection = %name, "{}", info.note);
+        }
+        Ok(info)
     }
 
     fn collection(&self, name: &CollectionName) -> Result<Arc<dyn CollectionStorage>> {
