@@ -61,6 +61,9 @@ enum Command {
     /// Retrieval quality (nDCG@10, Recall@100, MRR@10) on a BEIR folder;
     /// `eval ask QA.jsonl`: answer quality of a running server.
     Eval(cli::eval::EvalCommand),
+    /// Copy an embedded data directory (collections with their vectors,
+    /// and records) into a Qdrant cluster, resumably, and verify counts.
+    Migrate(cli::migrate::MigrateArgs),
     /// Create and list API keys (edits the keys file).
     #[command(subcommand)]
     Keys(cli::keys::KeysCommand),
@@ -105,6 +108,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(cmd) => runtime.block_on(cli::history::run(cmd)),
         Command::Eval(cmd) => runtime.block_on(cli::eval::run_command(cmd)),
         Command::Models(cmd) => cli::models::run(cmd),
+        Command::Migrate(args) => cli::migrate::run(args),
         Command::Keys(cmd) => cli::keys::run(cmd),
         Command::Bench(cmd) => cli::bench::run(cmd, &runtime),
     }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use quarry_core::{CollectionName, CollectionSettings, Document};
-use quarry_engine::{CreateCollection, Engine, EngineConfig, Fusion, Mode, SearchRequest};
+use quarry_engine::{CreateCollection, EngineConfig, Fusion, Mode, SearchRequest};
 use quarry_models::{ModelCache, DEFAULT_EMBED_MODEL};
 use serde_json::json;
 
@@ -83,6 +83,12 @@ pub struct EvalArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Evaluate on the Qdrant backend: gRPC URL(s) of the cluster
+    /// (comma-separated). The corpus goes into a collection of its own
+    /// (prefix `eval<PID>`), deleted at the end. Default: the embedded
+    /// backend in a temporary data directory.
+    #[arg(long, env = "QUARRY_QDRANT_URL", value_delimiter = ',')]
+    pub qdrant_url: Vec<String>,
 }
 
 /// Parses one `--fusions` entry.
@@ -268,12 +274,20 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     let data_dir = tempfile::Builder::new().prefix("quarry-eval-").tempdir()?;
     let engine_dir = data_dir.path().to_path_buf();
     let embed_model = args.embed_model.parse()?;
+    let backend = if args.qdrant_url.is_empty() {
+        quarry::config::Backend::Embedded
+    } else {
+        let mut q = quarry_qdrant::QdrantConfig::new(args.qdrant_url.clone());
+        q.prefix = format!("eval{}", std::process::id());
+        eprintln!("backend: Qdrant at {}", args.qdrant_url.join(", "));
+        quarry::config::Backend::Qdrant(q)
+    };
+    let on_qdrant = !args.qdrant_url.is_empty();
     let engine = tokio::task::spawn_blocking(move || {
-        Engine::open(EngineConfig::retrieval_only(
-            engine_dir,
-            ModelCache::from_env(),
-            embed_model,
-        ))
+        crate::serve::open_engine_on(
+            EngineConfig::retrieval_only(engine_dir, ModelCache::from_env(), embed_model),
+            backend,
+        )
     })
     .await??;
     let name = CollectionName::parse("eval")?;
@@ -478,6 +492,10 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    if on_qdrant {
+        // The corpus was only for this run.
+        engine.delete_collection(name).await?;
     }
     engine.flush()?;
     Ok(())

@@ -10,6 +10,7 @@ pub mod eval_ask;
 pub mod history;
 pub mod ingest;
 pub mod keys;
+pub mod migrate;
 pub mod models;
 pub mod quickstart;
 pub mod search;

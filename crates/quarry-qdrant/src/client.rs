@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use qdrant_client::qdrant::{WriteOrdering, WriteOrderingType};
 use qdrant_client::{Qdrant, QdrantError};
 
 use crate::error::{tonic_code::Code, QdrantBackendError};
@@ -98,6 +99,12 @@ fn unreachable(e: &QdrantError) -> bool {
         },
         QdrantError::Io(_) => true,
         _ => false,
+    }
+}
+
+fn ordering(kind: WriteOrderingType) -> WriteOrdering {
+    WriteOrdering {
+        r#type: kind as i32,
     }
 }
 
@@ -230,6 +237,33 @@ impl Nodes {
             tried: tried.join(", "),
             source: last.expect("at least one node was tried"),
         })
+    }
+
+    /// A write, from a blocking thread: sent with strong ordering (through
+    /// the shard's permanent leader replica, so that every replica applies
+    /// writes in one order), and, when that leader is the replica that is
+    /// down, sent again with medium ordering (through the highest replica
+    /// that is alive), so that writes go on while a node is down. `f`
+    /// builds the request for an ordering. The retry is safe: every write
+    /// of the backend is idempotent.
+    pub fn write<T, F, Fut>(&self, what: &str, f: F) -> Result<T, QdrantBackendError>
+    where
+        F: Fn(Qdrant, WriteOrdering) -> Fut,
+        Fut: Future<Output = Result<T, QdrantError>>,
+    {
+        match self.run(what, |c| f(c, ordering(WriteOrderingType::Strong))) {
+            Err(QdrantBackendError::Refused { message, .. })
+                if message.contains("ordering via leader peer")
+                    || message.contains("no leader could be selected") =>
+            {
+                tracing::warn!(
+                    %message,
+                    "Qdrant: the shard's leader replica is down; writing through the highest live replica (medium ordering)"
+                );
+                self.run(what, |c| f(c, ordering(WriteOrderingType::Medium)))
+            }
+            other => other,
+        }
     }
 
     /// [`Nodes::call`] from a blocking thread.

@@ -45,6 +45,10 @@ pub const DENSE: &str = "dense";
 /// The sparse (BM25) vector's name.
 pub const SPARSE: &str = "bm25";
 
+/// The BM25 average chunk length assumed before a collection's first
+/// write has measured its own (terms).
+const DEFAULT_AVG_LEN: f32 = 64.0;
+
 /// Payload fields with a payload index from creation.
 pub(crate) const DOC: &str = "doc";
 pub(crate) const INDEX: &str = "ci";
@@ -89,8 +93,11 @@ const HIT_FIELDS: [&str; 8] = ["doc", "ci", "n", "x", "t", "hash", "md", "ts"];
 pub(crate) struct CollectionMeta {
     pub settings: CollectionSettings,
     pub created_at_ms: i64,
-    /// The BM25 average chunk length (terms) its sparse vectors assume.
-    pub avg_len: f32,
+    /// The BM25 average chunk length (terms) its sparse vectors assume:
+    /// measured on the collection's first write and fixed from then on
+    /// (`None` until then).
+    #[serde(default)]
+    pub avg_len: Option<f32>,
 }
 
 /// The metadata key holding [`CollectionMeta`].
@@ -162,7 +169,54 @@ impl QdrantCollection {
     }
 
     fn keywords(&self) -> Keywords {
-        Keywords::new(self.meta.settings.language, self.meta.avg_len)
+        Keywords::new(
+            self.meta.settings.language,
+            self.meta.avg_len.unwrap_or(DEFAULT_AVG_LEN),
+        )
+    }
+
+    /// The average chunk length of this collection's sparse vectors: the
+    /// stored one, or, on the first write, the one `docs` have (saved in
+    /// the collection's metadata, so that every later vector, from any
+    /// node, assumes the same). Two nodes writing first at once each save
+    /// theirs and the last one stays: their averages differ by little.
+    fn average_length(&self, docs: &[NewDocument]) -> Result<f32> {
+        if let Some(a) = self.meta.avg_len {
+            return Ok(a);
+        }
+        let mut keywords = Keywords::new(self.meta.settings.language, DEFAULT_AVG_LEN);
+        let (mut terms, mut chunks) = (0usize, 0usize);
+        for d in docs {
+            for c in &d.chunks {
+                terms += keywords.count(&d.document.title, &c.text);
+                chunks += 1;
+            }
+        }
+        if chunks == 0 {
+            return Ok(DEFAULT_AVG_LEN);
+        }
+        let avg = (terms as f32 / chunks as f32).max(1.0);
+        let meta = CollectionMeta {
+            avg_len: Some(avg),
+            ..self.meta.clone()
+        };
+        let request = qdrant_client::qdrant::UpdateCollection {
+            collection_name: self.qname.clone(),
+            metadata: HashMap::from([(
+                META_KEY.to_owned(),
+                qdrant_client::qdrant::Value::from(
+                    serde_json::to_string(&meta).expect("settings serialise"),
+                ),
+            )]),
+            ..Default::default()
+        };
+        self.nodes
+            .run("saving the collection's average chunk length", |c| {
+                let r = request.clone();
+                async move { c.update_collection(r).await }
+            })?;
+        tracing::info!(collection = %self.name, average = avg, "BM25 average chunk length fixed");
+        Ok(avg)
     }
 
     fn count(&self, filter: Option<qdrant_client::qdrant::Filter>) -> Result<u64> {
@@ -233,11 +287,14 @@ impl QdrantCollection {
             collection_name: self.qname.clone(),
             wait: Some(true),
             operations,
-            ordering: Some(wire::strong()),
+            ordering: None,
             timeout: None,
         };
-        self.nodes.run("a write", |c| {
-            let r = request.clone();
+        self.nodes.write("a write", |c, ordering| {
+            let r = UpdateBatchPoints {
+                ordering: Some(ordering),
+                ..request.clone()
+            };
             async move { c.update_points_batch(r).await }
         })?;
         Ok(())
@@ -275,11 +332,13 @@ pub(crate) fn create_index(
         field_name: field.to_owned(),
         field_type: Some(kind as i32),
         field_index_params: None,
-        ordering: Some(wire::strong()),
         ..Default::default()
     };
-    nodes.run("a payload index", |c| {
-        let r = request.clone();
+    nodes.write("a payload index", |c, ordering| {
+        let r = qdrant_client::qdrant::CreateFieldIndexCollection {
+            ordering: Some(ordering),
+            ..request.clone()
+        };
         async move { c.create_field_index(r).await }
     })?;
     Ok(())
@@ -348,7 +407,7 @@ impl CollectionStorage for QdrantCollection {
         let ids: Vec<&str> = docs.iter().map(|d| d.document.id.as_str()).collect();
         let stored = self.heads(&ids, &HIT_FIELDS)?;
         self.index_fields(&docs)?;
-        let mut keywords = self.keywords();
+        let mut keywords = Keywords::new(self.meta.settings.language, self.average_length(&docs)?);
         let now = quarry_core::now_ms();
         let mut statuses = Vec::with_capacity(docs.len());
         let mut chunks_written = 0u64;

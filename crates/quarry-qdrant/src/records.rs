@@ -33,6 +33,9 @@ use crate::wire;
 /// A records collection's page-token secret and records-key check value.
 type Secrets = (Vec<u8>, Option<Vec<u8>>);
 
+/// Copies of each shard of the records collection.
+const RECORDS_REPLICATION: u32 = 2;
+
 /// Records read per request while iterating.
 const PAGE: u32 = 128;
 
@@ -143,6 +146,11 @@ impl QdrantRecords {
             collection_name: qname.to_owned(),
             // No vectors: records are found by id and session.
             vectors_config: Some(VectorsConfig { config: None }),
+            // Every node's history must survive a node: two copies of each
+            // shard where the cluster has two nodes (Qdrant keeps fewer
+            // on a smaller cluster), one acknowledgement.
+            replication_factor: Some(RECORDS_REPLICATION),
+            write_consistency_factor: Some(1),
             metadata,
             ..Default::default()
         };
@@ -230,14 +238,27 @@ impl QdrantRecords {
                 },
                 payload,
             )],
-            ordering: Some(wire::strong()),
             ..Default::default()
         };
-        self.nodes.run("a write of a record", |c| {
-            let r = request.clone();
+        self.nodes.write("a write of a record", |c, ordering| {
+            let r = UpsertPoints {
+                ordering: Some(ordering),
+                ..request.clone()
+            };
             async move { c.upsert_points(r).await }
         })?;
         Ok(())
+    }
+
+    /// Stores `record` under its own id (a migration: idempotent, so an
+    /// interrupted one can run again).
+    pub fn restore(&self, record: &Record) -> Result<()> {
+        self.put(record)
+    }
+
+    /// How many records there are.
+    pub fn count_all(&self) -> Result<u64> {
+        self.count(wire::all(Vec::new()))
     }
 
     fn read(&self, ids: &[u64]) -> Result<Vec<RetrievedPoint>> {
@@ -356,11 +377,13 @@ impl QdrantRecords {
             collection_name: self.qname.clone(),
             wait: Some(true),
             points: Some(selector),
-            ordering: Some(wire::strong()),
             ..Default::default()
         };
-        self.nodes.run("a delete of records", |c| {
-            let r = request.clone();
+        self.nodes.write("a delete of records", |c, ordering| {
+            let r = qdrant_client::qdrant::DeletePoints {
+                ordering: Some(ordering),
+                ..request.clone()
+            };
             async move { c.delete_points(r).await }
         })?;
         Ok(())

@@ -11,8 +11,9 @@
 //! payload list; Qdrant has no API for a sparse dimension's statistics).
 //!
 //! The one difference from tantivy's BM25: the average chunk length is a
-//! constant of the collection (Qdrant's inference does the same), because
-//! a live average would change every stored vector.
+//! constant of the collection, measured on its first write (Qdrant's own
+//! inference takes a configured constant), because a live average would
+//! change every stored vector; and title and text count as one field.
 
 use std::collections::BTreeMap;
 
@@ -75,6 +76,11 @@ impl Keywords {
             *dims.entry(term_dimension(term)).or_insert(0.0) += f * (K1 + 1.0) / (f + norm);
         }
         (Sparse::from_map(dims), tf.into_keys().collect())
+    }
+
+    /// How many terms a chunk has (title and text).
+    pub fn count(&mut self, title: &str, text: &str) -> usize {
+        self.terms.of(title).len() + self.terms.of(text).len()
     }
 
     /// A query's vector: each distinct term once. `None` when the query

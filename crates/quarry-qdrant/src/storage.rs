@@ -33,13 +33,6 @@ pub struct QdrantStorage {
     indexed: Mutex<HashMap<String, Arc<Mutex<HashSet<String>>>>>,
 }
 
-/// The BM25 average chunk length a new collection's sparse vectors
-/// assume: half the chunk size in embedder tokens (analysed terms drop stop
-/// words and punctuation that the embedder counts).
-fn average_length(settings: &CollectionSettings) -> f32 {
-    (settings.chunk_size as f32 / 2.0).max(8.0)
-}
-
 impl QdrantStorage {
     /// Connects to the cluster and opens (creating when needed) the
     /// records collection. `dimension` is the embedder's, for new
@@ -76,6 +69,12 @@ impl QdrantStorage {
             records,
             indexed: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The records, with what a migration needs beyond
+    /// [`RecordStorage`]: restoring a record under its id, counting.
+    pub fn qdrant_records(&self) -> &QdrantRecords {
+        &self.records
     }
 
     fn qname(&self, name: &CollectionName) -> String {
@@ -146,7 +145,7 @@ impl Storage for QdrantStorage {
         let meta = CollectionMeta {
             settings,
             created_at_ms: quarry_core::now_ms(),
-            avg_len: average_length(&settings),
+            avg_len: None,
         };
         let request = CreateCollection {
             collection_name: qname.clone(),

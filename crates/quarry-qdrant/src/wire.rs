@@ -1,7 +1,7 @@
 //! Small conversions between Quarry's values and Qdrant's request and
-//! response types: point ids, payload maps and JSON, field conditions,
-//! selectors, and the write options every write carries (`wait=true`,
-//! strong ordering: Quarry acknowledges only what Qdrant applied).
+//! response types: point ids, payload maps and JSON, field conditions and
+//! selectors. (Every write also carries `wait=true` and an ordering: see
+//! [`crate::client::Nodes::write`].)
 
 use std::collections::HashMap;
 
@@ -13,18 +13,11 @@ use qdrant_client::qdrant::vectors_output::VectorsOptions;
 use qdrant_client::qdrant::{
     with_payload_selector, with_vectors_selector, Condition, FieldCondition, Filter, Match,
     PayloadIncludeSelector, PointId, Range, RepeatedStrings, Value, VectorsOutput, VectorsSelector,
-    WithPayloadSelector, WithVectorsSelector, WriteOrdering, WriteOrderingType,
+    WithPayloadSelector, WithVectorsSelector,
 };
 use qdrant_client::Payload;
 
 use crate::error::QdrantBackendError;
-
-/// Strong write ordering: every write goes through the shard's leader.
-pub fn strong() -> WriteOrdering {
-    WriteOrdering {
-        r#type: WriteOrderingType::Strong as i32,
-    }
-}
 
 /// A numeric point id.
 pub fn point(id: u64) -> PointId {
