@@ -218,6 +218,11 @@ impl QdrantCluster {
         format!("http://127.0.0.1:{}", self.nodes[i].http)
     }
 
+    /// The process ids of the running nodes (to measure their memory).
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().flatten().map(|c| c.id()).collect()
+    }
+
     /// SIGKILLs node `i` (its storage stays).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.children[i].take() {

@@ -33,6 +33,18 @@ pub enum CollectionsCommand {
         /// or cjk. Fixed once created. [default: en]
         #[arg(long)]
         language: Option<String>,
+        /// Qdrant backend: shards of the collection (1-1024). [default: one
+        /// per Qdrant node]
+        #[arg(long)]
+        shard_number: Option<u32>,
+        /// Qdrant backend: copies of each shard (1-16); 2 keeps it readable
+        /// and writable with a node down. [default: 1]
+        #[arg(long)]
+        replication_factor: Option<u32>,
+        /// Qdrant backend: replicas that must acknowledge a write
+        /// (1-replication factor). [default: 1]
+        #[arg(long)]
+        write_consistency_factor: Option<u32>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -74,6 +86,12 @@ fn to_json(c: &proto::Collection) -> serde_json::Value {
             "hnsw_ef_search": s.hnsw_ef_search,
             "language": s.language,
         },
+        "placement": c.placement.map(|p| json!({
+            "shard_number": p.shard_number,
+            "replication_factor": p.replication_factor,
+            "write_consistency_factor": p.write_consistency_factor,
+        })),
+        "note": c.note,
     })
 }
 
@@ -100,6 +118,17 @@ fn print_details(c: &proto::Collection) {
         n(s.hnsw_ef_search)
     );
     println!("language:    {}", s.language.as_deref().unwrap_or("-"));
+    if let Some(p) = c.placement {
+        println!(
+            "placement:   {} shards x {} replicas, {} to acknowledge a write (Qdrant)",
+            n(p.shard_number),
+            n(p.replication_factor),
+            n(p.write_consistency_factor)
+        );
+    }
+    if !c.note.is_empty() {
+        println!("note:        {}", c.note);
+    }
 }
 
 /// Runs a collections subcommand.
@@ -113,9 +142,20 @@ pub async fn run(cmd: CollectionsCommand) -> anyhow::Result<()> {
             hnsw_ef_construction,
             hnsw_ef_search,
             language,
+            shard_number,
+            replication_factor,
+            write_consistency_factor,
             client,
         } => {
             let mut rpc = CollectionsClient::new(client.connect().await?);
+            let placement = (shard_number.is_some()
+                || replication_factor.is_some()
+                || write_consistency_factor.is_some())
+            .then_some(proto::Placement {
+                shard_number,
+                replication_factor,
+                write_consistency_factor,
+            });
             let created = rpc
                 .create_collection(proto::CreateCollectionRequest {
                     name,
@@ -127,7 +167,7 @@ pub async fn run(cmd: CollectionsCommand) -> anyhow::Result<()> {
                         hnsw_ef_search,
                         language,
                     }),
-                    placement: None,
+                    placement,
                 })
                 .await
                 .map_err(call_failed)?

@@ -272,6 +272,72 @@ mod tests {
     }
 
     #[test]
+    fn the_qdrant_backend_needs_urls_and_hides_its_key() {
+        let storage = |s: StorageArgs| {
+            ServeArgs {
+                storage: s,
+                ..Default::default()
+            }
+            .resolve()
+        };
+        assert!(matches!(
+            storage(StorageArgs::default()).unwrap().backend,
+            Backend::Embedded
+        ));
+        let err = storage(StorageArgs {
+            backend: Some("qdrant".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("--qdrant-url"), "{err}");
+        let err = storage(StorageArgs {
+            qdrant_url: Some(vec!["http://q:6334".into()]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("need --backend qdrant"), "{err}");
+        let err = storage(StorageArgs {
+            backend: Some("qdrant".into()),
+            qdrant_url: Some(vec!["q:6334".into()]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("http://"), "{err}");
+        let err = storage(StorageArgs {
+            backend: Some("qdrant".into()),
+            qdrant_url: Some(vec!["http://q:6334".into()]),
+            qdrant_timeout_secs: Some(0),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("--qdrant-timeout-secs"), "{err}");
+        let c = storage(StorageArgs {
+            backend: Some("qdrant".into()),
+            qdrant_url: Some(vec!["http://a:6334".into(), " http://b:6334 ".into()]),
+            qdrant_api_key: Some("s3cret-key".into()),
+            qdrant_prefix: Some("prod".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let Backend::Qdrant(q) = &c.backend else {
+            panic!("{:?}", c.backend)
+        };
+        assert_eq!(q.urls, ["http://a:6334", "http://b:6334"]);
+        assert_eq!(q.prefix, "prod");
+        assert_eq!(q.timeout, Duration::from_secs(10));
+        assert!(
+            !format!("{c:?}").contains("s3cret-key"),
+            "the key is never printed"
+        );
+        // The file form: a list of URLs.
+        let file: ServeArgs = toml::from_str(
+            "backend = \"qdrant\"\nqdrant_url = [\"http://a:6334\", \"http://b:6334\"]\n",
+        )
+        .unwrap();
+        assert_eq!(file.storage.qdrant_url.unwrap().len(), 2);
+    }
+
+    #[test]
     fn grounding_settings_are_checked() {
         let c = ServeArgs {
             ask: AskArgs {

@@ -126,3 +126,97 @@ fn the_statefulset_probes_health_and_keeps_its_data() {
         .1;
     assert!(compose["services"]["quarry"]["volumes"].as_vec().is_some());
 }
+
+#[test]
+fn the_scale_out_manifests_run_stateless_quarry_nodes_on_a_qdrant_cluster() {
+    let dir = deploy().join("scale-out");
+    let load = |name: &str| {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let of = |docs: &[Yaml], kind: &str| -> Yaml {
+        docs.iter()
+            .find(|d| d["kind"].as_str() == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind}"))
+            .clone()
+    };
+    let env = |container: &Yaml, name: &str| -> Option<Yaml> {
+        container["env"]
+            .as_vec()?
+            .iter()
+            .find(|e| e["name"].as_str() == Some(name))
+            .cloned()
+    };
+
+    // Qdrant: three pods in cluster mode, the first starting it.
+    let qdrant = load("qdrant.yaml");
+    let sts = of(&qdrant, "StatefulSet");
+    assert_eq!(sts["spec"]["replicas"].as_i64(), Some(3));
+    let node = &sts["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env(node, "QDRANT__CLUSTER__ENABLED").unwrap()["value"].as_str(),
+        Some("true")
+    );
+    let script = node["args"][0].as_str().unwrap();
+    assert!(
+        script.contains("--uri") && script.contains("--bootstrap"),
+        "{script}"
+    );
+    assert_eq!(
+        sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"].as_str(),
+        Some("storage")
+    );
+    assert_eq!(
+        of(&qdrant, "Service")["spec"]["clusterIP"].as_str(),
+        Some("None")
+    );
+
+    // Quarry: a Deployment (no volume claim), probes on /readyz and
+    // /healthz, an autoscaler on it, and a configuration that checks.
+    let quarry = load("quarry.yaml");
+    let deployment = of(&quarry, "Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    assert!(deployment["spec"]["volumeClaimTemplates"].is_badvalue());
+    assert!(
+        env(container, "QUARRY_QDRANT_API_KEY").unwrap()["valueFrom"]["secretKeyRef"]
+            .as_hash()
+            .is_some()
+    );
+    let hpa = of(&quarry, "HorizontalPodAutoscaler");
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"]["kind"].as_str(),
+        Some("Deployment")
+    );
+    assert!(hpa["spec"]["minReplicas"].as_i64() >= Some(2));
+    let config = of(&quarry, "ConfigMap")["data"]["quarry.toml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(config.contains(r#"backend = "qdrant""#));
+    quarry::config::check_file_text(&config).unwrap();
+
+    // Compose: three Qdrant nodes, two Quarry nodes on all three.
+    let compose = &load("compose.yaml")[0]["services"];
+    let services: Vec<&str> = compose
+        .as_hash()
+        .unwrap()
+        .keys()
+        .filter_map(|k| k.as_str())
+        .collect();
+    for s in ["qdrant-0", "qdrant-1", "qdrant-2", "quarry-a", "quarry-b"] {
+        assert!(services.contains(&s), "{s} in {services:?}");
+    }
+    let text = std::fs::read_to_string(dir.join("compose.yaml")).unwrap();
+    assert!(text.contains("QUARRY_BACKEND: qdrant"));
+    assert!(text.contains("http://qdrant-0:6334,http://qdrant-1:6334,http://qdrant-2:6334"));
+    assert_eq!(text.matches("--bootstrap").count(), 2);
+}

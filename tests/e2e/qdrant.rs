@@ -219,3 +219,89 @@ async fn quarry_filters_select_the_same_points_in_qdrant() {
     );
     cluster.stop();
 }
+
+fn record(id: u64, session: &str) -> quarry_core::Record {
+    quarry_core::Record {
+        id: quarry_core::RecordId(id),
+        created_at: 1,
+        collection: "c".into(),
+        question: format!("question {id}"),
+        answer: "answer".into(),
+        session_id: session.into(),
+        principal: String::new(),
+        retrieved: vec![],
+        prompt: String::new(),
+        citations: vec![],
+        generator_model: String::new(),
+        embedding_model: String::new(),
+        generation_json: String::new(),
+        prompt_tokens: 0,
+        answer_tokens: 0,
+        timings: Default::default(),
+        finish_reason: String::new(),
+        rating: None,
+        comment: String::new(),
+        previous_record_id: None,
+        answer_mode: Default::default(),
+        generated_answer: String::new(),
+        evidence: vec![],
+        sentences: vec![],
+        supported_share: None,
+        replaced_sentences: 0,
+        dropped_sentences: 0,
+    }
+}
+
+/// Record ids that differ only in their low bits (the same millisecond)
+/// page exactly: across pages, newest or oldest first, within a session;
+/// a fresh insert never takes an existing id.
+#[test]
+fn records_page_exactly_over_adjacent_large_ids() {
+    use quarry_engine::storage::RecordStorage;
+    let Some(crate::common::Backend::Qdrant { url, prefix }) =
+        crate::common::Backend::qdrant("qdrant::records_page_exactly_over_adjacent_large_ids")
+    else {
+        return;
+    };
+    let mut config = quarry_qdrant::QdrantConfig::new(vec![url]);
+    config.prefix = prefix;
+    let storage = quarry_qdrant::QdrantStorage::connect(&config, 4, None).unwrap();
+    let records = storage.qdrant_records();
+    // The largest ids there will be (the year 2093), adjacent.
+    let base = (1u64 << 53) - 1_000;
+    let ids: Vec<u64> = (0..300).map(|k| base + k).collect();
+    for &id in &ids {
+        let session = if id % 3 == 0 { "s3" } else { "other" };
+        records.restore(&record(id, session)).unwrap();
+    }
+    let newest: Vec<u64> = records
+        .newest_first(None)
+        .map(|r| r.unwrap().id.0)
+        .collect();
+    let mut want = ids.clone();
+    want.reverse();
+    assert_eq!(newest, want);
+    let before: Vec<u64> = records
+        .newest_first(Some(quarry_core::RecordId(base + 200)))
+        .map(|r| r.unwrap().id.0)
+        .collect();
+    assert_eq!(before, want[100..].to_vec());
+    let oldest: Vec<u64> = records.oldest_first().map(|r| r.unwrap().id.0).collect();
+    assert_eq!(oldest, ids);
+    let session: Vec<u64> = records.session_ids("s3").map(|r| r.unwrap().0).collect();
+    let want: Vec<u64> = ids.iter().rev().copied().filter(|i| i % 3 == 0).collect();
+    assert_eq!(session, want);
+    assert_eq!(records.count_all().unwrap(), 300);
+    assert_eq!(
+        records
+            .delete(&[quarry_core::RecordId(base), quarry_core::RecordId(1)])
+            .unwrap(),
+        1
+    );
+    let in_s3 = ids.iter().filter(|&&i| i % 3 == 0 && i != base).count() as u64;
+    assert_eq!(records.delete_session("s3").unwrap(), in_s3);
+    assert_eq!(records.count_all().unwrap(), 299 - in_s3);
+    let fresh = records.insert(record(0, "new")).unwrap();
+    assert!(fresh.id.0 > 0 && fresh.id.0 < base, "{:?}", fresh.id);
+    assert_eq!(records.get(fresh.id).unwrap().session_id, "new");
+}

@@ -112,8 +112,9 @@ pub struct QdrantCollection {
     pub(crate) placement: Placement,
     /// Payload fields with an index (shared by the storage's handles).
     pub(crate) indexed: Arc<Mutex<HashSet<String>>>,
-    /// Dense vectors of the last search's hits, for [`CollectionStorage::vector`].
-    seen: Mutex<HashMap<u64, Vec<f32>>>,
+    /// The average chunk length once known (read at open, or measured by
+    /// a write; shared with the storage's cached description).
+    pub(crate) avg_len: Arc<Mutex<Option<f32>>>,
 }
 
 fn metadata_json(m: &Metadata) -> String {
@@ -140,8 +141,13 @@ fn metadata_fields(m: &Metadata) -> Vec<String> {
                 out.push(field('s', key));
                 out.push(field('l', key));
             }
-            MetaValue::Int(_) => out.push(field('i', key)),
-            MetaValue::Double(_) => out.push(field('d', key)),
+            // A number filter asks both number fields (see crate::filter):
+            // both need an index, or Qdrant scans every payload for the
+            // one no point holds.
+            MetaValue::Int(_) | MetaValue::Double(_) => {
+                out.push(field('i', key));
+                out.push(field('d', key));
+            }
             MetaValue::Bool(_) => out.push(field('b', key)),
         }
     }
@@ -156,23 +162,22 @@ impl QdrantCollection {
         meta: CollectionMeta,
         placement: Placement,
         indexed: Arc<Mutex<HashSet<String>>>,
+        avg_len: Arc<Mutex<Option<f32>>>,
     ) -> Self {
         Self {
             nodes,
             name,
             qname,
-            meta,
             placement,
             indexed,
-            seen: Mutex::new(HashMap::new()),
+            avg_len,
+            meta,
         }
     }
 
     fn keywords(&self) -> Keywords {
-        Keywords::new(
-            self.meta.settings.language,
-            self.meta.avg_len.unwrap_or(DEFAULT_AVG_LEN),
-        )
+        let avg = *self.avg_len.lock().expect("not poisoned");
+        Keywords::new(self.meta.settings.language, avg.unwrap_or(DEFAULT_AVG_LEN))
     }
 
     /// The average chunk length of this collection's sparse vectors: the
@@ -181,7 +186,8 @@ impl QdrantCollection {
     /// node, assumes the same). Two nodes writing first at once each save
     /// theirs and the last one stays: their averages differ by little.
     fn average_length(&self, docs: &[NewDocument]) -> Result<f32> {
-        if let Some(a) = self.meta.avg_len {
+        let mut known = self.avg_len.lock().expect("not poisoned");
+        if let Some(a) = *known {
             return Ok(a);
         }
         let mut keywords = Keywords::new(self.meta.settings.language, DEFAULT_AVG_LEN);
@@ -200,6 +206,8 @@ impl QdrantCollection {
             avg_len: Some(avg),
             ..self.meta.clone()
         };
+        // (Saved before it is used: every later handle, on any node,
+        // reads it.)
         let request = qdrant_client::qdrant::UpdateCollection {
             collection_name: self.qname.clone(),
             metadata: HashMap::from([(
@@ -216,6 +224,7 @@ impl QdrantCollection {
                 async move { c.update_collection(r).await }
             })?;
         tracing::info!(collection = %self.name, average = avg, "BM25 average chunk length fixed");
+        *known = Some(avg);
         Ok(avg)
     }
 
@@ -519,6 +528,9 @@ impl CollectionStorage for QdrantCollection {
             filter,
             limit: Some(depth),
             with_payload: Some(wire::fields(&HIT_FIELDS)),
+            // No vectors: a search needs none, and Ask asks for the few it
+            // needs (CollectionStorage::vector).
+            with_vectors: Some(wire::vectors(None)),
             ..Default::default()
         };
         let mut batch = Vec::new();
@@ -531,7 +543,6 @@ impl CollectionStorage for QdrantCollection {
                     hnsw_ef: Some(self.meta.settings.hnsw_ef_search as u64),
                     ..Default::default()
                 }),
-                with_vectors: Some(wire::vectors(Some(DENSE))),
                 ..base.clone()
             });
             which.push(DENSE);
@@ -544,7 +555,6 @@ impl CollectionStorage for QdrantCollection {
                         sparse.values,
                     ))),
                     using: Some(SPARSE.into()),
-                    with_vectors: Some(wire::vectors(Some(DENSE))),
                     ..base.clone()
                 });
                 which.push(SPARSE);
@@ -565,7 +575,6 @@ impl CollectionStorage for QdrantCollection {
         let mut dense = Vec::new();
         let mut keyword = Vec::new();
         let mut payloads: HashMap<u64, ChunkPayload> = HashMap::new();
-        let mut seen = HashMap::new();
         for (list, result) in which.iter().zip(answered.result) {
             let ranked = if *list == DENSE {
                 &mut dense
@@ -577,15 +586,11 @@ impl CollectionStorage for QdrantCollection {
                     continue;
                 };
                 ranked.push(Ranked { id, score: p.score });
-                if let Some(v) = wire::dense_of(p.vectors, DENSE) {
-                    seen.insert(id, v);
-                }
                 if let std::collections::hash_map::Entry::Vacant(e) = payloads.entry(id) {
                     e.insert(wire::from_payload("chunk payload", p.payload)?);
                 }
             }
         }
-        *self.seen.lock().expect("not poisoned") = seen;
         let fused = combine(query.mode, &dense, &keyword, query.fusion, query.top_k);
         let mut metadata: HashMap<String, Metadata> = HashMap::new();
         let mut hits = Vec::with_capacity(fused.len());
@@ -616,9 +621,6 @@ impl CollectionStorage for QdrantCollection {
     }
 
     fn vector(&self, chunk_id: u64) -> Result<Option<Vec<f32>>> {
-        if let Some(v) = self.seen.lock().expect("not poisoned").get(&chunk_id) {
-            return Ok(Some(v.clone()));
-        }
         let request = GetPoints {
             collection_name: self.qname.clone(),
             ids: vec![wire::point(chunk_id)],

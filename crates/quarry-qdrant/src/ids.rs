@@ -4,9 +4,10 @@
 //! - a chunk's point id from its document id and position (re-ingesting
 //!   a document overwrites its points; its replacement reuses them);
 //! - a keyword term's sparse dimension from the term;
-//! - a record id from the clock and randomness: unique across nodes
-//!   without coordination, and growing with time, so that "newest first"
-//!   is an order by id as on the embedded backend.
+//! - a record id from the clock and randomness: growing with time, so
+//!   that "newest first" is an order by id as on the embedded backend, and
+//!   below 2^53, because Qdrant compares payload numbers in ranges as
+//!   doubles (an insert checks that no other node took the same id).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,9 +31,14 @@ pub fn term_dimension(term: &str) -> u32 {
 }
 
 /// Bits of randomness below the millisecond clock in a record id.
-const RANDOM_BITS: u32 = 20;
+const RANDOM_BITS: u32 = 12;
 
-/// Hands out record ids: milliseconds since the epoch in the high bits,
+/// The clock's origin for record ids: 2024-01-01T00:00:00Z. 41 bits of
+/// milliseconds from it last until 2093; with the 12 random bits, ids stay
+/// below 2^53 (exact as doubles).
+const EPOCH_MS: u64 = 1_704_067_200_000;
+
+/// Hands out record ids: milliseconds since [`EPOCH_MS`] in the high bits,
 /// random low bits, and never less than the last id this process gave.
 #[derive(Debug, Default)]
 pub struct RecordIds {
@@ -42,7 +48,7 @@ pub struct RecordIds {
 impl RecordIds {
     /// The next id.
     pub fn next(&self) -> u64 {
-        let ms = quarry_core::now_ms().max(0) as u64;
+        let ms = (quarry_core::now_ms().max(0) as u64).saturating_sub(EPOCH_MS);
         let mut random = [0u8; 4];
         // A failing OS random source leaves 0: ids stay unique within this
         // process through `last`.
@@ -82,7 +88,8 @@ mod tests {
         let mut prev = 0;
         for _ in 0..10_000 {
             let id = ids.next();
-            assert!(id > prev && id < 1 << 63);
+            assert!(id > prev && id < 1 << 53, "{id}");
+            assert_eq!(id as f64 as u64, id, "exact as a double");
             prev = id;
         }
     }

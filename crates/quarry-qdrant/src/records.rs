@@ -45,6 +45,10 @@ struct RecordPayload {
     #[serde(default)]
     session: String,
     body: String,
+    /// Random, per write: tells an insert whether the point it finds is
+    /// its own.
+    #[serde(default)]
+    nonce: u64,
 }
 
 /// The records of one deployment.
@@ -218,16 +222,25 @@ impl QdrantRecords {
         Ok(serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))?)
     }
 
-    fn put(&self, record: &Record) -> Result<()> {
+    /// Writes `record`; with `insert_only`, a point that exists keeps its
+    /// content. Returns the write's nonce.
+    fn write_record(&self, record: &Record, insert_only: bool) -> Result<u64> {
+        let mut random = [0u8; 8];
+        getrandom::getrandom(&mut random)
+            .map_err(|e| EngineError::Internal(format!("no random nonce: {e}")))?;
+        let nonce = u64::from_be_bytes(random) >> 12;
         let body = RecordPayload {
             id: record.id.0,
             session: record.session_id.clone(),
             body: self.encode(record)?,
+            nonce,
         };
         let payload = wire::payload(serde_json::to_value(body).expect("payloads serialise"))?;
         let request = UpsertPoints {
             collection_name: self.qname.clone(),
             wait: Some(true),
+            update_mode: insert_only
+                .then_some(qdrant_client::qdrant::UpdateMode::InsertOnly as i32),
             points: vec![PointStruct::new(
                 wire::point(record.id.0),
                 // No vectors (an empty set of named ones; `None` is refused).
@@ -247,7 +260,12 @@ impl QdrantRecords {
             };
             async move { c.upsert_points(r).await }
         })?;
-        Ok(())
+        Ok(nonce)
+    }
+
+    /// Writes `record` over any point with its id (a rating, a restore).
+    fn put(&self, record: &Record) -> Result<()> {
+        self.write_record(record, false).map(|_| ())
     }
 
     /// Stores `record` under its own id (a migration: idempotent, so an
@@ -265,7 +283,7 @@ impl QdrantRecords {
         let request = GetPoints {
             collection_name: self.qname.clone(),
             ids: ids.iter().map(|&i| wire::point(i)).collect(),
-            with_payload: Some(wire::fields(&["id", "session", "body"])),
+            with_payload: Some(wire::fields(&["id", "session", "body", "nonce"])),
             with_vectors: Some(wire::vectors(None)),
             ..Default::default()
         };
@@ -287,6 +305,8 @@ impl QdrantRecords {
         session: Option<&str>,
         ids_only: bool,
     ) -> Result<Vec<RecordPayload>> {
+        // Qdrant's ranges (and order_by's start_from) are doubles: exact
+        // for record ids, which stay below 2^53 (crate::ids).
         let mut must = Vec::new();
         if let Some(c) = cursor {
             let mut range = Range::default();
@@ -425,10 +445,29 @@ impl Pages<'_> {
 }
 
 impl RecordStorage for QdrantRecords {
+    /// A new id, inserted only if no record has it (two nodes may draw
+    /// the same id in the same millisecond: 12 random bits), checked by
+    /// reading the point back; another id on a clash.
     fn insert(&self, mut record: Record) -> Result<Record> {
-        record.id = RecordId(self.ids.next());
-        self.put(&record)?;
-        Ok(record)
+        for _ in 0..8 {
+            record.id = RecordId(self.ids.next());
+            let nonce = self.write_record(&record, true)?;
+            let stored = self.read(&[record.id.0])?;
+            let mine = stored.into_iter().next().is_some_and(|p| {
+                wire::from_payload::<RecordPayload>("record payload", p.payload)
+                    .is_ok_and(|p| p.nonce == nonce)
+            });
+            if mine {
+                return Ok(record);
+            }
+            tracing::info!(
+                id = record.id.0,
+                "record id taken by another node; drawing another"
+            );
+        }
+        Err(EngineError::Internal(
+            "no free record id after 8 draws".into(),
+        ))
     }
 
     fn get(&self, id: RecordId) -> Result<Record> {

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use qdrant_client::qdrant::vectors_config::Config as VectorsKind;
 use qdrant_client::qdrant::{
@@ -31,7 +32,25 @@ pub struct QdrantStorage {
     records: QdrantRecords,
     /// Payload fields with an index, per Qdrant collection.
     indexed: Mutex<HashMap<String, Arc<Mutex<HashSet<String>>>>>,
+    /// Collections described recently, so that a request does not pay a
+    /// round trip to read settings that never change.
+    described: Mutex<HashMap<String, Described>>,
 }
+
+/// What a collection's handle is made of, as read from Qdrant.
+#[derive(Clone)]
+struct Described {
+    at: Instant,
+    meta: CollectionMeta,
+    placement: Placement,
+    avg_len: Arc<Mutex<Option<f32>>>,
+}
+
+/// How long a collection's description is reused. A collection dropped
+/// (or re-created with other settings) through another Quarry node is
+/// seen here at most this much later; until then a call on it gets
+/// Qdrant's NOT_FOUND (or the old settings).
+const DESCRIBED_FOR: Duration = Duration::from_secs(1);
 
 impl QdrantStorage {
     /// Connects to the cluster and opens (creating when needed) the
@@ -68,6 +87,7 @@ impl QdrantStorage {
             dimension,
             records,
             indexed: Mutex::new(HashMap::new()),
+            described: Mutex::new(HashMap::new()),
         })
     }
 
@@ -87,6 +107,25 @@ impl QdrantStorage {
 
     fn open(&self, name: &CollectionName) -> Result<QdrantCollection> {
         let qname = self.qname(name);
+        let fresh = self
+            .described
+            .lock()
+            .expect("not poisoned")
+            .get(&qname)
+            .filter(|d| d.at.elapsed() < DESCRIBED_FOR)
+            .cloned();
+        if let Some(d) = fresh {
+            let indexed = self.indexed_fields(&qname, std::iter::empty());
+            return Ok(QdrantCollection::new(
+                Arc::clone(&self.nodes),
+                name.clone(),
+                qname,
+                d.meta,
+                d.placement,
+                indexed,
+                d.avg_len,
+            ));
+        }
         let info = match self.nodes.run("a read of a collection", |c| {
             let n = qname.clone();
             async move { c.collection_info(n).await }
@@ -115,14 +154,17 @@ impl QdrantStorage {
             replication_factor: Some(params.replication_factor.unwrap_or(1)),
             write_consistency_factor: Some(params.write_consistency_factor.unwrap_or(1)),
         };
-        let indexed = {
-            let mut all = self.indexed.lock().expect("not poisoned");
-            let set = all.entry(qname.clone()).or_default();
-            set.lock()
-                .expect("not poisoned")
-                .extend(info.payload_schema.keys().cloned());
-            Arc::clone(set)
-        };
+        let indexed = self.indexed_fields(&qname, info.payload_schema.into_keys());
+        let avg_len = Arc::new(Mutex::new(meta.avg_len));
+        self.described.lock().expect("not poisoned").insert(
+            qname.clone(),
+            Described {
+                at: Instant::now(),
+                meta: meta.clone(),
+                placement,
+                avg_len: Arc::clone(&avg_len),
+            },
+        );
         Ok(QdrantCollection::new(
             Arc::clone(&self.nodes),
             name.clone(),
@@ -130,7 +172,26 @@ impl QdrantStorage {
             meta,
             placement,
             indexed,
+            avg_len,
         ))
+    }
+
+    /// The shared set of indexed payload fields of `qname`, with `known`
+    /// added.
+    fn indexed_fields(
+        &self,
+        qname: &str,
+        known: impl Iterator<Item = String>,
+    ) -> Arc<Mutex<HashSet<String>>> {
+        let mut all = self.indexed.lock().expect("not poisoned");
+        let set = all.entry(qname.to_owned()).or_default();
+        set.lock().expect("not poisoned").extend(known);
+        Arc::clone(set)
+    }
+
+    fn forget(&self, qname: &str) {
+        self.described.lock().expect("not poisoned").remove(qname);
+        self.indexed.lock().expect("not poisoned").remove(qname);
     }
 }
 
@@ -191,6 +252,7 @@ impl Storage for QdrantStorage {
                 async move { c.collection_exists(n).await }
             })?
         };
+        self.forget(&qname);
         if exists {
             return Err(EngineError::from(StoreError::CollectionExists(
                 name.to_string(),
@@ -259,10 +321,10 @@ impl Storage for QdrantStorage {
             let n = qname.clone();
             async move { c.delete_collection(n).await }
         })?;
+        self.forget(&qname);
         if !deleted.result {
             return Err(Self::not_found(name));
         }
-        self.indexed.lock().expect("not poisoned").remove(&qname);
         Ok(DeletedCollection {
             name: name.clone(),
             documents: info.document_count,

@@ -17,7 +17,7 @@ use std::time::Instant;
 use quarry::grpc::ServerOptions;
 use quarry_core::{CollectionName, CollectionSettings};
 use quarry_embed::{EmbedQueue, QueueConfig, MODEL_FILES};
-use quarry_engine::{CreateCollection, Engine, EngineConfig};
+use quarry_engine::{CreateCollection, EngineConfig};
 use quarry_models::{ModelCache, ModelSource, DEFAULT_EMBED_MODEL};
 use serde_json::json;
 
@@ -39,6 +39,11 @@ pub struct IngestBench {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Ingest into a Qdrant cluster of this many nodes (started for the
+    /// run; a shard per node, two copies of each where there are two)
+    /// instead of the embedded backend (0).
+    #[arg(long, default_value_t = 0)]
+    pub qdrant_nodes: usize,
 }
 
 /// Runs the benchmark.
@@ -79,12 +84,25 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
         .prefix("quarry-bench-ingest-")
         .tempdir()?;
     let config = EngineConfig::retrieval_only(data.path().to_path_buf(), cache, source);
-    let engine = tokio::task::spawn_blocking(move || Engine::open(config)).await??;
+    let (cluster, backend) = if args.qdrant_nodes > 0 {
+        let c = super::qdrant_cluster(args.qdrant_nodes, &data.path().join("qdrant"))?;
+        let mut q = quarry_qdrant::QdrantConfig::new(c.grpc_urls());
+        q.prefix = "bench".into();
+        (Some(c), quarry::config::Backend::Qdrant(q))
+    } else {
+        (None, quarry::config::Backend::Embedded)
+    };
+    let engine = tokio::task::spawn_blocking(move || crate::serve::open_engine_on(config, backend))
+        .await??;
     engine
         .create_collection(CreateCollection {
             name: CollectionName::parse("bench")?,
             settings: CollectionSettings::default(),
-            placement: Default::default(),
+            placement: if args.qdrant_nodes > 0 {
+                super::bench_placement(args.qdrant_nodes)
+            } else {
+                Default::default()
+            },
         })
         .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -126,6 +144,9 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
     .await?;
     let _ = stop_tx.send(true);
     server.await??;
+    if let Some(c) = cluster {
+        c.stop();
+    }
     let loaded = report.reply.added;
     anyhow::ensure!(
         loaded as usize == docs,
@@ -140,6 +161,7 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
         println!(
             "{}",
             json!({
+                "qdrant_nodes": args.qdrant_nodes,
                 "documents": docs,
                 "chunks": report.reply.chunks_written,
                 "embed_only_docs_per_s": embed_rate,
@@ -148,6 +170,9 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
             })
         );
     } else {
+        if args.qdrant_nodes > 0 {
+            println!("backend: Qdrant, {} node(s)", args.qdrant_nodes);
+        }
         println!(
             "{docs} documents, {} chunks\n  embedding only   {embed_rate:8.1} docs/s ({embed_secs:.1} s)\n  quarry ingest    {ingest_rate:8.1} docs/s ({:.1} s)\n  ratio            {:.1}%",
             report.reply.chunks_written,

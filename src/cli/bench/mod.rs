@@ -60,6 +60,47 @@ fn read_texts(path: &Path) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
+/// A Qdrant cluster of `nodes` nodes for a benchmark (the binary of
+/// `quarry::qdrant_process::qdrant_bin`), under `root`.
+fn qdrant_cluster(
+    nodes: usize,
+    root: &Path,
+) -> anyhow::Result<quarry::qdrant_process::QdrantCluster> {
+    let bin = quarry::qdrant_process::qdrant_bin().ok_or_else(|| {
+        anyhow::anyhow!("no Qdrant binary: set QUARRY_QDRANT_BIN (or run .ci/run, which unpacks ../shared/vendor/qdrant)")
+    })?;
+    eprintln!("starting {nodes} Qdrant node(s)");
+    Ok(quarry::qdrant_process::QdrantCluster::start(
+        &bin,
+        root,
+        nodes,
+        std::time::Duration::from_secs(120),
+    )?)
+}
+
+/// The placement a benchmark gives its collection on `nodes` Qdrant
+/// nodes: a shard per node, two copies of each where there are two nodes.
+fn bench_placement(nodes: usize) -> quarry_core::Placement {
+    quarry_core::Placement {
+        shard_number: Some(nodes as u32),
+        replication_factor: Some(nodes.min(2) as u32),
+        write_consistency_factor: Some(1),
+    }
+}
+
+/// Resident memory of a process, in MiB (Linux `/proc`).
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
 /// The nearest-rank percentile of sorted values.
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

@@ -65,6 +65,12 @@ pub struct SearchBench {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Serve the collection from a Qdrant cluster of this many nodes
+    /// (started for the run; the collection is copied into it with `quarry
+    /// migrate`, a shard per node and two copies of each where there are two
+    /// nodes) instead of the embedded backend (0).
+    #[arg(long, default_value_t = 0)]
+    pub qdrant_nodes: usize,
 }
 
 /// Runs the benchmark.
@@ -87,8 +93,65 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
     anyhow::ensure!(!queries.is_empty(), "no queries in {}", args.data.display());
     let log = dir.join("bench-server.log");
 
+    // On Qdrant: a cluster, the collection copied into it, and the server's
+    // flags pointing at it.
+    let mut cluster = None;
+    // Fresh storage for each run's cluster, removed at the end.
+    let qdrant_root = dir.join(format!("qdrant-{}", std::process::id()));
+    let mut backend_args: Vec<String> = Vec::new();
+    let mut load_secs = build_secs;
+    let mut index_secs = None;
+    if args.qdrant_nodes > 0 {
+        let c = super::qdrant_cluster(args.qdrant_nodes, &qdrant_root)?;
+        let urls = c.grpc_urls();
+        let placement = super::bench_placement(args.qdrant_nodes);
+        let migrate = crate::cli::migrate::MigrateArgs {
+            from: dir.clone(),
+            to_qdrant: urls.clone(),
+            qdrant_api_key: None,
+            qdrant_prefix: "bench".into(),
+            record_key_file: None,
+            batch: 256,
+            shard_number: placement.shard_number,
+            replication_factor: placement.replication_factor,
+            write_consistency_factor: placement.write_consistency_factor,
+        };
+        let started = Instant::now();
+        tokio::task::spawn_blocking(move || crate::cli::migrate::run(migrate)).await??;
+        load_secs = started.elapsed().as_secs_f64();
+        // Qdrant builds its HNSW graphs after the points arrive (the
+        // collection is "yellow" meanwhile); searches are timed after that.
+        let started = Instant::now();
+        let info = format!("{}/collections/bench_c_{COLLECTION}", c.http_url(0));
+        loop {
+            let status = ureq::get(&info)
+                .call()
+                .ok()
+                .and_then(|r| r.into_json::<serde_json::Value>().ok())
+                .and_then(|v| v["result"]["status"].as_str().map(str::to_owned));
+            if status.as_deref() == Some("green") {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(3600),
+                "Qdrant did not finish indexing within an hour (status {status:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        index_secs = Some(started.elapsed().as_secs_f64());
+        backend_args = vec![
+            "--backend".into(),
+            "qdrant".into(),
+            "--qdrant-url".into(),
+            urls.join(","),
+            "--qdrant-prefix".into(),
+            "bench".into(),
+        ];
+        cluster = Some(c);
+    }
+
     // First start: no index files, so the server builds them from the store.
-    let (server, first_start) = Server::start(&dir, &log).await?;
+    let (server, first_start) = Server::start_with(&dir, &log, &backend_args).await?;
     let channel = server.channel().await?;
     let filter = proto::Filter {
         clause: Some(proto::filter::Clause::Equals(proto::FieldEquals {
@@ -154,11 +217,15 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
             .await??;
         results.push(timings(name, "REST", ms));
     }
+    let quarry_rss = super::rss_mib(server.pid());
+    let qdrant_rss: Option<f64> = cluster
+        .as_ref()
+        .map(|c| c.pids().into_iter().filter_map(super::rss_mib).sum());
     server.stop()?;
 
     // Restart: from the checkpoints the clean stop saved.
     let started = Instant::now();
-    let (server, restart) = Server::start(&dir, &log).await?;
+    let (server, restart) = Server::start_with(&dir, &log, &backend_args).await?;
     let channel = server.channel().await?;
     RetrievalClient::new(channel)
         .search(proto::SearchRequest {
@@ -170,10 +237,25 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
         .await?;
     let first_answer = started.elapsed();
     server.stop()?;
+    if let Some(c) = cluster {
+        c.stop();
+        let _ = std::fs::remove_dir_all(&qdrant_root);
+    }
+    let backend = if args.qdrant_nodes == 0 {
+        "embedded".to_owned()
+    } else {
+        format!("qdrant, {} node(s)", args.qdrant_nodes)
+    };
 
     let report = json!({
+        "backend": backend,
         "chunks": args.chunks,
         "copies_of_each_passage": copies,
+        "load_seconds": load_secs,
+        "load_docs_per_s": args.chunks as f64 / load_secs.max(1e-9),
+        "qdrant_index_seconds": index_secs,
+        "quarry_rss_mib": quarry_rss,
+        "qdrant_rss_mib": qdrant_rss,
         "build_store_seconds": build_secs,
         "first_start_seconds": first_start.as_secs_f64(),
         "restart_seconds": restart.as_secs_f64(),
@@ -186,8 +268,22 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
         println!("{report}");
     } else {
         println!(
-            "collection: {} chunks ({} copies of each passage)",
+            "backend: {backend}; collection: {} chunks ({} copies of each passage)",
             args.chunks, copies
+        );
+        if args.qdrant_nodes > 0 {
+            println!(
+                "copied into Qdrant (stored vectors, no embedding) in {load_secs:.1} s: {:.0} docs/s; Qdrant's index build after it: {:.1} s",
+                args.chunks as f64 / load_secs.max(1e-9),
+                index_secs.unwrap_or_default()
+            );
+        }
+        println!(
+            "resident memory after the runs: quarry {} MiB{}",
+            quarry_rss.map_or("?".into(), |m| format!("{m:.0}")),
+            qdrant_rss.map_or(String::new(), |m| format!(
+                ", Qdrant nodes {m:.0} MiB in all"
+            ))
         );
         println!(
             "first start on the data directory (builds the indexes from the store when it has none): {:.2} s",
@@ -366,6 +462,16 @@ impl Server {
     /// Starts a server on `dir`, logging to `log`; returns it with the time
     /// from spawn to listening.
     pub(super) async fn start(dir: &Path, log: &Path) -> anyhow::Result<(Self, Duration)> {
+        Self::start_with(dir, log, &[]).await
+    }
+
+    /// [`Server::start`] with extra flags (the storage backend's).
+    pub(super) async fn start_with(
+        dir: &Path,
+        log: &Path,
+        extra: &[String],
+    ) -> anyhow::Result<(Self, Duration)> {
+        let extra = extra.to_vec();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -373,10 +479,12 @@ impl Server {
         let bin = std::env::current_exe()?;
         let dir = dir.to_path_buf();
         let process = tokio::task::spawn_blocking(move || {
+            let mut args = vec!["--no-auth"];
+            args.extend(extra.iter().map(String::as_str));
             let options = ServeOptions {
                 bin: &bin,
                 data_dir: &dir,
-                args: &["--no-auth"],
+                args: &args,
                 rust_log: "warn,quarry_engine=info,quarry=info",
                 // A large data directory may rebuild its indexes first.
                 startup_limit: Duration::from_secs(3600),
