@@ -286,6 +286,34 @@ async fn two_quarry_nodes_share_a_cluster_that_survives_a_node_and_an_outage() {
     }
     assert_eq!(document_count(&ca).await.unwrap(), acked.len() as u64);
 
+    // History pages: a page token from A continues on B (one secret for
+    // every node), newest first, without repeats.
+    let page = |ch: &Channel, token: String| {
+        let ch = ch.clone();
+        async move {
+            HistoryClient::new(ch)
+                .list_records(proto::ListRecordsRequest {
+                    page_size: 2,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let first = page(&ca, String::new()).await;
+    assert!(!first.next_page_token.is_empty());
+    let second = page(&cb, first.next_page_token.clone()).await;
+    let ids: Vec<&str> = first
+        .records
+        .iter()
+        .chain(&second.records)
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+
     // It comes back, catches up, and every replica agrees.
     cluster.restart(0, LIMIT).unwrap();
     let after = wait_replicas_agree(&cluster, qname, 2);
