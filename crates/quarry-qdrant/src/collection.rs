@@ -37,7 +37,7 @@ use crate::error::QdrantBackendError;
 use crate::filter::filter_of;
 use crate::ids::chunk_point;
 use crate::payload::{field, metadata_payload};
-use crate::sparse::{idf, Keywords};
+use crate::sparse::{idf, Averages, Keywords};
 use crate::wire;
 
 /// The dense vector's name.
@@ -45,9 +45,12 @@ pub const DENSE: &str = "dense";
 /// The sparse (BM25) vector's name.
 pub const SPARSE: &str = "bm25";
 
-/// The BM25 average chunk length assumed before a collection's first
+/// The BM25 average field lengths assumed before a collection's first
 /// write has measured its own (terms).
-const DEFAULT_AVG_LEN: f32 = 64.0;
+const DEFAULT_AVG_LEN: Averages = Averages {
+    text: 64.0,
+    title: 4.0,
+};
 
 /// Payload fields with a payload index from creation.
 pub(crate) const DOC: &str = "doc";
@@ -93,11 +96,11 @@ const HIT_FIELDS: [&str; 8] = ["doc", "ci", "n", "x", "t", "hash", "md", "ts"];
 pub(crate) struct CollectionMeta {
     pub settings: CollectionSettings,
     pub created_at_ms: i64,
-    /// The BM25 average chunk length (terms) its sparse vectors assume:
+    /// The BM25 average field lengths (terms) its sparse vectors assume:
     /// measured on the collection's first write and fixed from then on
     /// (`None` until then).
     #[serde(default)]
-    pub avg_len: Option<f32>,
+    pub avg_len: Option<Averages>,
 }
 
 /// The metadata key holding [`CollectionMeta`].
@@ -114,7 +117,7 @@ pub struct QdrantCollection {
     pub(crate) indexed: Arc<Mutex<HashSet<String>>>,
     /// The average chunk length once known (read at open, or measured by
     /// a write; shared with the storage's cached description).
-    pub(crate) avg_len: Arc<Mutex<Option<f32>>>,
+    pub(crate) avg_len: Arc<Mutex<Option<Averages>>>,
 }
 
 fn metadata_json(m: &Metadata) -> String {
@@ -162,7 +165,7 @@ impl QdrantCollection {
         meta: CollectionMeta,
         placement: Placement,
         indexed: Arc<Mutex<HashSet<String>>>,
-        avg_len: Arc<Mutex<Option<f32>>>,
+        avg_len: Arc<Mutex<Option<Averages>>>,
     ) -> Self {
         Self {
             nodes,
@@ -185,23 +188,28 @@ impl QdrantCollection {
     /// the collection's metadata, so that every later vector, from any
     /// node, assumes the same). Two nodes writing first at once each save
     /// theirs and the last one stays: their averages differ by little.
-    fn average_length(&self, docs: &[NewDocument]) -> Result<f32> {
+    fn average_length(&self, docs: &[NewDocument]) -> Result<Averages> {
         let mut known = self.avg_len.lock().expect("not poisoned");
         if let Some(a) = *known {
             return Ok(a);
         }
         let mut keywords = Keywords::new(self.meta.settings.language, DEFAULT_AVG_LEN);
-        let (mut terms, mut chunks) = (0usize, 0usize);
+        let (mut text, mut title, mut chunks) = (0usize, 0usize, 0usize);
         for d in docs {
             for c in &d.chunks {
-                terms += keywords.count(&d.document.title, &c.text);
+                let (x, t) = keywords.count(&d.document.title, &c.text);
+                text += x;
+                title += t;
                 chunks += 1;
             }
         }
         if chunks == 0 {
             return Ok(DEFAULT_AVG_LEN);
         }
-        let avg = (terms as f32 / chunks as f32).max(1.0);
+        let avg = Averages {
+            text: (text as f32 / chunks as f32).max(1.0),
+            title: (title as f32 / chunks as f32).max(1.0),
+        };
         let meta = CollectionMeta {
             avg_len: Some(avg),
             ..self.meta.clone()
@@ -223,7 +231,7 @@ impl QdrantCollection {
                 let r = request.clone();
                 async move { c.update_collection(r).await }
             })?;
-        tracing::info!(collection = %self.name, average = avg, "BM25 average chunk length fixed");
+        tracing::info!(collection = %self.name, text = avg.text, title = avg.title, "BM25 average field lengths fixed");
         *known = Some(avg);
         Ok(avg)
     }

@@ -43,7 +43,7 @@ struct Described {
     at: Instant,
     meta: CollectionMeta,
     placement: Placement,
-    avg_len: Arc<Mutex<Option<f32>>>,
+    avg_len: Arc<Mutex<Option<crate::sparse::Averages>>>,
 }
 
 /// How long a collection's description is reused. A collection dropped
