@@ -5,40 +5,12 @@
 //! keywords (never as Qdrant's full-text match, which the client would
 //! pick for a string with a space).
 
-use qdrant_client::qdrant::condition::ConditionOneOf;
 use qdrant_client::qdrant::r#match::MatchValue;
-use qdrant_client::qdrant::{Condition, FieldCondition, Filter as QFilter, Match, Range};
+use qdrant_client::qdrant::{Condition, Filter as QFilter, Range};
 use quarry_core::{Filter, MetaValue};
 
 use crate::payload::{canonical_list, field};
-
-fn matching(path: String, value: MatchValue) -> Condition {
-    Condition {
-        condition_one_of: Some(ConditionOneOf::Field(FieldCondition {
-            key: path,
-            r#match: Some(Match {
-                match_value: Some(value),
-            }),
-            ..Default::default()
-        })),
-    }
-}
-
-fn ranging(path: String, range: Range) -> Condition {
-    Condition {
-        condition_one_of: Some(ConditionOneOf::Field(FieldCondition {
-            key: path,
-            range: Some(range),
-            ..Default::default()
-        })),
-    }
-}
-
-fn nested(filter: QFilter) -> Condition {
-    Condition {
-        condition_one_of: Some(ConditionOneOf::Filter(filter)),
-    }
-}
+use crate::wire::{matching, nested, range as ranging};
 
 fn any_of(conditions: Vec<Condition>) -> Condition {
     if conditions.len() == 1 {
@@ -56,15 +28,15 @@ fn any_of(conditions: Vec<Condition>) -> Condition {
 /// The condition that `key` equals `value` (as [`Filter::Equals`] means).
 fn equals(key: &str, value: &MetaValue) -> Condition {
     match value {
-        MetaValue::String(s) => matching(field('s', key), MatchValue::Keyword(s.clone())),
+        MetaValue::String(s) => matching(&field('s', key), MatchValue::Keyword(s.clone())),
         MetaValue::StringList(items) => {
-            matching(field('l', key), MatchValue::Keyword(canonical_list(items)))
+            matching(&field('l', key), MatchValue::Keyword(canonical_list(items)))
         }
-        MetaValue::Bool(b) => matching(field('b', key), MatchValue::Boolean(*b)),
+        MetaValue::Bool(b) => matching(&field('b', key), MatchValue::Boolean(*b)),
         MetaValue::Int(i) => any_of(vec![
-            matching(field('i', key), MatchValue::Integer(*i)),
+            matching(&field('i', key), MatchValue::Integer(*i)),
             ranging(
-                field('d', key),
+                &field('d', key),
                 Range {
                     gte: Some(*i as f64),
                     lte: Some(*i as f64),
@@ -74,7 +46,7 @@ fn equals(key: &str, value: &MetaValue) -> Condition {
         ]),
         MetaValue::Double(d) => {
             let mut options = vec![ranging(
-                field('d', key),
+                &field('d', key),
                 Range {
                     gte: Some(*d),
                     lte: Some(*d),
@@ -83,7 +55,7 @@ fn equals(key: &str, value: &MetaValue) -> Condition {
             )];
             // An integer equals a double with no fraction.
             if d.fract() == 0.0 && d.abs() < 9.0e15 {
-                options.push(matching(field('i', key), MatchValue::Integer(*d as i64)));
+                options.push(matching(&field('i', key), MatchValue::Integer(*d as i64)));
             }
             any_of(options)
         }
@@ -125,8 +97,8 @@ pub fn filter_of(filter: &Filter) -> QFilter {
             };
             QFilter {
                 must: vec![any_of(vec![
-                    ranging(field('i', key), range),
-                    ranging(field('d', key), range),
+                    ranging(&field('i', key), range),
+                    ranging(&field('d', key), range),
                 ])],
                 ..Default::default()
             }
@@ -137,6 +109,7 @@ pub fn filter_of(filter: &Filter) -> QFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use qdrant_client::qdrant::condition::ConditionOneOf;
 
     #[test]
     fn keys_are_hex_paths_and_strings_are_keywords() {

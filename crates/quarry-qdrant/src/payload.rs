@@ -22,11 +22,7 @@ pub const METADATA: &str = "m";
 /// A metadata key's field for values of kind `kind` (`s`, `l`, `i`, `d`,
 /// `b`), as a path from the payload's root.
 pub fn field(kind: char, key: &str) -> String {
-    let mut hex = String::with_capacity(key.len() * 2);
-    for b in key.bytes() {
-        hex.push_str(&format!("{b:02x}"));
-    }
-    format!("{METADATA}.{kind}_{hex}")
+    format!("{METADATA}.{kind}_{}", crate::wire::hex(key.as_bytes()))
 }
 
 fn leaf(path: &str) -> &str {

@@ -28,7 +28,7 @@ use crate::client::SharedNodes;
 use crate::collection::create_index;
 use crate::error::{tonic_code::Code, QdrantBackendError};
 use crate::ids::RecordIds;
-use crate::wire;
+use crate::wire::{self, hex};
 
 /// A records collection's page-token secret and records-key check value.
 type Secrets = (Vec<u8>, Option<Vec<u8>>);
@@ -58,10 +58,6 @@ pub struct QdrantRecords {
     key: Option<RecordKey>,
     ids: RecordIds,
     secret: Vec<u8>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

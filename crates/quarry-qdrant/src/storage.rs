@@ -245,19 +245,8 @@ impl Storage for QdrantStorage {
             )]),
             ..Default::default()
         };
-        let exists = {
-            let n = qname.clone();
-            self.nodes.run("a collection check", |c| {
-                let n = n.clone();
-                async move { c.collection_exists(n).await }
-            })?
-        };
         self.forget(&qname);
-        if exists {
-            return Err(EngineError::from(StoreError::CollectionExists(
-                name.to_string(),
-            )));
-        }
+        // Qdrant refuses a name that is taken ("... already exists!").
         match self.nodes.run("creating a collection", |c| {
             let r = request.clone();
             async move { c.create_collection(r).await }

@@ -101,39 +101,40 @@ pub fn dense_of(vectors: Option<VectorsOutput>, name: &str) -> Option<Vec<f32>> 
     }
 }
 
-/// `key` equals the keyword `value`.
-pub fn keyword(key: &str, value: &str) -> Condition {
+/// `key` matches `value`.
+pub fn matching(key: &str, value: MatchValue) -> Condition {
     field(FieldCondition {
         key: key.to_owned(),
         r#match: Some(Match {
-            match_value: Some(MatchValue::Keyword(value.to_owned())),
+            match_value: Some(value),
         }),
         ..Default::default()
     })
+}
+
+/// `key` equals the keyword `value`.
+pub fn keyword(key: &str, value: &str) -> Condition {
+    matching(key, MatchValue::Keyword(value.to_owned()))
 }
 
 /// `key` is one of the keywords `values`.
 pub fn any_keyword(key: &str, values: &[String]) -> Condition {
-    field(FieldCondition {
-        key: key.to_owned(),
-        r#match: Some(Match {
-            match_value: Some(MatchValue::Keywords(RepeatedStrings {
-                strings: values.to_vec(),
-            })),
+    matching(
+        key,
+        MatchValue::Keywords(RepeatedStrings {
+            strings: values.to_vec(),
         }),
-        ..Default::default()
-    })
+    )
 }
 
 /// `key` equals the integer `value`.
 pub fn integer(key: &str, value: i64) -> Condition {
-    field(FieldCondition {
-        key: key.to_owned(),
-        r#match: Some(Match {
-            match_value: Some(MatchValue::Integer(value)),
-        }),
-        ..Default::default()
-    })
+    matching(key, MatchValue::Integer(value))
+}
+
+/// Bytes as lower-case hex digits.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `key` lies in `range`.
