@@ -128,20 +128,22 @@ async fn no_script_errors(c: &Client) {
     );
 }
 
+/// The element `css` once the page has rendered it: every console page
+/// draws its controls after an async fetch (collection names, the
+/// signed-in principal), so an immediate lookup races the render.
+async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .every(Duration::from_millis(100))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no element {css} within 30 s: {e}"))
+}
+
 async fn sign_in(c: &Client, base: &str, key: &str, name: &str) {
     c.goto(&format!("{base}/")).await.unwrap();
-    c.find(Locator::Css("#key"))
-        .await
-        .unwrap()
-        .send_keys(key)
-        .await
-        .unwrap();
-    c.find(Locator::Css("#login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    find(c, "#key").await.send_keys(key).await.unwrap();
+    find(c, "#login").await.click().await.unwrap();
     wait_text(c, "#whoami", name).await;
 }
 
@@ -195,115 +197,64 @@ async fn the_console_signs_in_searches_asks_rates_and_shows_history() {
         .is_empty());
     assert!(!c.current_url().await.unwrap().as_str().contains(&reader));
     no_script_errors(&c).await;
-    c.find(Locator::Css("#logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    find(&c, "#logout").await.click().await.unwrap();
 
     // An admin does.
     sign_in(&c, &base, &admin, "boss").await;
     go(&c, &base, "#/collections").await;
     wait_text(&c, "#collections", "wildlife").await;
-    c.find(Locator::Css("button.delete[data-name='wildlife']"))
-        .await
-        .unwrap();
-    c.find(Locator::Css("#create-form")).await.unwrap();
+    find(&c, "button.delete[data-name='wildlife']").await;
+    find(&c, "#create-form").await;
     shot(&c, "collections").await;
 
     // Search: fused, dense and keyword scores side by side.
     go(&c, &base, "#/search").await;
-    c.find(Locator::Css("#search-query"))
+    find(&c, "#search-query")
         .await
-        .unwrap()
         .send_keys("what do otters eat")
         .await
         .unwrap();
-    c.find(Locator::Css("#search-go"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    find(&c, "#search-go").await.click().await.unwrap();
     let first = wait_text(&c, "#search-results tr.hit", "otter").await;
     assert!(first.contains("crayfish"), "{first}");
-    let dense = c
-        .find(Locator::Css("tr.hit td.dense"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let dense = find(&c, "tr.hit td.dense").await.text().await.unwrap();
     assert!(dense.contains('·'), "dense rank and score: {dense}");
     shot(&c, "search").await;
 
     // Ask: the streamed answer with a citation that opens its passage.
     go(&c, &base, "#/ask").await;
-    c.find(Locator::Css("#ask-question"))
+    find(&c, "#ask-question")
         .await
-        .unwrap()
         .send_keys("What does the river otter eat?")
         .await
         .unwrap();
-    c.find(Locator::Css(
-        "#ask-mode option[value='ANSWER_MODE_EXTRACTIVE']",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
-    c.find(Locator::Css("#ask-go"))
+    find(&c, "#ask-mode option[value='ANSWER_MODE_EXTRACTIVE']")
         .await
-        .unwrap()
         .click()
         .await
         .unwrap();
+    find(&c, "#ask-go").await.click().await.unwrap();
     wait_text(&c, "#ask-status", "record").await;
-    let answer = c
-        .find(Locator::Css("#answer"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let answer = find(&c, "#answer").await.text().await.unwrap();
     assert!(answer.contains("fish"), "{answer}");
-    c.find(Locator::Css("#answer a.cite"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    find(&c, "#answer a.cite").await.click().await.unwrap();
     wait_text(&c, "#passage", "otter").await;
     shot(&c, "ask").await;
 
     // Rate the record, then find the rating in the history list.
-    c.find(Locator::Css("#ask-record"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    find(&c, "#ask-record").await.click().await.unwrap();
     wait_text(&c, "#record-question", "river otter").await;
-    c.find(Locator::Css("#rate-score option[value='4']"))
+    find(&c, "#rate-score option[value='4']")
         .await
-        .unwrap()
         .click()
         .await
         .unwrap();
-    c.find(Locator::Css("#rate-comment"))
+    find(&c, "#rate-comment")
         .await
-        .unwrap()
         .send_keys("cites the right passage")
         .await
         .unwrap();
-    c.find(Locator::Css("#rate-go"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    find(&c, "#rate-go").await.click().await.unwrap();
     wait_text(&c, "#rate-status", "rated 4").await;
     shot(&c, "record").await;
     go(&c, &base, "#/history").await;
@@ -313,7 +264,7 @@ async fn the_console_signs_in_searches_asks_rates_and_shows_history() {
     // The dashboard draws its charts.
     go(&c, &base, "#/dashboard").await;
     wait_text(&c, "#dashboard-summary", "asks recorded").await;
-    c.find(Locator::Css("#chart-asks rect")).await.unwrap();
+    find(&c, "#chart-asks rect").await;
     shot(&c, "dashboard").await;
 
     // The API reference page reads /openapi.json.
