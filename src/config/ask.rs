@@ -3,6 +3,7 @@
 //! [`AskConfig`].
 
 use quarry_engine::{AskConfig, EvidenceLayout, GroundingConfig};
+use quarry_generate::GenerateConfig;
 use quarry_models::ModelSource;
 use serde::Deserialize;
 
@@ -21,10 +22,29 @@ pub struct AskArgs {
     #[arg(long, env = "QUARRY_GENERATE_MODEL")]
     pub generate_model: Option<String>,
 
-    /// Asks that may wait for the generation thread; more get
+    /// Asks that may wait for a place in the generation batch; more get
     /// RESOURCE_EXHAUSTED (1-10000). [default: 16]
     #[arg(long, env = "QUARRY_GENERATE_QUEUE_CAPACITY")]
     pub generate_queue_capacity: Option<usize>,
+
+    /// Answers the generation thread decodes together, in one pass over
+    /// the weights per token (continuous batching); 1 answers one Ask at a
+    /// time (1-64). [default: 8]
+    #[arg(long, env = "QUARRY_GENERATE_BATCH")]
+    pub generate_batch: Option<usize>,
+
+    /// Memory for the answers' attention caches, in MiB: each Ask reserves
+    /// what its prompt and max_new_tokens can grow to before it joins the
+    /// batch, waits while the budget is full, and is refused with
+    /// RESOURCE_EXHAUSTED if it could never fit (16-65536). [default: 1024]
+    #[arg(long, env = "QUARRY_GENERATE_KV_BUDGET_MIB")]
+    pub generate_kv_budget_mib: Option<usize>,
+
+    /// Prompt tokens the generation thread reads per step while other
+    /// answers are streaming: smaller keeps their tokens coming more
+    /// evenly, larger reads new prompts faster (16-4096). [default: 128]
+    #[arg(long, env = "QUARRY_GENERATE_PREFILL_CHUNK")]
+    pub generate_prefill_chunk: Option<usize>,
 
     /// Passages an Ask retrieves when the request says 0 (1-50).
     /// [default: 5]
@@ -74,7 +94,7 @@ pub struct AskArgs {
 pub(super) struct Ask {
     /// `None`: serve no Ask.
     pub generate_model: Option<ModelSource>,
-    pub generate_queue_capacity: usize,
+    pub generate: GenerateConfig,
     pub config: AskConfig,
 }
 
@@ -106,12 +126,33 @@ impl AskArgs {
                 reason: format!("{e}"),
             })?),
         };
-        let generate_queue_capacity = in_range(
-            "--generate-queue-capacity",
-            self.generate_queue_capacity,
-            16,
-            1..=10_000,
-        )?;
+        let defaults_g = GenerateConfig::default();
+        let generate = GenerateConfig {
+            queue_capacity: in_range(
+                "--generate-queue-capacity",
+                self.generate_queue_capacity,
+                defaults_g.queue_capacity,
+                1..=10_000,
+            )?,
+            batch: in_range(
+                "--generate-batch",
+                self.generate_batch,
+                defaults_g.batch,
+                1..=64,
+            )?,
+            kv_budget_bytes: in_range(
+                "--generate-kv-budget-mib",
+                self.generate_kv_budget_mib,
+                defaults_g.kv_budget_bytes >> 20,
+                16..=65_536,
+            )? << 20,
+            prefill_chunk: in_range(
+                "--generate-prefill-chunk",
+                self.generate_prefill_chunk,
+                defaults_g.prefill_chunk,
+                16..=4096,
+            )?,
+        };
         let defaults = AskConfig::default();
         let min_similarity = unit(
             "--ask-min-similarity",
@@ -173,7 +214,7 @@ impl AskArgs {
         };
         Ok(Ask {
             generate_model,
-            generate_queue_capacity,
+            generate,
             config,
         })
     }

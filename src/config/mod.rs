@@ -132,7 +132,7 @@ impl ServeArgs {
                 search_limits: limits.search,
                 index: storage.index,
                 generate_model: ask.generate_model,
-                generate_queue_capacity: ask.generate_queue_capacity,
+                generate: ask.generate,
                 ask: ask.config,
                 record_key: security.record_key,
                 min_free_disk_bytes: storage.min_free_disk_bytes,
@@ -261,10 +261,7 @@ mod tests {
         .unwrap();
         let defaults = ServeArgs::default().resolve().unwrap();
         assert_eq!(c.engine.ask, defaults.engine.ask);
-        assert_eq!(
-            c.engine.generate_queue_capacity,
-            defaults.engine.generate_queue_capacity
-        );
+        assert_eq!(c.engine.generate, defaults.engine.generate);
         assert_eq!(
             c.engine.generate_model.map(|m| m.to_string()),
             defaults.engine.generate_model.map(|m| m.to_string())

@@ -124,7 +124,9 @@ impl EngineError {
             },
             Self::Generate(e) => match e {
                 GenerateError::InvalidArgument(_) => ErrorKind::InvalidArgument,
-                GenerateError::QueueFull { .. } => ErrorKind::ResourceExhausted,
+                GenerateError::QueueFull { .. } | GenerateError::KvBudget { .. } => {
+                    ErrorKind::ResourceExhausted
+                }
                 GenerateError::Model(_) | GenerateError::Io { .. } => ErrorKind::Unavailable,
                 GenerateError::Template(_) | GenerateError::Tokenizer(_) => ErrorKind::Internal,
             },

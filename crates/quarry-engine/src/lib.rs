@@ -86,8 +86,8 @@ pub struct EngineConfig {
     pub index: IndexConfig,
     /// The generation model's source; `None` serves no Ask.
     pub generate_model: Option<ModelSource>,
-    /// Asks that may wait for the generation thread.
-    pub generate_queue_capacity: usize,
+    /// The generation thread's queue, batch and cache budget.
+    pub generate: quarry_generate::GenerateConfig,
     /// Limits and defaults of Ask.
     pub ask: AskConfig,
     /// Seals prompt/response records at rest, when set.
@@ -115,7 +115,7 @@ impl EngineConfig {
             search_limits: SearchLimits::default(),
             index: IndexConfig::default(),
             generate_model: None,
-            generate_queue_capacity: 1,
+            generate: quarry_generate::GenerateConfig::default(),
             ask: AskConfig::default(),
             record_key: None,
             min_free_disk_bytes: DEFAULT_MIN_FREE_BYTES,
@@ -203,10 +203,12 @@ impl Engine {
             Some(source) => {
                 let path = quarry_generate::fetch_generator(&config.model_cache, source)?;
                 tracing::info!(model = %source, path = %path.display(), "loading the generation model");
-                let queue = GenerateQueue::start(&path, config.generate_queue_capacity)?;
+                let queue = GenerateQueue::start(&path, config.generate)?;
                 tracing::info!(
                     context_length = queue.context_length(),
-                    queue_capacity = config.generate_queue_capacity,
+                    queue_capacity = config.generate.queue_capacity,
+                    batch = config.generate.batch,
+                    kv_budget_mib = config.generate.kv_budget_bytes >> 20,
                     "generation model ready"
                 );
                 Some((queue, source.to_string()))

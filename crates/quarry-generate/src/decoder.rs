@@ -1,36 +1,62 @@
 //! The model behind the generation queue, as a trait: what the queue's
-//! thread needs from a decoder (its context window, and a session that
-//! runs tokens and returns next-token logits). [`crate::LlamaModel`]
-//! (candle kernels, llama and qwen2) is the real one; tests plug in a
-//! scripted one, and a new model family is a new implementation, not a
-//! new queue. Tokenizing, templates, sampling and streaming stay in the
-//! queue, shared by every decoder.
+//! thread needs from a decoder (its context window, the cache a token
+//! takes, a new sequence's state, and one forward pass over several
+//! sequences). [`crate::LlamaModel`] (llama and qwen2) is the real one;
+//! tests plug in a scripted one, and a new model family is a new
+//! implementation, not a new queue. Tokenizing, templates, sampling,
+//! streaming and the batching of sequences stay in the queue, shared by
+//! every decoder.
 
+use std::any::Any;
+
+use crate::llama::BatchStep;
 use crate::{GenerateError, KvCache, LlamaModel};
 
 /// A decoder-only language model driven by the generation thread.
 pub trait Decoder: Send {
     /// The context window, in tokens.
     fn context_length(&self) -> usize;
-    /// A new sequence with room for about `tokens` tokens.
-    fn session(&self, tokens: usize) -> Box<dyn Session + '_>;
+    /// Bytes of cache one token of a sequence takes.
+    fn kv_bytes_per_token(&self) -> usize;
+    /// A new sequence's state, with room for about `tokens` tokens.
+    fn sequence(&self, tokens: usize) -> Box<dyn Sequence>;
+    /// Runs each step's tokens at its sequence's next positions, all in
+    /// one pass; returns, per step, the next-token logits after its last
+    /// token when it asked for them. A sequence's logits must not depend
+    /// on which others share the pass.
+    fn forward(&self, steps: &mut [Step<'_>]) -> Result<Vec<Option<Vec<f32>>>, GenerateError>;
 }
 
-/// One sequence being decoded: its cache and position.
-pub trait Session {
-    /// Runs `tokens` at the next positions; returns the next-token logits
-    /// after the last one when `logits` is set.
-    fn forward(&mut self, tokens: &[u32], logits: bool) -> Result<Option<Vec<f32>>, GenerateError>;
+/// One sequence's state (its cache and position), made by its decoder's
+/// [`Decoder::sequence`].
+pub trait Sequence: Send {
+    /// Tokens it holds.
+    fn len(&self) -> usize;
+    /// Whether it holds none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// For its decoder to reach its own type.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
-struct LlamaSession<'a> {
-    model: &'a LlamaModel,
-    cache: KvCache,
+/// One sequence's share of a forward pass.
+pub struct Step<'a> {
+    /// The sequence.
+    pub sequence: &'a mut dyn Sequence,
+    /// Its next tokens.
+    pub tokens: &'a [u32],
+    /// Whether to return the logits after its last token.
+    pub logits: bool,
 }
 
-impl Session for LlamaSession<'_> {
-    fn forward(&mut self, tokens: &[u32], logits: bool) -> Result<Option<Vec<f32>>, GenerateError> {
-        self.model.forward(tokens, &mut self.cache, logits)
+impl Sequence for KvCache {
+    fn len(&self) -> usize {
+        KvCache::len(self)
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
     }
 }
 
@@ -39,10 +65,28 @@ impl Decoder for LlamaModel {
         self.config().context_length
     }
 
-    fn session(&self, tokens: usize) -> Box<dyn Session + '_> {
-        Box::new(LlamaSession {
-            model: self,
-            cache: self.new_cache(tokens),
-        })
+    fn kv_bytes_per_token(&self) -> usize {
+        LlamaModel::kv_bytes_per_token(self)
+    }
+
+    fn sequence(&self, tokens: usize) -> Box<dyn Sequence> {
+        Box::new(self.new_cache(tokens))
+    }
+
+    fn forward(&self, steps: &mut [Step<'_>]) -> Result<Vec<Option<Vec<f32>>>, GenerateError> {
+        let mut batch = Vec::with_capacity(steps.len());
+        for step in steps.iter_mut() {
+            let cache = step
+                .sequence
+                .as_any_mut()
+                .downcast_mut::<KvCache>()
+                .ok_or_else(|| GenerateError::Model("a sequence from another decoder".into()))?;
+            batch.push(BatchStep {
+                tokens: step.tokens,
+                cache,
+                logits: step.logits,
+            });
+        }
+        self.forward_batch(&mut batch)
     }
 }

@@ -22,6 +22,17 @@ pub enum GenerateError {
         /// Requests that may wait.
         capacity: usize,
     },
+    /// The request's cache could never fit the cache budget, even with
+    /// no other sequence running.
+    #[error("the prompt and max_new_tokens are {tokens} tokens, whose cache ({needed_mib} MiB) exceeds the generation cache budget of {budget_mib} MiB (--generate-kv-budget-mib); ask for fewer tokens")]
+    KvBudget {
+        /// Prompt plus max_new_tokens.
+        tokens: usize,
+        /// Their cache, in MiB.
+        needed_mib: usize,
+        /// The budget, in MiB.
+        budget_mib: usize,
+    },
     /// Reading the model file failed.
     #[error("{path}: {source}")]
     Io {

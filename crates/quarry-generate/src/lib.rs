@@ -4,12 +4,15 @@
 //! from tokenizer.json ([`hf_vocab`]), chat templates ([`template`]),
 //! sampling ([`sampling`]), UTF-8-safe streaming with stop sequences
 //! ([`stream`]) and the model thread behind a bounded queue ([`queue`]),
-//! which the engine's Ask drives.
+//! which the engine's Ask drives; the thread decodes several sequences in
+//! one pass (continuous batching, within a cache budget: [`kv_budget`]).
 
+mod batch;
 mod decoder;
 mod error;
 pub mod gguf_vocab;
 pub mod hf_vocab;
+pub mod kv_budget;
 pub mod llama;
 mod model_files;
 pub mod queue;
@@ -17,7 +20,7 @@ pub mod sampling;
 pub mod stream;
 pub mod template;
 
-pub use decoder::{Decoder, Session};
+pub use decoder::{Decoder, Sequence, Step};
 pub use error::GenerateError;
 pub use gguf_vocab::{vocab_from_gguf, Vocab};
 pub use hf_vocab::vocab_from_hf;
@@ -26,7 +29,7 @@ pub use model_files::{
     fetch_generator, find_gguf, parse_gguf_metadata, read_gguf_metadata, ModelFormat, GGUF_FILES,
     SAFETENSORS_FILES,
 };
-pub use queue::{Event, Finish, FinishReason, GenerateQueue, QueueStats};
+pub use queue::{Event, Finish, FinishReason, GenerateConfig, GenerateQueue, QueueStats};
 pub use sampling::{argmax, Sampler, SamplingParams};
 pub use stream::{Delta, TextStream};
 pub use template::{defuse, ChatTemplate, Message};

@@ -1,25 +1,27 @@
 //! The generation thread and its queue.
 //!
-//! One thread owns the decoder; requests wait in a bounded queue (full is
-//! an immediate [`GenerateError::QueueFull`]). Prompts are rendered and
-//! tokenized by the caller, so a prompt that does not fit the context
-//! window fails at once with both lengths, before it waits. Each request
-//! gets its events through its own bounded channel; when the receiver is
-//! dropped (the client went away) the thread stops that generation after
-//! the token in progress.
+//! One thread owns the decoder and runs up to `batch` generations at once
+//! ([`crate::batch`], continuous batching); requests wait in a bounded
+//! queue (full is an immediate [`GenerateError::QueueFull`]). Prompts are
+//! rendered and tokenized by the caller, so a prompt that does not fit the
+//! context window, or whose cache could never fit the cache budget, fails
+//! at once with the lengths, before it waits. Each request gets its events
+//! through its own bounded channel; when the receiver is dropped (the
+//! client went away) its sequence leaves the batch after the step in
+//! progress.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use quarry_core::InvalidArgument;
 use quarry_queue::{Queue, SubmitError, Taker};
 use tokio::sync::mpsc;
 
+use crate::batch::{Counters, Job, Limits};
 use crate::{
-    ChatTemplate, Decoder, Delta, GenerateError, LlamaModel, Message, ModelFormat, Sampler,
-    SamplingParams, TextStream, Vocab,
+    ChatTemplate, Decoder, GenerateError, LlamaModel, Message, ModelFormat, SamplingParams, Vocab,
 };
 
 /// Events of one generation, in order: text deltas, then one `Done`.
@@ -60,38 +62,48 @@ pub struct Finish {
     pub elapsed: Duration,
 }
 
-struct Job {
-    prompt: Vec<u32>,
-    params: SamplingParams,
-    events: mpsc::Sender<Event>,
-    cancel: Arc<AtomicBool>,
+/// Prompt tokens per forward pass of a prefill while no other sequence is
+/// decoding: large enough that each weight row is read once for many
+/// tokens, small enough that a cancelled request stops within a fraction
+/// of a second.
+pub const PREFILL_SLICE: usize = 256;
+
+/// How the generation thread batches and what it may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GenerateConfig {
+    /// Requests that may wait for a place in the batch.
+    pub queue_capacity: usize,
+    /// Sequences decoded together.
+    pub batch: usize,
+    /// Prompt tokens a step reads while other sequences are decoding.
+    pub prefill_chunk: usize,
+    /// Cache bytes all sequences in flight may reserve together.
+    pub kv_budget_bytes: usize,
 }
 
-impl Job {
-    /// Whether the generation should stop: its reader left, or its owner
-    /// asked (and still reads, to learn how far it got).
-    fn cancelled(&self) -> bool {
-        self.events.is_closed() || self.cancel.load(Ordering::Relaxed)
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 16,
+            batch: DEFAULT_BATCH,
+            prefill_chunk: DEFAULT_PREFILL_CHUNK,
+            kv_budget_bytes: DEFAULT_KV_BUDGET_MIB << 20,
+        }
     }
 }
 
-/// Prompt tokens per forward pass of the prefill: large enough that each
-/// weight row is read once for many tokens, small enough that a
-/// cancelled request stops within a fraction of a second.
-pub const PREFILL_SLICE: usize = 256;
+/// Sequences decoded together unless configured (see docs/performance.md
+/// for the measurement behind it).
+pub const DEFAULT_BATCH: usize = 8;
+
+/// Prompt tokens per step beside decoding sequences unless configured.
+pub const DEFAULT_PREFILL_CHUNK: usize = 128;
+
+/// The cache budget unless configured, in MiB.
+pub const DEFAULT_KV_BUDGET_MIB: usize = 1024;
 
 /// Events a slow reader may leave waiting before the generator waits.
 const EVENT_BUFFER: usize = 64;
-
-/// Counters of the model thread since it started.
-#[derive(Debug, Default)]
-struct Counters {
-    finished: AtomicU64,
-    cancelled: AtomicU64,
-    failed: AtomicU64,
-    prompt_tokens: AtomicU64,
-    generated_tokens: AtomicU64,
-}
 
 /// What the model thread has done since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,6 +116,17 @@ pub struct QueueStats {
     pub cancelled: u64,
     /// Generations that failed.
     pub failed: u64,
+    /// Sequences in the batch now.
+    pub running: u64,
+    /// Cache bytes reserved by them.
+    pub kv_reserved_bytes: u64,
+    /// The cache budget.
+    pub kv_budget_bytes: u64,
+    /// Forward passes run.
+    pub steps: u64,
+    /// Sequences those passes carried, summed (divided by `steps`: the
+    /// mean batch).
+    pub stepped_sequences: u64,
     /// Prompt tokens run through the model (a cancelled prefill counts
     /// what it ran).
     pub prompt_tokens: u64,
@@ -120,29 +143,29 @@ pub struct GenerateQueue {
     /// The control tokens' texts, longest first.
     control_texts: Vec<String>,
     context_length: usize,
+    kv_bytes_per_token: usize,
+    config: GenerateConfig,
 }
 
 impl GenerateQueue {
     /// Loads the model (a GGUF file, a folder holding one, or a
-    /// safetensors folder) and starts its thread; `capacity` requests may
-    /// wait.
-    pub fn start(path: &Path, capacity: usize) -> Result<Self, GenerateError> {
+    /// safetensors folder) and starts its thread.
+    pub fn start(path: &Path, config: GenerateConfig) -> Result<Self, GenerateError> {
         let format = ModelFormat::detect(path)?;
         let vocab = format.vocab()?;
         let model = match &format {
             ModelFormat::Gguf(file) => LlamaModel::load_gguf(file)?,
             ModelFormat::Safetensors(dir) => LlamaModel::load_safetensors(dir)?,
         };
-        Self::with_model(Box::new(model), vocab, capacity)
+        Self::with_model(Box::new(model), vocab, config)
     }
 
     /// Starts the generation thread for any [`Decoder`] with its `vocab`
-    /// (tokenizer, control tokens, chat template); `capacity` requests may
-    /// wait.
+    /// (tokenizer, control tokens, chat template).
     pub fn with_model(
         model: Box<dyn Decoder>,
         vocab: Vocab,
-        capacity: usize,
+        config: GenerateConfig,
     ) -> Result<Self, GenerateError> {
         let vocab = Arc::new(vocab);
         let template = match &vocab.chat_template {
@@ -154,15 +177,24 @@ impl GenerateQueue {
             None => None,
         };
         let context_length = model.context_length();
+        let kv_bytes_per_token = model.kv_bytes_per_token();
         let mut control_texts: Vec<String> = vocab.control.iter().map(|(_, t)| t.clone()).collect();
         control_texts.sort_by_key(|t| std::cmp::Reverse(t.len()));
         let counters = Arc::new(Counters::default());
-        // One model thread, one generation at a time.
-        let worker = (model, Arc::clone(&vocab), Arc::clone(&counters));
-        let jobs =
-            Queue::start("quarry-generate", capacity, vec![worker], worker_loop).map_err(|e| {
-                GenerateError::Model(format!("cannot start the generation thread: {e}"))
-            })?;
+        // One model thread; the batch is its own.
+        let limits = Limits {
+            batch: config.batch.max(1),
+            prefill_chunk: config.prefill_chunk.max(1),
+            kv_budget_bytes: config.kv_budget_bytes,
+        };
+        let worker = (model, Arc::clone(&vocab), Arc::clone(&counters), limits);
+        let jobs = Queue::start(
+            "quarry-generate",
+            config.queue_capacity,
+            vec![worker],
+            worker_loop,
+        )
+        .map_err(|e| GenerateError::Model(format!("cannot start the generation thread: {e}")))?;
         Ok(Self {
             counters,
             jobs,
@@ -170,7 +202,14 @@ impl GenerateQueue {
             template,
             control_texts,
             context_length,
+            kv_bytes_per_token,
+            config,
         })
+    }
+
+    /// How it batches.
+    pub fn config(&self) -> GenerateConfig {
+        self.config
     }
 
     /// What the model thread has done so far.
@@ -183,6 +222,11 @@ impl GenerateQueue {
             failed: c.failed.load(Ordering::Relaxed),
             prompt_tokens: c.prompt_tokens.load(Ordering::Relaxed),
             generated_tokens: c.generated_tokens.load(Ordering::Relaxed),
+            running: c.running.load(Ordering::Relaxed) as u64,
+            kv_reserved_bytes: c.kv_reserved.load(Ordering::Relaxed) as u64,
+            kv_budget_bytes: self.config.kv_budget_bytes as u64,
+            steps: c.steps.load(Ordering::Relaxed),
+            stepped_sequences: c.stepped_sequences.load(Ordering::Relaxed),
         }
     }
 
@@ -272,12 +316,22 @@ impl GenerateQueue {
             )
             .into());
         }
+        let tokens = ids.len() + params.max_new_tokens;
+        let kv_bytes = tokens.saturating_mul(self.kv_bytes_per_token);
+        if kv_bytes > self.config.kv_budget_bytes {
+            return Err(GenerateError::KvBudget {
+                tokens,
+                needed_mib: kv_bytes.div_ceil(1 << 20),
+                budget_mib: self.config.kv_budget_bytes >> 20,
+            });
+        }
         let (events, rx) = mpsc::channel(EVENT_BUFFER);
         match self.jobs.submit(Job {
             prompt: ids,
             params,
             events,
             cancel,
+            kv_bytes,
         }) {
             Ok(()) => Ok(rx),
             Err(SubmitError::Full { capacity }) => Err(GenerateError::QueueFull { capacity }),
@@ -288,110 +342,10 @@ impl GenerateQueue {
     }
 }
 
-/// The generation thread: one job at a time, in order.
+/// The generation thread.
 fn worker_loop(
-    (model, vocab, counters): (Box<dyn Decoder>, Arc<Vocab>, Arc<Counters>),
+    (model, vocab, counters, limits): (Box<dyn Decoder>, Arc<Vocab>, Arc<Counters>, Limits),
     jobs: Taker<Job>,
 ) {
-    while let Some(batch) = jobs.next_batch(1, |_| 1) {
-        for job in batch {
-            worker(model.as_ref(), &vocab, &counters, job);
-        }
-    }
-}
-
-fn worker(model: &dyn Decoder, vocab: &Vocab, counters: &Counters, job: Job) {
-    match run(model, vocab, counters, &job) {
-        Ok(finish) => {
-            let counter = if finish.reason == FinishReason::Cancelled {
-                &counters.cancelled
-            } else {
-                &counters.finished
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            let _ = job.events.blocking_send(Event::Done(finish));
-        }
-        Err(e) => {
-            counters.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, "generation failed");
-            // The receiver sees the channel close without Done.
-        }
-    }
-}
-
-fn run(
-    model: &dyn Decoder,
-    vocab: &Vocab,
-    counters: &Counters,
-    job: &Job,
-) -> Result<Finish, GenerateError> {
-    let started = Instant::now();
-    let mut sampler = Sampler::new(job.params.clone());
-    let mut stream = TextStream::new(&vocab.tokenizer, job.params.stop.clone());
-    let mut session = model.session(job.prompt.len() + job.params.max_new_tokens);
-    let mut recent: Vec<u32> = job.prompt.clone();
-    // The prompt goes through in slices, so that a client that leaves
-    // during a long prefill frees the thread within one slice.
-    let mut logits = Vec::new();
-    let mut slices = job.prompt.chunks(PREFILL_SLICE).peekable();
-    while let Some(slice) = slices.next() {
-        if job.cancelled() {
-            return Ok(Finish {
-                reason: FinishReason::Cancelled,
-                prompt_tokens: job.prompt.len(),
-                completion_tokens: 0,
-                time_to_first_token: started.elapsed(),
-                elapsed: started.elapsed(),
-            });
-        }
-        let last = slices.peek().is_none();
-        logits = session.forward(slice, last)?.unwrap_or_default();
-        counters
-            .prompt_tokens
-            .fetch_add(slice.len() as u64, Ordering::Relaxed);
-    }
-    let mut first = None;
-    let mut generated = 0;
-    let finish = |reason, generated, first: Option<Duration>| Finish {
-        reason,
-        prompt_tokens: job.prompt.len(),
-        completion_tokens: generated,
-        time_to_first_token: first.unwrap_or_else(|| started.elapsed()),
-        elapsed: started.elapsed(),
-    };
-    loop {
-        let token = sampler.sample(&mut logits, &recent);
-        first.get_or_insert_with(|| started.elapsed());
-        if vocab.control.iter().any(|(id, _)| *id == token) {
-            let rest = stream.finish();
-            if !rest.is_empty() && job.events.blocking_send(Event::Text(rest)).is_err() {
-                return Ok(finish(FinishReason::Cancelled, generated, first));
-            }
-            return Ok(finish(FinishReason::EndOfTurn, generated, first));
-        }
-        generated += 1;
-        counters.generated_tokens.fetch_add(1, Ordering::Relaxed);
-        recent.push(token);
-        let (text, stop) = match stream.push(token)? {
-            Delta::Text(t) => (t, false),
-            Delta::Stop(t) => (t, true),
-        };
-        if !text.is_empty() && job.events.blocking_send(Event::Text(text)).is_err() {
-            return Ok(finish(FinishReason::Cancelled, generated, first));
-        }
-        if stop {
-            return Ok(finish(FinishReason::Stop, generated, first));
-        }
-        if generated >= job.params.max_new_tokens {
-            let rest = stream.finish();
-            if !rest.is_empty() && job.events.blocking_send(Event::Text(rest)).is_err() {
-                return Ok(finish(FinishReason::Cancelled, generated, first));
-            }
-            return Ok(finish(FinishReason::Length, generated, first));
-        }
-        if job.cancelled() {
-            return Ok(finish(FinishReason::Cancelled, generated, first));
-        }
-        logits = session.forward(&[token], true)?.unwrap_or_default();
-    }
+    crate::batch::run(model.as_ref(), &vocab, &counters, limits, &jobs);
 }

@@ -47,18 +47,53 @@ pub struct Taker<J> {
     waiting: Arc<AtomicUsize>,
 }
 
+/// What [`Taker::try_next`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TryNext<J> {
+    /// A job.
+    Job(J),
+    /// None waiting now.
+    Empty,
+    /// Every [`Queue`] handle is gone and none is left.
+    Closed,
+}
+
 impl<J> Taker<J> {
+    fn receiver(&self) -> std::sync::MutexGuard<'_, Receiver<J>> {
+        // A thread that panicked while holding the lock leaves the
+        // receiver intact.
+        match self.rx.lock() {
+            Ok(rx) => rx,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Blocks for the next job; `None` when every [`Queue`] handle is gone.
+    pub fn next(&self) -> Option<J> {
+        let job = self.receiver().recv().ok()?;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        Some(job)
+    }
+
+    /// The next job if one is waiting, without blocking (a thread that
+    /// keeps working between jobs, such as the generator's batch).
+    pub fn try_next(&self) -> TryNext<J> {
+        match self.receiver().try_recv() {
+            Ok(job) => {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                TryNext::Job(job)
+            }
+            Err(mpsc::TryRecvError::Empty) => TryNext::Empty,
+            Err(mpsc::TryRecvError::Disconnected) => TryNext::Closed,
+        }
+    }
+
     /// Blocks for the next job, then takes every job already waiting while
     /// the batch's `cost` stays under `budget` (the first is always taken,
     /// however large). `None` when every [`Queue`] handle is gone.
     pub fn next_batch(&self, budget: usize, cost: impl Fn(&J) -> usize) -> Option<Vec<J>> {
         let jobs = {
-            // A thread that panicked while holding the lock leaves the
-            // receiver intact.
-            let rx = match self.rx.lock() {
-                Ok(rx) => rx,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let rx = self.receiver();
             let first = rx.recv().ok()?;
             let mut spent = cost(&first);
             let mut jobs = vec![first];

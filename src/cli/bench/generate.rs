@@ -5,11 +5,17 @@
 //! corpus and one of its questions (about 800 tokens with msmarco-5k).
 //! `--export` writes the prompt's token ids so that scripts/bench_generate.sh
 //! can time llama.cpp on exactly the same tokens in the same run.
+//!
+//! `--parallel 1,4,8,16` also times decoding several sequences together
+//! (the generation thread's continuous batching: one pass over the
+//! weights per step for all of them), each continuing the prompt from a
+//! copy of its cache, and reports the aggregate decode tokens/s.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use quarry_generate::{argmax, ChatTemplate, LlamaModel, Message, ModelFormat};
+use quarry_generate::llama::BatchStep;
+use quarry_generate::{argmax, ChatTemplate, KvCache, LlamaModel, Message, ModelFormat};
 use quarry_models::{ModelCache, ModelSource, DEFAULT_GENERATE_MODEL};
 use serde_json::json;
 
@@ -36,6 +42,10 @@ pub struct GenerateBench {
     /// Write the prompt's token ids (JSON) here.
     #[arg(long)]
     pub export: Option<PathBuf>,
+    /// Concurrent sequences to time decoding together (aggregate tokens/s),
+    /// one run per value; 0 values: none.
+    #[arg(long, value_delimiter = ',')]
+    pub parallel: Vec<usize>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -88,7 +98,8 @@ pub fn run(args: GenerateBench) -> anyhow::Result<()> {
     if let Some(out) = &args.export {
         std::fs::write(
             out,
-            json!({ "prompt_ids": ids, "decode": args.decode }).to_string(),
+            json!({ "prompt_ids": ids, "decode": args.decode, "parallel": args.parallel })
+                .to_string(),
         )?;
     }
 
@@ -116,6 +127,7 @@ pub fn run(args: GenerateBench) -> anyhow::Result<()> {
         text = vocab.tokenizer.decode(&out, false).unwrap_or_default();
     }
     let decode_steps = args.decode.saturating_sub(1).max(1);
+    let parallel = parallel_decode(&model, &ids, &args)?;
     let report = json!({
         "implementation": "quarry",
         "model": path.file_name().map(|n| n.to_string_lossy().into_owned()),
@@ -127,6 +139,7 @@ pub fn run(args: GenerateBench) -> anyhow::Result<()> {
         "decode_tokens": decode_steps,
         "decode_tokens_per_second": decode_steps as f64 / best_decode,
         "sample": text.chars().take(200).collect::<String>(),
+        "parallel": parallel,
     });
     if args.json {
         println!("{report}");
@@ -144,6 +157,66 @@ pub fn run(args: GenerateBench) -> anyhow::Result<()> {
             decode_steps as f64 / best_decode,
             args.runs.max(1)
         );
+        for p in &parallel {
+            println!(
+                "{} sequences: decode {:.1} tokens/s together ({:.1} each)",
+                p["sequences"], p["decode_tokens_per_second"], p["per_sequence_tokens_per_second"]
+            );
+        }
     }
     Ok(())
+}
+
+/// For each `--parallel` count: that many sequences, each from a copy of
+/// the prompt's cache, decoded together for `--decode` steps (best of
+/// `--runs`).
+fn parallel_decode(
+    model: &LlamaModel,
+    ids: &[u32],
+    args: &GenerateBench,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    if args.parallel.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut prompt_cache = model.new_cache(ids.len() + args.decode);
+    let logits = model
+        .forward(ids, &mut prompt_cache, true)?
+        .unwrap_or_default();
+    let first = argmax(&logits);
+    let steps = args.decode.saturating_sub(1).max(1);
+    let mut out = Vec::new();
+    for &n in &args.parallel {
+        anyhow::ensure!(n > 0, "--parallel counts must be above 0");
+        let mut best = f64::INFINITY;
+        for _ in 0..args.runs.max(1) {
+            let mut caches: Vec<KvCache> = (0..n).map(|_| prompt_cache.clone()).collect();
+            let mut next = vec![first; n];
+            let started = Instant::now();
+            for _ in 0..steps {
+                let mut batch: Vec<BatchStep<'_>> = caches
+                    .iter_mut()
+                    .zip(&next)
+                    .map(|(cache, t)| BatchStep {
+                        tokens: std::slice::from_ref(t),
+                        cache,
+                        logits: true,
+                    })
+                    .collect();
+                let logits = model.forward_batch(&mut batch)?;
+                for (t, l) in next.iter_mut().zip(logits) {
+                    *t = argmax(&l.unwrap_or_default());
+                }
+            }
+            best = best.min(started.elapsed().as_secs_f64());
+        }
+        let total = (n * steps) as f64 / best;
+        out.push(json!({
+            "sequences": n,
+            "decode_tokens": steps,
+            "decode_seconds": best,
+            "decode_tokens_per_second": total,
+            "per_sequence_tokens_per_second": total / n as f64,
+        }));
+    }
+    Ok(out)
 }

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use quarry_core::{CollectionName, CollectionSettings, Document};
 use quarry_embed::{EmbedError, EmbedQueue, Embedder, Encoding, QueueConfig, Tokenizer};
-use quarry_generate::{Decoder, GenerateError, GenerateQueue, Session, Vocab};
+use quarry_generate::{
+    Decoder, GenerateConfig, GenerateError, GenerateQueue, Sequence, Step, Vocab,
+};
 use quarry_models::{ModelCache, ModelSource};
 use tokenizers::decoders::fuse::Fuse;
 use tokenizers::models::wordlevel::WordLevel;
@@ -119,22 +121,19 @@ pub(crate) struct ScriptedDecoder {
     end: u32,
 }
 
-struct ScriptedSession {
+struct ScriptedSequence {
     tokens: Vec<u32>,
     next: usize,
-    vocab_size: usize,
+    len: usize,
 }
 
-impl Session for ScriptedSession {
-    fn forward(&mut self, _: &[u32], logits: bool) -> Result<Option<Vec<f32>>, GenerateError> {
-        if !logits {
-            return Ok(None);
-        }
-        let token = self.tokens[self.next.min(self.tokens.len() - 1)];
-        self.next += 1;
-        let mut out = vec![0.0; self.vocab_size];
-        out[token as usize] = 100.0;
-        Ok(Some(out))
+impl Sequence for ScriptedSequence {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }
 
@@ -143,7 +142,11 @@ impl Decoder for ScriptedDecoder {
         1 << 16
     }
 
-    fn session(&self, _: usize) -> Box<dyn Session + '_> {
+    fn kv_bytes_per_token(&self) -> usize {
+        1
+    }
+
+    fn sequence(&self, _: usize) -> Box<dyn Sequence> {
         let script = self.script.lock().unwrap().clone();
         let mut tokens = self
             .tokenizer
@@ -152,11 +155,34 @@ impl Decoder for ScriptedDecoder {
             .get_ids()
             .to_vec();
         tokens.push(self.end);
-        Box::new(ScriptedSession {
+        Box::new(ScriptedSequence {
             tokens,
             next: 0,
-            vocab_size: self.tokenizer.get_vocab_size(true),
+            len: 0,
         })
+    }
+
+    fn forward(&self, steps: &mut [Step<'_>]) -> Result<Vec<Option<Vec<f32>>>, GenerateError> {
+        let vocab_size = self.tokenizer.get_vocab_size(true);
+        let mut out = Vec::with_capacity(steps.len());
+        for step in steps.iter_mut() {
+            let seq = step
+                .sequence
+                .as_any_mut()
+                .downcast_mut::<ScriptedSequence>()
+                .expect("a scripted sequence");
+            seq.len += step.tokens.len();
+            if !step.logits {
+                out.push(None);
+                continue;
+            }
+            let token = seq.tokens[seq.next.min(seq.tokens.len() - 1)];
+            seq.next += 1;
+            let mut logits = vec![0.0; vocab_size];
+            logits[token as usize] = 100.0;
+            out.push(Some(logits));
+        }
+        Ok(out)
     }
 }
 
@@ -221,7 +247,11 @@ fn scripted_generator(texts: &[&str]) -> (GenerateQueue, Arc<Mutex<String>>) {
         script: Arc::clone(&script),
         end,
     };
-    let queue = GenerateQueue::with_model(Box::new(decoder), vocab, 4).unwrap();
+    let config = GenerateConfig {
+        queue_capacity: 4,
+        ..GenerateConfig::default()
+    };
+    let queue = GenerateQueue::with_model(Box::new(decoder), vocab, config).unwrap();
     (queue, script)
 }
 

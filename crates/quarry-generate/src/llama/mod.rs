@@ -22,6 +22,7 @@
 //! meets every prompt token while it is in cache.
 
 mod attention;
+mod forward;
 pub mod gguf;
 mod matrix;
 pub mod quant;
@@ -30,9 +31,10 @@ mod team;
 mod vexp;
 
 use crate::GenerateError;
-use matrix::{matmul_group, Matrix};
-use quant::{dequantize_row, quantize_row, Q8Block, QK};
-use team::{SharedMut, Team};
+pub use forward::BatchStep;
+use matrix::Matrix;
+use quant::{quantize_row, Q8Block, QK};
+use team::Team;
 
 /// How RoPE pairs the dimensions of a head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +136,7 @@ pub struct LlamaModel {
 /// The attention state of one sequence. Keys and values are rounded to
 /// f16, as llama.cpp's cache holds them, but kept as f32 so that the
 /// attention loops convert nothing.
+#[derive(Clone)]
 pub struct KvCache {
     /// Per layer: keys, position-major (`len * kv_dim`).
     k: Vec<Vec<f32>>,
@@ -151,6 +154,16 @@ impl KvCache {
     /// Whether it holds no token.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Bytes its buffers hold (what they have room for, not only what is
+    /// filled).
+    pub fn bytes(&self) -> usize {
+        self.k
+            .iter()
+            .chain(&self.v)
+            .map(|b| b.capacity() * std::mem::size_of::<f32>())
+            .sum()
     }
 }
 
@@ -323,147 +336,24 @@ impl LlamaModel {
 
     /// Runs `tokens` (a whole prompt in one batch, or one token) at the
     /// cache's next positions; returns the next-token logits after the last
-    /// one when `logits` is set.
+    /// one when `logits` is set. One sequence's [`forward_batch`](Self::forward_batch).
     pub fn forward(
         &self,
         tokens: &[u32],
         cache: &mut KvCache,
         logits: bool,
     ) -> Result<Option<Vec<f32>>, GenerateError> {
-        let c = &self.config;
-        if let Some(bad) = tokens.iter().find(|t| **t as usize >= c.vocab_size) {
-            return Err(GenerateError::Model(format!(
-                "token {bad} is outside the vocabulary ({})",
-                c.vocab_size
-            )));
-        }
-        if cache.len + tokens.len() > c.context_length {
-            return Err(GenerateError::Model(format!(
-                "{} cached + {} new tokens exceed the context window of {}",
-                cache.len,
-                tokens.len(),
-                c.context_length
-            )));
-        }
-        let n = tokens.len();
-        if n == 0 {
-            return Ok(None);
-        }
-        let (dim, kv_dim, start) = (c.n_embd, c.kv_dim(), cache.len);
-        let mut x = vec![0f32; n * dim];
-        for (row, t) in x.chunks_exact_mut(dim).zip(tokens) {
-            let (scales, quants) = self.embedding.row(*t as usize);
-            dequantize_row(self.embedding.kind, scales, quants, row);
-        }
-        let mut xn = vec![0f32; n * dim];
-        let mut scratch = Vec::new();
-        let (mut q, mut k, mut v) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut proj, mut g, mut u) = (Vec::new(), Vec::new(), Vec::new());
-        let mut attn = vec![0f32; n * dim];
-        for (l, layer) in self.layers.iter().enumerate() {
-            let acts = normed_acts(&x, &layer.attn_norm, c.eps, &mut xn);
-            matmul_group(
-                &[&layer.wq, &layer.wk, &layer.wv],
-                &acts,
-                &mut [&mut q, &mut k, &mut v],
-                &mut scratch,
-            );
-            for (out, bias) in [
-                (&mut q, &layer.bq),
-                (&mut k, &layer.bk),
-                (&mut v, &layer.bv),
-            ] {
-                if let Some(bias) = bias {
-                    for row in out.chunks_exact_mut(bias.len()) {
-                        row.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
-                    }
-                }
-            }
-            let factors = self.rope_factors.as_deref();
-            for t in 0..n {
-                for (x, width) in [(&mut q, dim), (&mut k, kv_dim)] {
-                    rope(
-                        &mut x[t * width..(t + 1) * width],
-                        c.head_dim(),
-                        start + t,
-                        c.rope_base,
-                        c.rope_style,
-                        factors,
-                    );
-                }
-            }
-            for (stored, new) in [(&mut cache.k[l], &k), (&mut cache.v[l], &v)] {
-                let from = stored.len();
-                stored.extend_from_slice(new);
-                attention::round_f16(&mut stored[from..]);
-            }
-            let (keys, values) = (&cache.k[l], &cache.v[l]);
-            let shape = attention::Shape {
-                n_head: c.n_head,
-                n_head_kv: c.n_head_kv,
-                head_dim: c.head_dim(),
-            };
-            let out = SharedMut(attn.as_mut_ptr());
-            Team::global().run(&|member, size| {
-                // One token (decoding): the members split the heads; a
-                // prompt: they split the tokens.
-                let (tokens, heads) = if n == 1 {
-                    (
-                        0..1,
-                        attention::Heads {
-                            first: member,
-                            step: size,
-                        },
-                    )
-                } else {
-                    (member..n, attention::Heads::ALL)
-                };
-                for t in tokens.step_by(if n == 1 { 1 } else { size }) {
-                    attention::attend(
-                        shape,
-                        heads,
-                        &q[t * dim..(t + 1) * dim],
-                        keys,
-                        values,
-                        start + t + 1,
-                        // SAFETY: `attn` outlives the section, and each
-                        // member writes only its tokens' rows or its heads.
-                        unsafe { out.ptr().add(t * dim) },
-                    );
-                }
-            });
-            let acts: Vec<Vec<Q8Block>> = attn.chunks_exact(dim).map(quantized).collect();
-            matmul_group(&[&layer.wo], &acts, &mut [&mut proj], &mut scratch);
-            x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
+        let mut steps = [BatchStep {
+            tokens,
+            cache,
+            logits,
+        }];
+        Ok(self.forward_batch(&mut steps)?.pop().flatten())
+    }
 
-            let acts = normed_acts(&x, &layer.ffn_norm, c.eps, &mut xn);
-            matmul_group(
-                &[&layer.gate, &layer.up],
-                &acts,
-                &mut [&mut g, &mut u],
-                &mut scratch,
-            );
-            vexp::swiglu(&mut g, &u);
-            let acts: Vec<Vec<Q8Block>> = g.chunks_exact(c.n_ff).map(quantized).collect();
-            matmul_group(&[&layer.down], &acts, &mut [&mut proj], &mut scratch);
-            x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
-        }
-        cache.len += n;
-        if !logits {
-            return Ok(None);
-        }
-        let last = &x[(n - 1) * dim..];
-        let mut normed = vec![0f32; dim];
-        rms_norm(last, &self.output_norm, c.eps, &mut normed);
-        let output = self.output.as_ref().unwrap_or(&self.embedding);
-        let mut logits = Vec::new();
-        matmul_group(
-            &[output],
-            &[quantized(&normed)],
-            &mut [&mut logits],
-            &mut scratch,
-        );
-        Ok(Some(logits))
+    /// Bytes of cache one token takes (keys and values of every layer).
+    pub fn kv_bytes_per_token(&self) -> usize {
+        2 * self.config.n_layer * self.config.kv_dim() * std::mem::size_of::<f32>()
     }
 
     /// Greedy decoding: up to `max_new` tokens after `prompt`, stopping

@@ -7,6 +7,7 @@
 // test failing.
 #![allow(clippy::unwrap_used)]
 
+mod batching;
 mod derive;
 mod formats;
 mod greedy;

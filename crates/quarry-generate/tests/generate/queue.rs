@@ -5,8 +5,8 @@
 //! long prefill).
 
 use quarry_generate::{
-    find_gguf, Event, FinishReason, GenerateError, GenerateQueue, LlamaModel, Message,
-    SamplingParams,
+    find_gguf, Event, FinishReason, GenerateConfig, GenerateError, GenerateQueue, LlamaModel,
+    Message, SamplingParams,
 };
 use quarry_models::{ModelCache, DEFAULT_GENERATE_MODEL};
 
@@ -18,6 +18,15 @@ fn path() -> std::path::PathBuf {
         )
         .unwrap();
     find_gguf(&dir).unwrap()
+}
+
+/// A queue of `capacity` waiting requests, decoding `batch` at once.
+fn config(capacity: usize, batch: usize) -> GenerateConfig {
+    GenerateConfig {
+        queue_capacity: capacity,
+        batch,
+        ..GenerateConfig::default()
+    }
 }
 
 fn greedy(max: usize) -> SamplingParams {
@@ -43,7 +52,7 @@ fn collect(mut rx: tokio::sync::mpsc::Receiver<Event>) -> (String, quarry_genera
 #[test]
 fn streamed_text_is_the_greedy_continuation() {
     let path = path();
-    let queue = GenerateQueue::start(&path, 4).unwrap();
+    let queue = GenerateQueue::start(&path, config(4, 4)).unwrap();
     let prompt = queue
         .render(&[Message::new("user", "What is the capital of France?")])
         .unwrap();
@@ -84,7 +93,7 @@ fn streamed_text_is_the_greedy_continuation() {
 
 #[test]
 fn refusals_name_the_limits_and_a_gone_reader_frees_the_thread() {
-    let queue = GenerateQueue::start(&path(), 1).unwrap();
+    let queue = GenerateQueue::start(&path(), config(1, 1)).unwrap();
     let long = "word ".repeat(6000);
     match queue.submit(&long, greedy(4096)) {
         Err(GenerateError::InvalidArgument(e)) => {
@@ -141,7 +150,7 @@ fn refusals_name_the_limits_and_a_gone_reader_frees_the_thread() {
 
 #[test]
 fn a_reader_gone_during_a_long_prefill_stops_it_within_a_slice() {
-    let queue = GenerateQueue::start(&path(), 2).unwrap();
+    let queue = GenerateQueue::start(&path(), config(2, 1)).unwrap();
     // About 1,500 prompt tokens: six prefill slices.
     let prompt = "The quick brown fox jumps over the lazy dog. ".repeat(150);
     let rx = queue.submit(&prompt, greedy(8)).unwrap();
