@@ -143,8 +143,23 @@ impl Metrics {
                 ("generations_finished", g.finished),
                 ("generations_cancelled", g.cancelled),
                 ("generations_failed", g.failed),
+                ("generate_steps", g.steps),
+                ("generate_stepped_sequences", g.stepped_sequences),
             ] {
                 totals.with_label_values(&[what]).set(n as i64);
+            }
+            let batch = gauge(
+                "quarry_generate_batch",
+                "The generation batch now: sequences in flight, their reserved cache bytes, \
+                 and the cache budget",
+                &["what"],
+            );
+            for (what, n) in [
+                ("sequences", g.running),
+                ("kv_reserved_bytes", g.kv_reserved_bytes),
+                ("kv_budget_bytes", g.kv_budget_bytes),
+            ] {
+                batch.with_label_values(&[what]).set(n as i64);
             }
         }
         gauge(

@@ -163,6 +163,11 @@ impl<'v> Slot<'v> {
         }
     }
 
+    /// Its reader's outbox; the cache and the reservation go.
+    fn into_outbox(self) -> Outbox {
+        self.outbox
+    }
+
     fn decoding(&self) -> bool {
         self.prefilled == self.prompt.len()
     }
@@ -304,7 +309,7 @@ pub(crate) fn run(
                 exits.push((i, Exit::Finished(FinishReason::Cancelled)));
             }
         }
-        leave(&mut slots, exits, &mut draining, counters);
+        leave(&mut slots, exits, &mut draining, counters, &budget);
 
         // The step: every decoding sequence whose reader keeps up, and
         // prompt slices within the step's prefill allowance.
@@ -388,40 +393,47 @@ pub(crate) fn run(
                 exits.extend(plan.iter().map(|&(i, _)| (i, Exit::Failed)));
             }
         }
-        leave(&mut slots, exits, &mut draining, counters);
+        leave(&mut slots, exits, &mut draining, counters, &budget);
         counters.kv_reserved.store(budget.used(), Ordering::Relaxed);
     }
 }
 
 /// Removes the slots in `exits` (ascending indexes), counting each and
-/// sending `Done` to those that finished; their caches and reservations
-/// go with them.
+/// sending `Done` to those that finished. Their caches and reservations
+/// are freed, and the counters say so, before `Done` goes out: a reader
+/// that sees its end sees the slot free.
 fn leave(
     slots: &mut Vec<Slot<'_>>,
     exits: Vec<(usize, Exit)>,
     draining: &mut Vec<Outbox>,
     counters: &Counters,
+    budget: &KvBudget,
 ) {
     for (i, exit) in exits.into_iter().rev() {
-        let mut slot = slots.remove(i);
-        match exit {
-            Exit::Finished(reason) => {
-                let counter = if reason == FinishReason::Cancelled {
+        let slot = slots.remove(i);
+        let finish = match exit {
+            Exit::Finished(reason) => Some(slot.finish(reason)),
+            Exit::Failed => None,
+        };
+        let mut outbox = slot.into_outbox();
+        counters.running.store(slots.len(), Ordering::Relaxed);
+        counters.kv_reserved.store(budget.used(), Ordering::Relaxed);
+        match finish {
+            Some(finish) => {
+                let counter = if finish.reason == FinishReason::Cancelled {
                     &counters.cancelled
                 } else {
                     &counters.finished
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                let finish = slot.finish(reason);
-                if slot.outbox.send(Event::Done(finish)) && !slot.outbox.is_clear() {
-                    draining.push(slot.outbox);
+                if outbox.send(Event::Done(finish)) && !outbox.is_clear() {
+                    draining.push(outbox);
                 }
             }
             // The reader sees its channel close without Done.
-            Exit::Failed => {
+            None => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
-    counters.running.store(slots.len(), Ordering::Relaxed);
 }

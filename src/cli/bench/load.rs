@@ -66,6 +66,11 @@ pub struct LoadBench {
     /// Data directory for the server. [default: a temporary directory]
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The server's --generate-batch (answers decoded together; 1 is one
+    /// Ask at a time, as before continuous batching). [default: the
+    /// server's]
+    #[arg(long)]
+    pub generate_batch: Option<usize>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -165,7 +170,11 @@ pub async fn run(args: LoadBench) -> anyhow::Result<()> {
     };
     let log = dir.join("bench-server.log");
     std::fs::create_dir_all(&dir)?;
-    let (server, _) = Server::start(&dir, &log).await?;
+    let extra: Vec<String> = args
+        .generate_batch
+        .map(|b| vec!["--generate-batch".to_string(), b.to_string()])
+        .unwrap_or_default();
+    let (server, _) = Server::start_with(&dir, &log, &extra).await?;
     let pid = server.pid();
     let channel = server.channel().await?;
     let loaded = load(&channel, &passages[..args.documents.min(passages.len())]).await?;
@@ -224,14 +233,21 @@ pub async fn run(args: LoadBench) -> anyhow::Result<()> {
                 "secs_per_run": args.secs,
                 "mix_percent": {"search": args.mix[0], "ask": args.mix[1], "upsert": args.mix[2]},
                 "ask_tokens": args.ask_tokens,
+                "generate_batch": args.generate_batch,
                 "runs": runs.iter().map(Report::json).collect::<Vec<_>>(),
                 "soak": soak_json,
             }))?
         );
     } else {
         println!(
-            "{loaded} documents; {} s per run; mix Search {}% / Ask {}% ({} tokens) / Upsert {}%",
-            args.secs, args.mix[0], args.mix[1], args.ask_tokens, args.mix[2]
+            "{loaded} documents; {} s per run; mix Search {}% / Ask {}% ({} tokens) / Upsert {}%; generate batch {}",
+            args.secs,
+            args.mix[0],
+            args.mix[1],
+            args.ask_tokens,
+            args.mix[2],
+            args.generate_batch
+                .map_or_else(|| "the server's default".to_string(), |b| b.to_string())
         );
         println!(
             "| clients | method | calls | shed | errors | p50 ms | p95 ms | p99 ms | calls/s | server peak RSS MB |"

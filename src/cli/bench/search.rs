@@ -459,13 +459,9 @@ fn rest_timings(
 pub(super) struct Server(ServeProcess);
 
 impl Server {
-    /// Starts a server on `dir`, logging to `log`; returns it with the time
-    /// from spawn to listening.
-    pub(super) async fn start(dir: &Path, log: &Path) -> anyhow::Result<(Self, Duration)> {
-        Self::start_with(dir, log, &[]).await
-    }
-
-    /// [`Server::start`] with extra flags (the storage backend's).
+    /// Starts a server on `dir` with `extra` flags (the storage backend's,
+    /// the generator's), logging to `log`; returns it with the time from
+    /// spawn to listening.
     pub(super) async fn start_with(
         dir: &Path,
         log: &Path,

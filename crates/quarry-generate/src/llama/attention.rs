@@ -105,6 +105,53 @@ pub(super) fn attend(
     attend_portable(shape, heads, q, keys, values, n, out);
 }
 
+/// Queries a tile holds: the keys and values of a block of positions are
+/// read once for this many prompt rows instead of once per row.
+pub(super) const TILE: usize = 8;
+
+/// Attention of `rows` consecutive prompt rows of one sequence (row `i`
+/// at `q[i * n_head * head_dim..]`, attending over the first `n + i`
+/// cached positions), every head, each written to its row of `out`
+/// (rows of `n_head * head_dim`). The same bits as [`attend`] row by row:
+/// every score, softmax and weighted sum is computed in the same order;
+/// only the loops are turned so that each key and value meets the whole
+/// tile while it is in cache.
+pub(super) fn attend_tile(
+    shape: Shape,
+    q: &[f32],
+    rows: usize,
+    keys: &[f32],
+    values: &[f32],
+    n: usize,
+    out: *mut f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if shape.head_dim.is_multiple_of(LANES)
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA (checked above); `out`
+            // points at the tile's rows, which are the caller's.
+            unsafe { x86::attend_tile(shape, q, rows, keys, values, n, out) };
+            return;
+        }
+    }
+    let width = shape.n_head * shape.head_dim;
+    for i in 0..rows {
+        attend_portable(
+            shape,
+            Heads::ALL,
+            &q[i * width..(i + 1) * width],
+            keys,
+            values,
+            n + i,
+            // SAFETY: row i of the caller's tile.
+            unsafe { out.add(i * width) },
+        );
+    }
+}
+
 /// The part of `out` that head `h` owns.
 ///
 /// # Safety
@@ -254,6 +301,167 @@ mod x86 {
         _mm_cvtss_f32(s1)
     }
 
+    /// Scores of `qh` against positions `j..j + 8`, scaled, into
+    /// `scores[j..j + 8]`: the 16-lane sums of the eight positions are
+    /// transposed so that the pairwise reduction runs on all eight at once
+    /// (the same additions per position as `tree16`).
+    ///
+    /// # Safety
+    /// `keys` holds positions up to `j + 8` and `scores` at least `j + 8`
+    /// values; `qh` holds `hd` floats, a multiple of 16.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn scores8(
+        qh: &[f32],
+        keys: &[f32],
+        kv_dim: usize,
+        offset: usize,
+        j: usize,
+        scale: f32,
+        scores: &mut [f32],
+    ) {
+        let hd = qh.len();
+        let mut s8 = [_mm256_setzero_ps(); 8];
+        for (p, s) in s8.iter_mut().enumerate() {
+            // SAFETY: per the contract.
+            let (lo, hi) = unsafe { dot16(qh, &keys[(j + p) * kv_dim + offset..][..hd]) };
+            *s = _mm256_add_ps(lo, hi);
+        }
+        let t = transpose8(s8);
+        let s4 = [0, 1, 2, 3].map(|i| _mm256_add_ps(t[i], t[i + 4]));
+        let s2 = [_mm256_add_ps(s4[0], s4[2]), _mm256_add_ps(s4[1], s4[3])];
+        let s1 = _mm256_mul_ps(_mm256_add_ps(s2[0], s2[1]), _mm256_set1_ps(scale));
+        assert!(scores.len() >= j + 8);
+        // SAFETY: positions j..j+8 are inside `scores` (asserted).
+        unsafe { _mm256_storeu_ps(scores.as_mut_ptr().add(j), s1) };
+    }
+
+    /// `acc[d] += p * v[d]` with fused multiply-adds.
+    ///
+    /// # Safety
+    /// `acc` and `v` hold the same multiple of 8 floats.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
+        let pv = _mm256_set1_ps(p);
+        for d in (0..acc.len()).step_by(8) {
+            // SAFETY: d + 8 <= len for both (see the contract).
+            unsafe {
+                let a = _mm256_loadu_ps(acc.as_ptr().add(d));
+                let x = _mm256_loadu_ps(v.as_ptr().add(d));
+                _mm256_storeu_ps(acc.as_mut_ptr().add(d), _mm256_fmadd_ps(pv, x, a));
+            }
+        }
+    }
+
+    /// Adds the 16 lane classes pairwise (vectorised over the dimension)
+    /// into the first.
+    fn reduce_classes(classes: &mut [f32], hd: usize) {
+        let mut width = LANES / 2;
+        while width > 0 {
+            for i in 0..width {
+                let (dst, src) = classes.split_at_mut((i + width) * hd);
+                for (a, b) in dst[i * hd..(i + 1) * hd].iter_mut().zip(&src[..hd]) {
+                    *a += *b;
+                }
+            }
+            width /= 2;
+        }
+    }
+
+    /// # Safety
+    /// As `super::attend_tile`'s `out`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn attend_tile(
+        shape: Shape,
+        q: &[f32],
+        rows: usize,
+        keys: &[f32],
+        values: &[f32],
+        n: usize,
+        out: *mut f32,
+    ) {
+        let Shape {
+            n_head,
+            n_head_kv,
+            head_dim: hd,
+        } = shape;
+        let kv_dim = n_head_kv * hd;
+        let width = n_head * hd;
+        let group = n_head / n_head_kv;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let last = n + rows - 1;
+        assert!(rows > 0 && q.len() >= rows * width);
+        assert!(keys.len() >= last * kv_dim && values.len() >= last * kv_dim);
+        // Per row: its query (rounded), scores and 16 lane classes.
+        let mut qs = vec![0f32; rows * hd];
+        let mut scores = vec![0f32; rows * last];
+        let mut classes = vec![0f32; rows * LANES * hd];
+        for h in 0..n_head {
+            let kvh = h / group;
+            let offset = kvh * hd;
+            for i in 0..rows {
+                let qh = &mut qs[i * hd..(i + 1) * hd];
+                qh.copy_from_slice(&q[i * width + h * hd..][..hd]);
+                super::round_f16(qh);
+            }
+            // Scores: blocks of eight positions, each block's keys meeting
+            // every row that attends over all eight while they are in L1;
+            // a row's last positions (past its last full block) one by one.
+            let mut j = 0;
+            while j + 8 <= last {
+                for i in 0..rows {
+                    let len = n + i;
+                    if j + 8 > len {
+                        continue;
+                    }
+                    // SAFETY: positions j..j+8 < len <= last are cached,
+                    // and row i's scores hold `last` values.
+                    unsafe {
+                        scores8(
+                            &qs[i * hd..(i + 1) * hd],
+                            keys,
+                            kv_dim,
+                            offset,
+                            j,
+                            scale,
+                            &mut scores[i * last..(i + 1) * last],
+                        )
+                    };
+                }
+                j += 8;
+            }
+            for i in 0..rows {
+                let len = n + i;
+                let qh = &qs[i * hd..(i + 1) * hd];
+                let row = &mut scores[i * last..i * last + len];
+                for (jj, score) in row.iter_mut().enumerate().skip(len / 8 * 8) {
+                    // SAFETY: position jj < len is cached; hd is a multiple
+                    // of 16.
+                    let (lo, hi) = unsafe { dot16(qh, &keys[jj * kv_dim + offset..][..hd]) };
+                    *score = tree16(lo, hi) * scale;
+                }
+                softmax_f16(row);
+            }
+            // Weighted sums: each value meets every row that attends to it.
+            classes.fill(0.0);
+            for jj in 0..last {
+                let vj = &values[jj * kv_dim + offset..][..hd];
+                let first = (jj + 1).saturating_sub(n);
+                for i in first..rows {
+                    let p = scores[i * last + jj];
+                    let acc = &mut classes[(i * LANES + jj % LANES) * hd..][..hd];
+                    // SAFETY: both hold `hd` floats, a multiple of 8.
+                    unsafe { axpy(acc, p, vj) };
+                }
+            }
+            for i in 0..rows {
+                let c = &mut classes[i * LANES * hd..(i + 1) * LANES * hd];
+                reduce_classes(c, hd);
+                // SAFETY: the caller owns the tile's rows.
+                unsafe { head_out(out.add(i * width), h, hd) }.copy_from_slice(&c[..hd]);
+            }
+        }
+    }
+
     /// # Safety
     /// As `super::attend`'s `out`.
     #[target_feature(enable = "avx2,fma")]
@@ -355,6 +563,43 @@ mod tests {
         let want: Vec<f32> = xs.iter().map(|x| f16r(*x)).collect();
         round_f16(&mut xs);
         assert_eq!(xs, want);
+    }
+
+    #[test]
+    fn a_tile_gives_each_row_the_bits_of_its_own_call() {
+        let shape = Shape {
+            n_head: 6,
+            n_head_kv: 2,
+            head_dim: 32,
+        };
+        let (width, kv_dim) = (6 * 32, 64);
+        let val = |i: usize, m: usize| ((i * m) % 89) as f32 / 45.0 - 1.0;
+        for (n, rows) in [(1, 1), (1, 8), (5, 3), (9, 8), (30, 7), (64, 8), (100, 5)] {
+            let last = n + rows - 1;
+            let q: Vec<f32> = (0..rows * width).map(|i| val(i, 7)).collect();
+            let keys: Vec<f32> = (0..last * kv_dim).map(|i| f16r(val(i, 13))).collect();
+            let values: Vec<f32> = (0..last * kv_dim).map(|i| f16r(val(i, 31))).collect();
+            let mut tiled = vec![0f32; rows * width];
+            attend_tile(shape, &q, rows, &keys, &values, n, tiled.as_mut_ptr());
+            for i in 0..rows {
+                let mut one = vec![0f32; width];
+                let row = &q[i * width..(i + 1) * width];
+                attend(
+                    shape,
+                    Heads::ALL,
+                    row,
+                    &keys,
+                    &values,
+                    n + i,
+                    one.as_mut_ptr(),
+                );
+                let same = one
+                    .iter()
+                    .zip(&tiled[i * width..(i + 1) * width])
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "n = {n}, rows = {rows}, row {i}");
+            }
+        }
     }
 
     #[test]

@@ -65,6 +65,17 @@ impl LlamaModel {
         if n == 0 {
             return Ok(steps.iter().map(|_| None).collect());
         }
+        // Attention work items: runs of up to TILE consecutive rows of one
+        // sequence (first row, rows).
+        let mut tiles = Vec::new();
+        let mut first = 0;
+        for step in steps.iter() {
+            let end = first + step.tokens.len();
+            for r in (first..end).step_by(attention::TILE) {
+                tiles.push((r, attention::TILE.min(end - r)));
+            }
+            first = end;
+        }
         let (dim, kv_dim, hd) = (c.n_embd, c.kv_dim(), c.head_dim());
         let mut x = vec![0f32; n * dim];
         for (row, t) in x
@@ -133,32 +144,34 @@ impl LlamaModel {
                 .map(|s| (s.cache.k[l].as_slice(), s.cache.v[l].as_slice()))
                 .collect();
             let out = SharedMut(attn.as_mut_ptr());
-            let (owner, pos, q) = (&owner, &pos, &q);
+            let (owner, pos, q, tiles) = (&owner, &pos, &q, &tiles);
             Team::global().run(&|member, size| {
-                // One row: the members split its heads; more: they split
-                // the rows.
-                let (rows, heads) = if n == 1 {
-                    (
-                        (0..1).step_by(1),
-                        attention::Heads {
-                            first: member,
-                            step: size,
-                        },
-                    )
-                } else {
-                    ((member..n).step_by(size), attention::Heads::ALL)
-                };
-                for r in rows {
+                if n == 1 {
+                    // One row (one sequence decoding): the members split
+                    // its heads.
+                    let (keys, values) = caches[owner[0]];
+                    let heads = attention::Heads {
+                        first: member,
+                        step: size,
+                    };
+                    // SAFETY: `attn` outlives the section, and each member
+                    // writes only its heads.
+                    attention::attend(shape, heads, &q[..dim], keys, values, pos[0] + 1, out.ptr());
+                    return;
+                }
+                // More: the members take tiles in turn (a decoding
+                // sequence's row is a tile of one).
+                for &(r, rows) in tiles.iter().skip(member).step_by(size) {
                     let (keys, values) = caches[owner[r]];
-                    attention::attend(
+                    attention::attend_tile(
                         shape,
-                        heads,
-                        &q[r * dim..(r + 1) * dim],
+                        &q[r * dim..(r + rows) * dim],
+                        rows,
                         keys,
                         values,
                         pos[r] + 1,
                         // SAFETY: `attn` outlives the section, and each
-                        // member writes only its rows or its heads.
+                        // tile's rows belong to one member.
                         unsafe { out.ptr().add(r * dim) },
                     );
                 }
