@@ -140,6 +140,7 @@ impl Metrics {
             for (what, n) in [
                 ("tokens_generated", g.generated_tokens),
                 ("prompt_tokens", g.prompt_tokens),
+                ("prompt_tokens_cached", g.prompt_tokens_cached),
                 ("generations_finished", g.finished),
                 ("generations_cancelled", g.cancelled),
                 ("generations_failed", g.failed),
@@ -150,14 +151,15 @@ impl Metrics {
             }
             let batch = gauge(
                 "quarry_generate_batch",
-                "The generation batch now: sequences in flight, their reserved cache bytes, \
-                 and the cache budget",
+                "The generation batch now: sequences in flight, the cache bytes reserved by \
+                 them and the kept prompt prefixes, the cache budget, and the prefixes kept",
                 &["what"],
             );
             for (what, n) in [
                 ("sequences", g.running),
                 ("kv_reserved_bytes", g.kv_reserved_bytes),
                 ("kv_budget_bytes", g.kv_budget_bytes),
+                ("prefixes", g.prefixes),
             ] {
                 batch.with_label_values(&[what]).set(n as i64);
             }

@@ -15,6 +15,11 @@
 //! budget is full, and the queue behind it sheds when it is full itself.
 //! A reader that cannot keep up pauses only its own sequence: events wait
 //! in its outbox, and it steps again once they are delivered.
+//!
+//! Prompts that begin with a prefix recent prompts shared (an answer
+//! mode's system prompt and example) start from a copy of its cache
+//! ([`crate::prefix`]); kept prefixes give way when a request needs their
+//! share of the budget.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -26,6 +31,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::decoder::{Sequence, Step};
 use crate::kv_budget::{KvBudget, Reservation};
+use crate::prefix::Prefixes;
 use crate::queue::{Event, Finish, FinishReason, PREFILL_SLICE};
 use crate::{Decoder, Delta, GenerateError, Sampler, SamplingParams, TextStream, Vocab};
 
@@ -65,11 +71,15 @@ pub(crate) struct Counters {
     pub cancelled: AtomicU64,
     pub failed: AtomicU64,
     pub prompt_tokens: AtomicU64,
+    /// Prompt tokens not run because a kept prefix held them.
+    pub prompt_tokens_cached: AtomicU64,
     pub generated_tokens: AtomicU64,
     /// Sequences in flight now.
     pub running: AtomicUsize,
-    /// Cache bytes reserved now.
+    /// Cache bytes reserved now (sequences and kept prefixes).
     pub kv_reserved: AtomicUsize,
+    /// Prefixes kept.
+    pub prefixes: AtomicUsize,
     /// Forward passes run, and the sequences they carried (their ratio is
     /// the mean batch).
     pub steps: AtomicU64,
@@ -134,7 +144,13 @@ struct Slot<'v> {
 }
 
 impl<'v> Slot<'v> {
-    fn new(decoder: &dyn Decoder, vocab: &'v Vocab, job: Job, kv: Reservation) -> Self {
+    fn new(
+        decoder: &dyn Decoder,
+        vocab: &'v Vocab,
+        job: Job,
+        kv: Reservation,
+        prefixes: &mut Prefixes,
+    ) -> Self {
         let Job {
             prompt,
             params,
@@ -142,8 +158,13 @@ impl<'v> Slot<'v> {
             cancel,
             ..
         } = job;
+        let room = prompt.len() + params.max_new_tokens;
+        let (sequence, prefilled) = prefixes
+            .lookup(&prompt)
+            .and_then(|(kept, len)| decoder.fork(kept, len, room).map(|s| (s, len)))
+            .unwrap_or_else(|| (decoder.sequence(room), 0));
         Self {
-            sequence: decoder.sequence(prompt.len() + params.max_new_tokens),
+            sequence,
             stream: TextStream::new(&vocab.tokenizer, params.stop.clone()),
             max_new_tokens: params.max_new_tokens,
             sampler: Sampler::new(params),
@@ -154,7 +175,7 @@ impl<'v> Slot<'v> {
                 events,
                 pending: VecDeque::new(),
             },
-            prefilled: 0,
+            prefilled,
             next: 0,
             generated: 0,
             started: Instant::now(),
@@ -244,7 +265,9 @@ pub(crate) fn run(
     limits: Limits,
     jobs: &Taker<Job>,
 ) {
+    crate::priority::lower_this_thread();
     let budget = KvBudget::new(limits.kv_budget_bytes);
+    let mut prefixes = Prefixes::default();
     let mut slots: Vec<Slot<'_>> = Vec::new();
     // The queue's head while the budget has no room for it.
     let mut held: Option<Job> = None;
@@ -287,8 +310,19 @@ pub(crate) fn run(
                 }
                 continue;
             }
-            match budget.try_reserve(job.kv_bytes) {
-                Some(kv) => slots.push(Slot::new(decoder, vocab, job, kv)),
+            // Kept prefixes give way to a request.
+            let mut kv = budget.try_reserve(job.kv_bytes);
+            while kv.is_none() && prefixes.evict() {
+                kv = budget.try_reserve(job.kv_bytes);
+            }
+            match kv {
+                Some(kv) => {
+                    let slot = Slot::new(decoder, vocab, job, kv, &mut prefixes);
+                    counters
+                        .prompt_tokens_cached
+                        .fetch_add(slot.prefilled as u64, Ordering::Relaxed);
+                    slots.push(slot);
+                }
                 None => {
                     held = Some(job);
                     break;
@@ -377,6 +411,10 @@ pub(crate) fn run(
                     counters
                         .prompt_tokens
                         .fetch_add(take as u64, Ordering::Relaxed);
+                    if take > 0 && slot.decoding() {
+                        keep_prefix(decoder, slot, &mut prefixes, &budget);
+                        counters.prefixes.store(prefixes.len(), Ordering::Relaxed);
+                    }
                     let Some(logits) = logits else { continue };
                     match slot.advance(logits, vocab, counters) {
                         Ok(None) => {}
@@ -395,6 +433,25 @@ pub(crate) fn run(
         }
         leave(&mut slots, exits, &mut draining, counters, &budget);
         counters.kv_reserved.store(budget.used(), Ordering::Relaxed);
+    }
+}
+
+/// When `slot` has just read its prompt: keeps the prefix it shares with
+/// recent prompts, if that is worth keeping and the budget has room.
+fn keep_prefix(
+    decoder: &dyn Decoder,
+    slot: &mut Slot<'_>,
+    prefixes: &mut Prefixes,
+    budget: &KvBudget,
+) {
+    let Some(len) = prefixes.worth_keeping(&slot.prompt) else {
+        return;
+    };
+    let Some(kv) = budget.try_reserve(len.saturating_mul(decoder.kv_bytes_per_token())) else {
+        return;
+    };
+    if let Some(copy) = decoder.fork(slot.sequence.as_mut(), len, len) {
+        prefixes.keep(slot.prompt[..len].to_vec(), copy, kv);
     }
 }
 

@@ -20,6 +20,18 @@ pub trait Decoder: Send {
     fn kv_bytes_per_token(&self) -> usize;
     /// A new sequence's state, with room for about `tokens` tokens.
     fn sequence(&self, tokens: usize) -> Box<dyn Sequence>;
+    /// A new sequence holding the first `len` tokens of `sequence` (a copy
+    /// of that prefix's cache), with room for about `tokens`; `None` when
+    /// this decoder cannot copy a cache (then prompts are read whole).
+    fn fork(
+        &self,
+        sequence: &mut dyn Sequence,
+        len: usize,
+        tokens: usize,
+    ) -> Option<Box<dyn Sequence>> {
+        let _ = (sequence, len, tokens);
+        None
+    }
     /// Runs each step's tokens at its sequence's next positions, all in
     /// one pass; returns, per step, the next-token logits after its last
     /// token when it asked for them. A sequence's logits must not depend
@@ -71,6 +83,19 @@ impl Decoder for LlamaModel {
 
     fn sequence(&self, tokens: usize) -> Box<dyn Sequence> {
         Box::new(self.new_cache(tokens))
+    }
+
+    fn fork(
+        &self,
+        sequence: &mut dyn Sequence,
+        len: usize,
+        tokens: usize,
+    ) -> Option<Box<dyn Sequence>> {
+        let cache = sequence.as_any_mut().downcast_mut::<KvCache>()?;
+        (len <= cache.len()).then(|| {
+            Box::new(cache.prefix(len, tokens.min(self.config().context_length)))
+                as Box<dyn Sequence>
+        })
     }
 
     fn forward(&self, steps: &mut [Step<'_>]) -> Result<Vec<Option<Vec<f32>>>, GenerateError> {

@@ -15,6 +15,8 @@ pub mod hf_vocab;
 pub mod kv_budget;
 pub mod llama;
 mod model_files;
+pub mod prefix;
+pub mod priority;
 pub mod queue;
 pub mod sampling;
 pub mod stream;

@@ -116,10 +116,14 @@ pub struct QueueStats {
     pub cancelled: u64,
     /// Generations that failed.
     pub failed: u64,
+    /// Prompt tokens not run because a kept prefix's cache held them.
+    pub prompt_tokens_cached: u64,
     /// Sequences in the batch now.
     pub running: u64,
-    /// Cache bytes reserved by them.
+    /// Cache bytes reserved by them and by the kept prefixes.
     pub kv_reserved_bytes: u64,
+    /// Prompt prefixes whose cache is kept.
+    pub prefixes: u64,
     /// The cache budget.
     pub kv_budget_bytes: u64,
     /// Forward passes run.
@@ -222,7 +226,9 @@ impl GenerateQueue {
             failed: c.failed.load(Ordering::Relaxed),
             prompt_tokens: c.prompt_tokens.load(Ordering::Relaxed),
             generated_tokens: c.generated_tokens.load(Ordering::Relaxed),
+            prompt_tokens_cached: c.prompt_tokens_cached.load(Ordering::Relaxed),
             running: c.running.load(Ordering::Relaxed) as u64,
+            prefixes: c.prefixes.load(Ordering::Relaxed) as u64,
             kv_reserved_bytes: c.kv_reserved.load(Ordering::Relaxed) as u64,
             kv_budget_bytes: self.config.kv_budget_bytes as u64,
             steps: c.steps.load(Ordering::Relaxed),

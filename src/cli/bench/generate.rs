@@ -160,7 +160,11 @@ pub fn run(args: GenerateBench) -> anyhow::Result<()> {
         for p in &parallel {
             println!(
                 "{} sequences: decode {:.1} tokens/s together ({:.1} each)",
-                p["sequences"], p["decode_tokens_per_second"], p["per_sequence_tokens_per_second"]
+                p["sequences"],
+                p["decode_tokens_per_second"].as_f64().unwrap_or_default(),
+                p["per_sequence_tokens_per_second"]
+                    .as_f64()
+                    .unwrap_or_default()
             );
         }
     }

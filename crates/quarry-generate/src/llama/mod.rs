@@ -156,6 +156,28 @@ impl KvCache {
         self.len == 0
     }
 
+    /// A copy of its first `len` tokens (at most all of them), with room
+    /// for `room` tokens.
+    pub fn prefix(&self, len: usize, room: usize) -> KvCache {
+        let len = len.min(self.len);
+        let copy = |layers: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            layers
+                .iter()
+                .map(|b| {
+                    let width = b.len().checked_div(self.len).unwrap_or(0);
+                    let mut out = Vec::with_capacity(room.max(len) * width);
+                    out.extend_from_slice(&b[..len * width]);
+                    out
+                })
+                .collect()
+        };
+        KvCache {
+            k: copy(&self.k),
+            v: copy(&self.v),
+            len,
+        }
+    }
+
     /// Bytes its buffers hold (what they have room for, not only what is
     /// filled).
     pub fn bytes(&self) -> usize {

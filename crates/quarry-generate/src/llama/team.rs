@@ -73,7 +73,10 @@ impl Team {
             let shared = Arc::clone(&shared);
             let spawned = std::thread::Builder::new()
                 .name(format!("quarry-decode-{index}"))
-                .spawn(move || worker(&shared, index, workers + 1));
+                .spawn(move || {
+                    crate::priority::lower_this_thread();
+                    worker(&shared, index, workers + 1)
+                });
             if spawned.is_ok() {
                 started += 1;
             } else {

@@ -159,7 +159,7 @@ async fn concurrent_asks_stream_what_each_gets_alone() {
     let queue = GenerateQueue::start(&path, config).unwrap();
     let mut prompts: Vec<String> = questions()
         .iter()
-        .map(|q| queue.render(&[Message::new("user", q)]).unwrap())
+        .map(|q| queue.render(&[Message::new("user", q.as_str())]).unwrap())
         .collect();
     prompts.push(prompts[2].clone());
     let receivers: Vec<_> = prompts
@@ -199,8 +199,63 @@ async fn concurrent_asks_stream_what_each_gets_alone() {
         "no pass carried two sequences: {stats:?}"
     );
     assert_eq!(stats.running, 0, "{stats:?}");
-    assert_eq!(stats.kv_reserved_bytes, 0, "{stats:?}");
+    assert!(
+        stats.kv_reserved_bytes == 0 || stats.prefixes > 0,
+        "only kept prefixes hold cache: {stats:?}"
+    );
     assert_eq!(stats.finished, 5, "{stats:?}");
+}
+
+/// Prompts that open with the same long instructions: once two have
+/// shared them, the third starts from a copy of their cache, reads only
+/// its own question, and answers exactly what it answers read whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_prompt_prefix_is_read_once_and_changes_nothing() {
+    let path = path();
+    let config = GenerateConfig {
+        batch: 1,
+        ..GenerateConfig::default()
+    };
+    let queue = GenerateQueue::start(&path, config).unwrap();
+    let rules = "Answer from the evidence only, in one short sentence, and cite it. ".repeat(8);
+    let prompts: Vec<String> = ["Who wrote Hamlet?", "What is 2 + 2?", "Name a red fruit."]
+        .iter()
+        .map(|q| {
+            queue
+                .render(&[Message::new("system", &rules), Message::new("user", *q)])
+                .unwrap()
+        })
+        .collect();
+    let mut texts = Vec::new();
+    for p in &prompts {
+        texts.push(collect(queue.submit(p, greedy(12)).unwrap()).await.0);
+    }
+    let stats = queue.stats();
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| tokenize(&path, p)).collect();
+    let shared = ids[0]
+        .iter()
+        .zip(&ids[1])
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(shared > 64, "{shared}");
+    assert_eq!(stats.prefixes, 1, "{stats:?}");
+    assert_eq!(stats.prompt_tokens_cached, shared as u64, "{stats:?}");
+    assert_eq!(
+        stats.prompt_tokens,
+        (ids.iter().map(Vec::len).sum::<usize>() - shared) as u64,
+        "{stats:?}"
+    );
+
+    let model = LlamaModel::load(&path).unwrap();
+    let vocab =
+        quarry_generate::vocab_from_gguf(&quarry_generate::read_gguf_metadata(&path).unwrap())
+            .unwrap();
+    let end_of_turn: Vec<u32> = vocab.control.iter().map(|(id, _)| *id).collect();
+    let mut want = model.greedy(&ids[2], 12, &end_of_turn).unwrap();
+    if want.last().is_some_and(|t| end_of_turn.contains(t)) {
+        want.pop();
+    }
+    assert_eq!(texts[2], vocab.tokenizer.decode(&want, true).unwrap());
 }
 
 /// With room in the cache budget for one sequence only, the second waits;
