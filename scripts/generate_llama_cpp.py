@@ -29,7 +29,7 @@ def main():
     args = ap.parse_args()
     spec = json.load(open(args.prompt))
     ids, decode = spec["prompt_ids"], spec["decode"]
-    llm = Llama(model_path=args.model, n_ctx=4096, n_batch=512, n_threads=args.threads,
+    llm = Llama(model_path=args.model, n_ctx=max(4096, len(ids) + decode + 16), n_batch=512, n_threads=args.threads,
                 n_threads_batch=args.threads, verbose=False)
     n_vocab = llm.n_vocab()
 
