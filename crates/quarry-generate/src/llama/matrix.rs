@@ -165,18 +165,38 @@ pub(super) fn matmul_group(
             }
         }
     });
-    for ((out, m), off) in outs.iter_mut().zip(mats).zip(&offsets) {
-        let rows_major = &scratch[*off..*off + m.rows * n];
-        out.clear();
-        out.resize(n * m.rows, 0.0);
-        if n == 1 {
-            out.copy_from_slice(rows_major);
-            continue;
-        }
-        for (r, row) in rows_major.chunks_exact(n).enumerate() {
-            for (j, v) in row.iter().enumerate() {
-                out[j * m.rows + r] = *v;
-            }
+    // Every element of each output is written below, so an output already
+    // of the right size (the same product in the next layer) is not
+    // zeroed again.
+    for (out, m) in outs.iter_mut().zip(mats) {
+        if out.len() != n * m.rows {
+            out.clear();
+            out.resize(n * m.rows, 0.0);
         }
     }
+    if n == 1 {
+        for ((out, m), off) in outs.iter_mut().zip(mats).zip(&offsets) {
+            out.copy_from_slice(&scratch[*off..*off + m.rows]);
+        }
+        return;
+    }
+    // Weight-row-major to activation-row-major, split across the team by
+    // activation rows (serial, it was a tenth of a long prompt's time).
+    let targets: Vec<SharedMut> = outs.iter_mut().map(|o| SharedMut(o.as_mut_ptr())).collect();
+    let source = &*scratch;
+    team.run(&|member, size| {
+        let rows = (member * n / size)..((member + 1) * n / size);
+        for ((target, m), off) in targets.iter().zip(mats).zip(&offsets) {
+            let by_row = &source[*off..*off + m.rows * n];
+            for j in rows.clone() {
+                // SAFETY: activation row j of each output belongs to this
+                // member only, and the outputs outlive the section.
+                let out =
+                    unsafe { std::slice::from_raw_parts_mut(target.ptr().add(j * m.rows), m.rows) };
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o = by_row[r * n + j];
+                }
+            }
+        }
+    });
 }
