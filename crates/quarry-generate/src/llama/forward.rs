@@ -134,12 +134,10 @@ impl LlamaModel {
                 let rows = first..first + step.tokens.len();
                 first = rows.end;
                 for (stored, new) in [(&mut step.cache.k[l], &k), (&mut step.cache.v[l], &v)] {
-                    let from = stored.len();
-                    stored.extend_from_slice(&new[rows.start * kv_dim..rows.end * kv_dim]);
-                    attention::round_f16(&mut stored[from..]);
+                    attention::push_f16(&new[rows.start * kv_dim..rows.end * kv_dim], stored);
                 }
             }
-            let caches: Vec<(&[f32], &[f32])> = steps
+            let caches: Vec<(&[u16], &[u16])> = steps
                 .iter()
                 .map(|s| (s.cache.k[l].as_slice(), s.cache.v[l].as_slice()))
                 .collect();

@@ -133,15 +133,15 @@ pub struct LlamaModel {
     rope_factors: Option<Vec<f32>>,
 }
 
-/// The attention state of one sequence. Keys and values are rounded to
-/// f16, as llama.cpp's cache holds them, but kept as f32 so that the
-/// attention loops convert nothing.
+/// The attention state of one sequence. Keys and values are held as f16
+/// (their bits), as llama.cpp's cache holds them: half the bytes of f32,
+/// and the attention kernels convert them back exactly as they load them.
 #[derive(Clone)]
 pub struct KvCache {
-    /// Per layer: keys, position-major (`len * kv_dim`).
-    k: Vec<Vec<f32>>,
-    /// Per layer: values, position-major.
-    v: Vec<Vec<f32>>,
+    /// Per layer: keys, position-major (`len * kv_dim`), f16 bits.
+    k: Vec<Vec<u16>>,
+    /// Per layer: values, position-major, f16 bits.
+    v: Vec<Vec<u16>>,
     len: usize,
 }
 
@@ -160,7 +160,7 @@ impl KvCache {
     /// for `room` tokens.
     pub fn prefix(&self, len: usize, room: usize) -> KvCache {
         let len = len.min(self.len);
-        let copy = |layers: &[Vec<f32>]| -> Vec<Vec<f32>> {
+        let copy = |layers: &[Vec<u16>]| -> Vec<Vec<u16>> {
             layers
                 .iter()
                 .map(|b| {
@@ -184,7 +184,7 @@ impl KvCache {
         self.k
             .iter()
             .chain(&self.v)
-            .map(|b| b.capacity() * std::mem::size_of::<f32>())
+            .map(|b| b.capacity() * std::mem::size_of::<u16>())
             .sum()
     }
 }
@@ -375,7 +375,7 @@ impl LlamaModel {
 
     /// Bytes of cache one token takes (keys and values of every layer).
     pub fn kv_bytes_per_token(&self) -> usize {
-        2 * self.config.n_layer * self.config.kv_dim() * std::mem::size_of::<f32>()
+        2 * self.config.n_layer * self.config.kv_dim() * std::mem::size_of::<u16>()
     }
 
     /// Greedy decoding: up to `max_new` tokens after `prompt`, stopping

@@ -8,6 +8,30 @@ use super::{f16r, head_out, softmax_f16, Heads, Shape, LANES};
 /// # Safety
 /// The CPU must have F16C and AVX.
 #[target_feature(enable = "avx,f16c")]
+pub(super) unsafe fn push_f16(xs: &[f32], out: &mut Vec<u16>) {
+    out.reserve(xs.len());
+    let mut chunks = xs.chunks_exact(8);
+    for c in chunks.by_ref() {
+        let mut h = [0u16; 8];
+        // SAFETY: `c` holds 8 floats and `h` 8 halves.
+        unsafe {
+            let v = _mm256_loadu_ps(c.as_ptr());
+            let p = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            _mm_storeu_si128(h.as_mut_ptr().cast(), p);
+        }
+        out.extend_from_slice(&h);
+    }
+    out.extend(
+        chunks
+            .remainder()
+            .iter()
+            .map(|x| half::f16::from_f32(*x).to_bits()),
+    );
+}
+
+/// # Safety
+/// The CPU must have F16C and AVX.
+#[target_feature(enable = "avx,f16c")]
 pub(super) unsafe fn round_f16(xs: &mut [f32]) {
     let mut chunks = xs.chunks_exact_mut(8);
     for c in chunks.by_ref() {
@@ -28,20 +52,20 @@ pub(super) unsafe fn round_f16(xs: &mut [f32]) {
 ///
 /// # Safety
 /// `q` and `k` hold the same multiple of 16 floats.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn dot16(q: &[f32], k: &[f32]) -> (__m256, __m256) {
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot16(q: &[f32], k: &[u16]) -> (__m256, __m256) {
     let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     for c in (0..q.len()).step_by(LANES) {
         // SAFETY: c + 16 <= len for both (see the contract).
         unsafe {
             lo = _mm256_fmadd_ps(
                 _mm256_loadu_ps(q.as_ptr().add(c)),
-                _mm256_loadu_ps(k.as_ptr().add(c)),
+                _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(c).cast())),
                 lo,
             );
             hi = _mm256_fmadd_ps(
                 _mm256_loadu_ps(q.as_ptr().add(c + 8)),
-                _mm256_loadu_ps(k.as_ptr().add(c + 8)),
+                _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(c + 8).cast())),
                 hi,
             );
         }
@@ -50,7 +74,7 @@ pub(super) unsafe fn dot16(q: &[f32], k: &[f32]) -> (__m256, __m256) {
 }
 
 /// Rows to columns: `out[i][p] = rows[p][i]`.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
     let t0 = _mm256_unpacklo_ps(r[0], r[1]);
     let t1 = _mm256_unpackhi_ps(r[0], r[1]);
@@ -80,7 +104,7 @@ pub(super) fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
     ]
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn tree16(lo: __m256, hi: __m256) -> f32 {
     let s8 = _mm256_add_ps(lo, hi);
     let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -97,10 +121,10 @@ pub(super) fn tree16(lo: __m256, hi: __m256) -> f32 {
 /// # Safety
 /// `keys` holds positions up to `j + 8` and `scores` at least `j + 8`
 /// values; `qh` holds `hd` floats, a multiple of 16.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn scores8(
     qh: &[f32],
-    keys: &[f32],
+    keys: &[u16],
     kv_dim: usize,
     offset: usize,
     j: usize,
@@ -127,14 +151,14 @@ pub(super) unsafe fn scores8(
 ///
 /// # Safety
 /// `acc` and `v` hold the same multiple of 8 floats.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn axpy(acc: &mut [f32], p: f32, v: &[u16]) {
     let pv = _mm256_set1_ps(p);
     for d in (0..acc.len()).step_by(8) {
         // SAFETY: d + 8 <= len for both (see the contract).
         unsafe {
             let a = _mm256_loadu_ps(acc.as_ptr().add(d));
-            let x = _mm256_loadu_ps(v.as_ptr().add(d));
+            let x = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(d).cast()));
             _mm256_storeu_ps(acc.as_mut_ptr().add(d), _mm256_fmadd_ps(pv, x, a));
         }
     }
@@ -157,13 +181,13 @@ pub(super) fn reduce_classes(classes: &mut [f32], hd: usize) {
 
 /// # Safety
 /// As `super::attend_tile`'s `out`.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn attend_tile(
     shape: Shape,
     q: &[f32],
     rows: usize,
-    keys: &[f32],
-    values: &[f32],
+    keys: &[u16],
+    values: &[u16],
     n: usize,
     out: *mut f32,
 ) {
@@ -252,13 +276,13 @@ pub(super) unsafe fn attend_tile(
 
 /// # Safety
 /// As `super::attend`'s `out`.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn attend(
     shape: Shape,
     heads: Heads,
     q: &[f32],
-    keys: &[f32],
-    values: &[f32],
+    keys: &[u16],
+    values: &[u16],
     n: usize,
     out: *mut f32,
 ) {
@@ -315,7 +339,7 @@ pub(super) unsafe fn attend(
             unsafe {
                 for d in (0..hd).step_by(8) {
                     let a = _mm256_loadu_ps(acc.as_ptr().add(d));
-                    let v = _mm256_loadu_ps(vj.as_ptr().add(d));
+                    let v = _mm256_cvtph_ps(_mm_loadu_si128(vj.as_ptr().add(d).cast()));
                     _mm256_storeu_ps(acc.as_mut_ptr().add(d), _mm256_fmadd_ps(pv, v, a));
                 }
             }

@@ -46,12 +46,12 @@ fn halves(v: __m512) -> __m256 {
 /// each row's scores hold at least `j + 8` values; `hd` is a multiple of
 /// 16.
 #[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx2,fma")]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
 unsafe fn score_block<const R: usize>(
     qs: &[f32],
     hd: usize,
     i0: usize,
-    keys: &[f32],
+    keys: &[u16],
     kv_dim: usize,
     offset: usize,
     j: usize,
@@ -76,7 +76,9 @@ unsafe fn score_block<const R: usize>(
             // what stays in registers.
             #[allow(clippy::needless_range_loop)]
             for p in 0..8 {
-                let kv = _mm512_loadu_ps(kp.add((j + p) * kv_dim + offset + c));
+                let kv = _mm512_cvtph_ps(_mm256_loadu_si256(
+                    kp.add((j + p) * kv_dim + offset + c).cast(),
+                ));
                 for r in 0..R {
                     acc[r][p] = _mm512_fmadd_ps(qv[r], kv, acc[r][p]);
                 }
@@ -113,12 +115,12 @@ unsafe fn score_block<const R: usize>(
 /// hd`. (`R` and `W` are constants so that the accumulators stay in
 /// registers.)
 #[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,fma")]
+#[target_feature(enable = "avx512f,fma,f16c")]
 unsafe fn sum_block<const R: usize, const W: usize>(
     scores: &[f32],
     stride: usize,
     i0: usize,
-    values: &[f32],
+    values: &[u16],
     kv_dim: usize,
     offset: usize,
     d0: usize,
@@ -145,7 +147,7 @@ unsafe fn sum_block<const R: usize, const W: usize>(
             let base = vp.add(j * kv_dim + offset + d0);
             let mut v = [_mm512_setzero_ps(); W];
             for (t, v) in v.iter_mut().enumerate() {
-                *v = _mm512_loadu_ps(base.add(t * LANES));
+                *v = _mm512_cvtph_ps(_mm256_loadu_si256(base.add(t * LANES).cast()));
             }
             for (r, acc) in acc.iter_mut().enumerate() {
                 let p = _mm512_set1_ps(scores[(i0 + r) * stride + j]);
@@ -181,8 +183,8 @@ pub(super) unsafe fn attend_rows(
     heads: Heads,
     q: &[f32],
     rows: usize,
-    keys: &[f32],
-    values: &[f32],
+    keys: &[u16],
+    values: &[u16],
     n: usize,
     out: *mut f32,
 ) {
@@ -238,8 +240,8 @@ unsafe fn heads_of(
     heads: Heads,
     q: &[f32],
     rows: usize,
-    keys: &[f32],
-    values: &[f32],
+    keys: &[u16],
+    values: &[u16],
     n: usize,
     out: *mut f32,
     qs: &mut [f32],

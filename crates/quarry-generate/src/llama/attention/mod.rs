@@ -35,6 +35,27 @@ pub(super) fn round_f16(xs: &mut [f32]) {
     xs.iter_mut().for_each(|x| *x = f16r(*x));
 }
 
+/// Appends `xs` rounded to the nearest f16 (ties to even), as f16 bits: the
+/// cache's form (half the bytes of f32, the same values after conversion,
+/// which is exact). 8 at a time with F16C where the CPU has it.
+pub(super) fn push_f16(xs: &[f32], out: &mut Vec<u16>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx")
+        {
+            // SAFETY: the CPU has F16C and AVX (checked above).
+            unsafe { x86::push_f16(xs, out) };
+            return;
+        }
+    }
+    out.extend(xs.iter().map(|x| half::f16::from_f32(*x).to_bits()));
+}
+
+/// An f16's value.
+fn f32_of(bits: u16) -> f32 {
+    half::f16::from_bits(bits).to_f32()
+}
+
 /// a * b + c rounded once (the product of two f32 is exact in f64).
 fn fma(a: f32, b: f32, c: f32) -> f32 {
     (a as f64 * b as f64 + c as f64) as f32
@@ -85,8 +106,8 @@ pub(super) fn attend(
     shape: Shape,
     heads: Heads,
     q: &[f32],
-    keys: &[f32],
-    values: &[f32],
+    keys: &[u16],
+    values: &[u16],
     n: usize,
     out: *mut f32,
 ) {
@@ -101,6 +122,7 @@ pub(super) fn attend(
         if shape.head_dim.is_multiple_of(LANES)
             && std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
         {
             // SAFETY: the CPU has AVX2 and FMA (checked above); `out` is
             // the caller's row, of which these heads' parts are ours.
@@ -139,8 +161,8 @@ pub(super) fn attend_tile(
     shape: Shape,
     q: &[f32],
     rows: usize,
-    keys: &[f32],
-    values: &[f32],
+    keys: &[u16],
+    values: &[u16],
     n: usize,
     out: *mut f32,
 ) {
@@ -155,6 +177,7 @@ pub(super) fn attend_tile(
         if shape.head_dim.is_multiple_of(LANES)
             && std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
         {
             // SAFETY: the CPU has AVX2 and FMA (checked above); `out`
             // points at the tile's rows, which are the caller's.
@@ -191,8 +214,8 @@ fn attend_portable(
     shape: Shape,
     heads: Heads,
     q: &[f32],
-    keys: &[f32],
-    values: &[f32],
+    keys: &[u16],
+    values: &[u16],
     n: usize,
     out: *mut f32,
 ) {
@@ -215,7 +238,7 @@ fn attend_portable(
             let mut acc = [0f32; LANES];
             for (qc, kc) in qh.chunks(LANES).zip(kj.chunks(LANES)) {
                 for l in 0..qc.len() {
-                    acc[l] = fma(qc[l], kc[l], acc[l]);
+                    acc[l] = fma(qc[l], f32_of(kc[l]), acc[l]);
                 }
             }
             *score = tree_sum(&mut acc) * scale;
@@ -225,7 +248,7 @@ fn attend_portable(
         for (j, p) in scores.iter().enumerate() {
             let vj = &values[j * kv_dim + kvh * hd..][..hd];
             for (acc, v) in lanes.iter_mut().zip(vj) {
-                acc[j % LANES] = fma(*p, *v, acc[j % LANES]);
+                acc[j % LANES] = fma(*p, f32_of(*v), acc[j % LANES]);
             }
         }
         // SAFETY: `attend`'s caller owns head h's part of the row.
@@ -246,6 +269,26 @@ use avx2 as x86;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bits(x: f32) -> u16 {
+        half::f16::from_f32(x).to_bits()
+    }
+
+    #[test]
+    fn cached_f16_values_are_the_rounded_values() {
+        let xs: Vec<f32> = (0..1003)
+            .map(|i| (i as f32 - 500.0) * 0.013_7 + 1e-7)
+            .chain([65504.0, 70000.0, -1e-8, 0.0, 1.000_244_1])
+            .collect();
+        let mut cached = vec![7u16];
+        push_f16(&xs, &mut cached);
+        assert_eq!(cached.len(), xs.len() + 1);
+        let mut rounded = xs.clone();
+        round_f16(&mut rounded);
+        for (c, r) in cached[1..].iter().zip(&rounded) {
+            assert_eq!(f32_of(*c).to_bits(), r.to_bits());
+        }
+    }
 
     #[test]
     fn vector_f16_rounding_equals_scalar() {
@@ -280,8 +323,8 @@ mod tests {
         ] {
             let last = n + rows - 1;
             let q: Vec<f32> = (0..rows * width).map(|i| val(i, 7)).collect();
-            let keys: Vec<f32> = (0..last * kv_dim).map(|i| f16r(val(i, 13))).collect();
-            let values: Vec<f32> = (0..last * kv_dim).map(|i| f16r(val(i, 31))).collect();
+            let keys: Vec<u16> = (0..last * kv_dim).map(|i| bits(val(i, 13))).collect();
+            let values: Vec<u16> = (0..last * kv_dim).map(|i| bits(val(i, 31))).collect();
             let mut tiled = vec![0f32; rows * width];
             attend_tile(shape, &q, rows, &keys, &values, n, tiled.as_mut_ptr());
             for i in 0..rows {
@@ -316,8 +359,8 @@ mod tests {
         for n in [1, 2, 8, 17, 40, 67] {
             let val = |i: usize, m: usize| ((i * m) % 97) as f32 / 50.0 - 1.0;
             let q: Vec<f32> = (0..6 * 32).map(|i| val(i, 7)).collect();
-            let keys: Vec<f32> = (0..n * kv_dim).map(|i| f16r(val(i, 13))).collect();
-            let values: Vec<f32> = (0..n * kv_dim).map(|i| f16r(val(i, 31))).collect();
+            let keys: Vec<u16> = (0..n * kv_dim).map(|i| bits(val(i, 13))).collect();
+            let values: Vec<u16> = (0..n * kv_dim).map(|i| bits(val(i, 31))).collect();
             let (mut a, mut b) = (vec![0f32; 6 * 32], vec![0f32; 6 * 32]);
             attend(shape, Heads::ALL, &q, &keys, &values, n, a.as_mut_ptr());
             attend_portable(shape, Heads::ALL, &q, &keys, &values, n, b.as_mut_ptr());
@@ -331,7 +374,10 @@ mod tests {
             assert_eq!(a, b, "n = {n}");
             if n == 1 {
                 // One position: the output is its value (weight 1).
-                assert_eq!(&a[..32], &values[..32]);
+                assert_eq!(
+                    a[..32].to_vec(),
+                    values[..32].iter().map(|b| f32_of(*b)).collect::<Vec<_>>()
+                );
             }
         }
     }
