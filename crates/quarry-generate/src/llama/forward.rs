@@ -154,15 +154,25 @@ impl LlamaModel {
                     };
                     // SAFETY: `attn` outlives the section, and each member
                     // writes only its heads.
-                    attention::attend(shape, heads, &q[..dim], keys, values, pos[0] + 1, out.ptr());
+                    attention::attend_rows(
+                        shape,
+                        heads,
+                        &q[..dim],
+                        1,
+                        keys,
+                        values,
+                        pos[0] + 1,
+                        out.ptr(),
+                    );
                     return;
                 }
                 // More: the members take tiles in turn (a decoding
                 // sequence's row is a tile of one).
                 for &(r, rows) in tiles.iter().skip(member).step_by(size) {
                     let (keys, values) = caches[owner[r]];
-                    attention::attend_tile(
+                    attention::attend_rows(
                         shape,
+                        attention::Heads::ALL,
                         &q[r * dim..(r + rows) * dim],
                         rows,
                         keys,

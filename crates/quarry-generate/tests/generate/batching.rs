@@ -9,28 +9,10 @@ use std::sync::Arc;
 
 use quarry_generate::llama::BatchStep;
 use quarry_generate::{
-    find_gguf, Event, FinishReason, GenerateConfig, GenerateError, GenerateQueue, LlamaModel,
-    Message, SamplingParams,
+    Event, FinishReason, GenerateConfig, GenerateError, GenerateQueue, LlamaModel, Message,
 };
-use quarry_models::{ModelCache, DEFAULT_GENERATE_MODEL};
 
-fn path() -> std::path::PathBuf {
-    let dir = ModelCache::from_env()
-        .fetch(
-            &DEFAULT_GENERATE_MODEL.parse().unwrap(),
-            &quarry_generate::GGUF_FILES,
-        )
-        .unwrap();
-    find_gguf(&dir).unwrap()
-}
-
-fn greedy(max: usize) -> SamplingParams {
-    SamplingParams {
-        temperature: 0.0,
-        max_new_tokens: max,
-        ..Default::default()
-    }
-}
+use crate::{greedy, path};
 
 /// Prompts of very different lengths (8 to about 700 tokens).
 fn questions() -> Vec<String> {

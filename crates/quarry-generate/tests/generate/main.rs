@@ -14,3 +14,26 @@ mod greedy;
 mod queue;
 mod stream;
 mod tokenizer;
+
+use quarry_generate::{find_gguf, SamplingParams};
+use quarry_models::{ModelCache, DEFAULT_GENERATE_MODEL};
+
+/// The default generation model's GGUF file, fetched into the cache.
+fn path() -> std::path::PathBuf {
+    let dir = ModelCache::from_env()
+        .fetch(
+            &DEFAULT_GENERATE_MODEL.parse().unwrap(),
+            &quarry_generate::GGUF_FILES,
+        )
+        .unwrap();
+    find_gguf(&dir).unwrap()
+}
+
+/// Greedy sampling of up to `max` tokens.
+fn greedy(max: usize) -> SamplingParams {
+    SamplingParams {
+        temperature: 0.0,
+        max_new_tokens: max,
+        ..Default::default()
+    }
+}

@@ -4,21 +4,11 @@
 //! whose reader went away does not hold the thread (not even through a
 //! long prefill).
 
+use crate::{greedy, path};
 use quarry_generate::{
-    find_gguf, Event, FinishReason, GenerateConfig, GenerateError, GenerateQueue, LlamaModel,
-    Message, SamplingParams,
+    Event, FinishReason, GenerateConfig, GenerateError, GenerateQueue, LlamaModel, Message,
+    SamplingParams,
 };
-use quarry_models::{ModelCache, DEFAULT_GENERATE_MODEL};
-
-fn path() -> std::path::PathBuf {
-    let dir = ModelCache::from_env()
-        .fetch(
-            &DEFAULT_GENERATE_MODEL.parse().unwrap(),
-            &quarry_generate::GGUF_FILES,
-        )
-        .unwrap();
-    find_gguf(&dir).unwrap()
-}
 
 /// A queue of `capacity` waiting requests, decoding `batch` at once.
 fn config(capacity: usize, batch: usize) -> GenerateConfig {
@@ -26,14 +16,6 @@ fn config(capacity: usize, batch: usize) -> GenerateConfig {
         queue_capacity: capacity,
         batch,
         ..GenerateConfig::default()
-    }
-}
-
-fn greedy(max: usize) -> SamplingParams {
-    SamplingParams {
-        temperature: 0.0,
-        max_new_tokens: max,
-        ..Default::default()
     }
 }
 

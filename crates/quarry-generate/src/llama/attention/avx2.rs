@@ -180,10 +180,12 @@ pub(super) fn reduce_classes(classes: &mut [f32], hd: usize) {
 }
 
 /// # Safety
-/// As `super::attend_tile`'s `out`.
+/// As `super::attend_rows`'s `out`; the CPU has AVX2, FMA and F16C.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn attend_tile(
+pub(super) unsafe fn attend_rows(
     shape: Shape,
+    heads: Heads,
     q: &[f32],
     rows: usize,
     keys: &[u16],
@@ -207,7 +209,7 @@ pub(super) unsafe fn attend_tile(
     let mut qs = vec![0f32; rows * hd];
     let mut scores = vec![0f32; rows * last];
     let mut classes = vec![0f32; rows * LANES * hd];
-    for h in 0..n_head {
+    for h in (heads.first..n_head).step_by(heads.step) {
         let kvh = h / group;
         let offset = kvh * hd;
         for i in 0..rows {
@@ -271,91 +273,5 @@ pub(super) unsafe fn attend_tile(
             // SAFETY: the caller owns the tile's rows.
             unsafe { head_out(out.add(i * width), h, hd) }.copy_from_slice(&c[..hd]);
         }
-    }
-}
-
-/// # Safety
-/// As `super::attend`'s `out`.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn attend(
-    shape: Shape,
-    heads: Heads,
-    q: &[f32],
-    keys: &[u16],
-    values: &[u16],
-    n: usize,
-    out: *mut f32,
-) {
-    let Shape {
-        n_head,
-        n_head_kv,
-        head_dim: hd,
-    } = shape;
-    let kv_dim = n_head_kv * hd;
-    let group = n_head / n_head_kv;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let mut scores = vec![0f32; n];
-    // Lane class L (positions j with j % 16 == L) keeps a running
-    // weighted sum over the head dimension.
-    let mut classes = vec![0f32; LANES * hd];
-    let mut qh = vec![0f32; hd];
-    assert!(keys.len() >= n * kv_dim && values.len() >= n * kv_dim);
-    assert!(q.len() >= n_head * hd);
-    for h in (heads.first..n_head).step_by(heads.step) {
-        let kvh = h / group;
-        qh.copy_from_slice(&q[h * hd..(h + 1) * hd]);
-        super::round_f16(&mut qh);
-        // Eight positions at a time: their 16-lane sums are transposed
-        // so that the pairwise reduction runs on all eight at once
-        // (the same additions per position as `tree16`).
-        let mut j = 0;
-        while j + 8 <= n {
-            let mut s8 = [_mm256_setzero_ps(); 8];
-            for (p, s) in s8.iter_mut().enumerate() {
-                // SAFETY: as below.
-                let (lo, hi) = unsafe { dot16(&qh, &keys[(j + p) * kv_dim + kvh * hd..][..hd]) };
-                *s = _mm256_add_ps(lo, hi);
-            }
-            let t = transpose8(s8);
-            let s4 = [0, 1, 2, 3].map(|i| _mm256_add_ps(t[i], t[i + 4]));
-            let s2 = [_mm256_add_ps(s4[0], s4[2]), _mm256_add_ps(s4[1], s4[3])];
-            let s1 = _mm256_mul_ps(_mm256_add_ps(s2[0], s2[1]), _mm256_set1_ps(scale));
-            // SAFETY: positions j..j+8 are below n = scores.len().
-            unsafe { _mm256_storeu_ps(scores.as_mut_ptr().add(j), s1) };
-            j += 8;
-        }
-        for (j, score) in scores.iter_mut().enumerate().skip(j) {
-            // SAFETY: as below.
-            let (lo, hi) = unsafe { dot16(&qh, &keys[j * kv_dim + kvh * hd..][..hd]) };
-            *score = tree16(lo, hi) * scale;
-        }
-        softmax_f16(&mut scores);
-        classes.fill(0.0);
-        for (j, p) in scores.iter().enumerate() {
-            let vj = &values[j * kv_dim + kvh * hd..][..hd];
-            let acc = &mut classes[(j % LANES) * hd..][..hd];
-            let pv = _mm256_set1_ps(*p);
-            // SAFETY: `vj` and `acc` hold `hd` floats, a multiple of 8.
-            unsafe {
-                for d in (0..hd).step_by(8) {
-                    let a = _mm256_loadu_ps(acc.as_ptr().add(d));
-                    let v = _mm256_cvtph_ps(_mm_loadu_si128(vj.as_ptr().add(d).cast()));
-                    _mm256_storeu_ps(acc.as_mut_ptr().add(d), _mm256_fmadd_ps(pv, v, a));
-                }
-            }
-        }
-        // Pairwise over the 16 classes, vectorised over the dimension.
-        let mut width = LANES / 2;
-        while width > 0 {
-            for i in 0..width {
-                let (dst, src) = classes.split_at_mut((i + width) * hd);
-                for (a, b) in dst[i * hd..(i + 1) * hd].iter_mut().zip(&src[..hd]) {
-                    *a += *b;
-                }
-            }
-            width /= 2;
-        }
-        // SAFETY: the caller owns head h's part of the row.
-        unsafe { head_out(out, h, hd) }.copy_from_slice(&classes[..hd]);
     }
 }

@@ -98,41 +98,6 @@ impl Heads {
     pub(super) const ALL: Heads = Heads { first: 0, step: 1 };
 }
 
-/// Attention of query `q` over the first `n` cached positions of `keys`
-/// and `values` (position-major, `n_head_kv * head_dim` each), for the
-/// given heads, written to their parts of `out` (the whole row's pointer:
-/// calls for other heads may write the other parts concurrently).
-pub(super) fn attend(
-    shape: Shape,
-    heads: Heads,
-    q: &[f32],
-    keys: &[u16],
-    values: &[u16],
-    n: usize,
-    out: *mut f32,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if shape.head_dim.is_multiple_of(LANES) && has_avx512() {
-            // SAFETY: the CPU has the features (checked above); `out` is
-            // the caller's row, of which these heads' parts are ours.
-            unsafe { avx512::attend_rows(shape, heads, q, 1, keys, values, n, out) };
-            return;
-        }
-        if shape.head_dim.is_multiple_of(LANES)
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
-            // SAFETY: the CPU has AVX2 and FMA (checked above); `out` is
-            // the caller's row, of which these heads' parts are ours.
-            unsafe { x86::attend(shape, heads, q, keys, values, n, out) };
-            return;
-        }
-    }
-    attend_portable(shape, heads, q, keys, values, n, out);
-}
-
 /// Whether this CPU runs the AVX-512 kernel (checked once).
 #[cfg(target_arch = "x86_64")]
 fn has_avx512() -> bool {
@@ -150,15 +115,20 @@ fn has_avx512() -> bool {
 /// read once for this many prompt rows instead of once per row.
 pub(super) const TILE: usize = 16;
 
-/// Attention of `rows` consecutive prompt rows of one sequence (row `i`
-/// at `q[i * n_head * head_dim..]`, attending over the first `n + i`
-/// cached positions), every head, each written to its row of `out`
-/// (rows of `n_head * head_dim`). The same bits as [`attend`] row by row:
-/// every score, softmax and weighted sum is computed in the same order;
-/// only the loops are turned so that each key and value meets the whole
-/// tile while it is in cache.
-pub(super) fn attend_tile(
+/// Attention of `rows` consecutive rows of one sequence (row `i` at
+/// `q[i * n_head * head_dim..]`, attending over the first `n + i` cached
+/// positions of `keys` and `values`, position-major, `n_head_kv *
+/// head_dim` each), for the given heads, each written to its part of its
+/// row of `out` (rows of `n_head * head_dim`; calls for other heads may
+/// write the other parts concurrently). One decoding row is `rows = 1`;
+/// a prompt's rows go as tiles, whose kernels turn the loops so that each
+/// key and value meets the whole tile while it is in cache. Every score,
+/// softmax and weighted sum is computed in the same order in every
+/// kernel, so each row gets the bits of [`attend_portable`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attend_rows(
     shape: Shape,
+    heads: Heads,
     q: &[f32],
     rows: usize,
     keys: &[u16],
@@ -170,8 +140,9 @@ pub(super) fn attend_tile(
     {
         if shape.head_dim.is_multiple_of(LANES) && has_avx512() {
             // SAFETY: the CPU has the features (checked above); `out`
-            // points at the tile's rows, which are the caller's.
-            unsafe { avx512::attend_rows(shape, Heads::ALL, q, rows, keys, values, n, out) };
+            // points at the caller's rows, of which these heads' parts are
+            // ours.
+            unsafe { avx512::attend_rows(shape, heads, q, rows, keys, values, n, out) };
             return;
         }
         if shape.head_dim.is_multiple_of(LANES)
@@ -179,9 +150,9 @@ pub(super) fn attend_tile(
             && std::arch::is_x86_feature_detected!("fma")
             && std::arch::is_x86_feature_detected!("f16c")
         {
-            // SAFETY: the CPU has AVX2 and FMA (checked above); `out`
-            // points at the tile's rows, which are the caller's.
-            unsafe { x86::attend_tile(shape, q, rows, keys, values, n, out) };
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked above);
+            // `out` as above.
+            unsafe { x86::attend_rows(shape, heads, q, rows, keys, values, n, out) };
             return;
         }
     }
@@ -189,12 +160,12 @@ pub(super) fn attend_tile(
     for i in 0..rows {
         attend_portable(
             shape,
-            Heads::ALL,
+            heads,
             &q[i * width..(i + 1) * width],
             keys,
             values,
             n + i,
-            // SAFETY: row i of the caller's tile.
+            // SAFETY: row i of the caller's rows.
             unsafe { out.add(i * width) },
         );
     }
@@ -326,11 +297,20 @@ mod tests {
             let keys: Vec<u16> = (0..last * kv_dim).map(|i| bits(val(i, 13))).collect();
             let values: Vec<u16> = (0..last * kv_dim).map(|i| bits(val(i, 31))).collect();
             let mut tiled = vec![0f32; rows * width];
-            attend_tile(shape, &q, rows, &keys, &values, n, tiled.as_mut_ptr());
+            attend_rows(
+                shape,
+                Heads::ALL,
+                &q,
+                rows,
+                &keys,
+                &values,
+                n,
+                tiled.as_mut_ptr(),
+            );
             for i in 0..rows {
                 let mut one = vec![0f32; width];
                 let row = &q[i * width..(i + 1) * width];
-                attend(
+                attend_portable(
                     shape,
                     Heads::ALL,
                     row,
@@ -362,13 +342,13 @@ mod tests {
             let keys: Vec<u16> = (0..n * kv_dim).map(|i| bits(val(i, 13))).collect();
             let values: Vec<u16> = (0..n * kv_dim).map(|i| bits(val(i, 31))).collect();
             let (mut a, mut b) = (vec![0f32; 6 * 32], vec![0f32; 6 * 32]);
-            attend(shape, Heads::ALL, &q, &keys, &values, n, a.as_mut_ptr());
+            attend_rows(shape, Heads::ALL, &q, 1, &keys, &values, n, a.as_mut_ptr());
             attend_portable(shape, Heads::ALL, &q, &keys, &values, n, b.as_mut_ptr());
             // Heads split in two calls give the same row.
             let mut c = vec![0f32; 6 * 32];
             for first in 0..2 {
                 let heads = Heads { first, step: 2 };
-                attend(shape, heads, &q, &keys, &values, n, c.as_mut_ptr());
+                attend_rows(shape, heads, &q, 1, &keys, &values, n, c.as_mut_ptr());
             }
             assert_eq!(a, c, "n = {n}");
             assert_eq!(a, b, "n = {n}");
