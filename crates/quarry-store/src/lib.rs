@@ -28,6 +28,7 @@
 mod collections;
 mod documents;
 mod error;
+mod footprint;
 mod keys;
 mod oplog;
 mod records;
@@ -38,6 +39,7 @@ use std::sync::Mutex;
 
 pub use collections::StoredCollection;
 pub use documents::{DeleteOutcome, UpsertOutcome};
+pub use footprint::{Footprint, TreeFootprint};
 // The document shapes live in quarry-core (every storage backend shares
 // them); re-exported for the store's callers.
 pub use error::StoreError;
@@ -57,6 +59,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// How long [`Store::open`] waits for a lock held by a store this process
 /// just dropped.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// sled's page cache. Its default is 1 GiB, which a rebuild's scan of every
+/// vector fills and keeps: at a million chunks that was a third of the
+/// server's memory. The hot reads after a start (the chunks of search hits,
+/// documents being replaced) fit in far less.
+const CACHE_BYTES: u64 = 256 << 20;
 
 /// The sled-backed store. Cheap to share behind an `Arc`; all methods take
 /// `&self`.
@@ -102,7 +110,11 @@ impl Store {
         // outlasts it and is reported.
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         let db = loop {
-            match sled::Config::new().path(&path).open() {
+            match sled::Config::new()
+                .path(&path)
+                .cache_capacity(CACHE_BYTES)
+                .open()
+            {
                 Ok(db) => break db,
                 Err(e)
                     if e.to_string().contains("could not acquire lock")

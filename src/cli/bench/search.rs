@@ -87,7 +87,7 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
     };
     let build_dir = dir.clone();
     let (data, chunks, model) = (args.data.clone(), args.chunks, args.model.clone());
-    let build_secs =
+    let (build_secs, footprint) =
         tokio::task::spawn_blocking(move || build(&build_dir, &data, chunks, &model)).await??;
     let queries = super::read_texts(&args.data.join("queries.jsonl"))?;
     anyhow::ensure!(!queries.is_empty(), "no queries in {}", args.data.display());
@@ -257,6 +257,18 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
         "quarry_rss_mib": quarry_rss,
         "qdrant_rss_mib": qdrant_rss,
         "build_store_seconds": build_secs,
+        "store_on_disk_bytes": footprint.on_disk,
+        "store_held_bytes": footprint.held(),
+        "store_trees": footprint
+            .trees
+            .iter()
+            .map(|t| json!({
+                "tree": t.name,
+                "entries": t.entries,
+                "key_bytes": t.key_bytes,
+                "value_bytes": t.value_bytes,
+            }))
+            .collect::<Vec<_>>(),
         "first_start_seconds": first_start.as_secs_f64(),
         "restart_seconds": restart.as_secs_f64(),
         "restart_to_first_answer_seconds": first_answer.as_secs_f64(),
@@ -284,6 +296,19 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
             qdrant_rss.map_or(String::new(), |m| format!(
                 ", Qdrant nodes {m:.0} MiB in all"
             ))
+        );
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        let trees: Vec<String> = footprint
+            .trees
+            .iter()
+            .filter(|t| t.entries > 0)
+            .map(|t| format!("{} {:.2}", t.name, gib(t.key_bytes + t.value_bytes)))
+            .collect();
+        println!(
+            "store: {:.2} GiB on disk (sled), holding {:.2} GiB of keys and values ({})",
+            gib(footprint.on_disk),
+            gib(footprint.held()),
+            trees.join(", ")
         );
         println!(
             "first start on the data directory (builds the indexes from the store when it has none): {:.2} s",
@@ -336,7 +361,14 @@ fn perturbed(v: &[f32], seed: u64) -> Vec<f32> {
 
 /// Builds the collection in `dir`'s store unless it is there; returns the
 /// seconds spent.
-fn build(dir: &Path, data: &Path, chunks: usize, model: &str) -> anyhow::Result<f64> {
+/// Builds (or reuses) the store, returning the seconds it took and what the
+/// store holds against its size on disk.
+fn build(
+    dir: &Path,
+    data: &Path,
+    chunks: usize,
+    model: &str,
+) -> anyhow::Result<(f64, quarry_store::Footprint)> {
     let started = Instant::now();
     let store = Store::open(dir.join("store"))?;
     let name = CollectionName::parse(COLLECTION)?;
@@ -348,7 +380,7 @@ fn build(dir: &Path, data: &Path, chunks: usize, model: &str) -> anyhow::Result<
             existing.chunk_count
         );
         eprintln!("reusing the collection in {}", dir.display());
-        return Ok(0.0);
+        return Ok((0.0, store.footprint()?));
     }
     let corpus_path = data.join("corpus.jsonl");
     let mut passages = Vec::new();
@@ -413,7 +445,8 @@ fn build(dir: &Path, data: &Path, chunks: usize, model: &str) -> anyhow::Result<
     }
     eprintln!();
     store.flush()?;
-    Ok(started.elapsed().as_secs_f64())
+    let secs = started.elapsed().as_secs_f64();
+    Ok((secs, store.footprint()?))
 }
 
 /// Percentiles of one run's latencies.
