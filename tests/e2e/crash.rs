@@ -571,8 +571,8 @@ async fn damaged_indexes_are_rebuilt(data: &Path, model: &mut Model) {
                 let data = std::fs::read_dir(dense.join(current.trim()))
                     .unwrap()
                     .map(|e| e.unwrap().path())
-                    .find(|p| p.to_string_lossy().ends_with(".hnsw.data"))
-                    .expect("a graph data file");
+                    .find(|p| p.to_string_lossy().ends_with("vectors.f32"))
+                    .expect("the graph's vectors file");
                 let len = std::fs::metadata(&data).unwrap().len();
                 let f = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
                 f.set_len(len / 2).unwrap();

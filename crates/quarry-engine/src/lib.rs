@@ -1,5 +1,5 @@
 //! The pipeline that the server and the command line drive: it owns the
-//! storage (behind [`storage::Storage`]; sled + hnsw_rs + tantivy by
+//! storage (behind [`storage::Storage`]; sled + HNSW + tantivy by
 //! default), the embedder and the generator, and exposes each capability
 //! as one async call.
 //!

@@ -1,60 +1,68 @@
-//! The dense index on disk: hnsw_rs's graph and data dumps plus a small
-//! manifest, replaced atomically.
+//! The dense index on disk: the graph's arrays, each in its own file, and
+//! a small manifest, replaced atomically.
 //!
 //! Each checkpoint is a new directory `ckpt-<seq>-<nanos>` holding
-//! `graph.hnsw.graph`, `graph.hnsw.data` and `meta.json`; every file and the
-//! directory are fsynced, and only then does the `CURRENT` file (itself
-//! written to a temporary name, fsynced and renamed) start naming it. A crash
-//! at any point leaves `CURRENT` naming either the old checkpoint or the new
-//! one, both complete. Older directories are removed afterwards.
+//! `vectors.f32`, `ids.u64`, `levels.u8`, `links0.u32`, `upper.u32`,
+//! `extra.u32` (the graph's arrays as they are in memory, little-endian;
+//! see [`crate::hnsw`]) and `meta.json`; every file and the directory are
+//! fsynced, and only then does the `CURRENT` file (itself written to a
+//! temporary name, fsynced and renamed) start naming it. A crash at any
+//! point leaves `CURRENT` naming either the old checkpoint or the new one,
+//! both complete. Older directories are removed afterwards.
 //!
-//! hnsw_rs's loader asserts on bad input, and on a truncated file it ends
-//! the process (`std::process::exit`), instead of returning errors. So the
-//! manifest records each dump file's length and CRC-32, checked before
-//! hnsw_rs sees the files, and loading runs under `catch_unwind`; any
-//! failure is reported as [`IndexError::Damaged`], which recovery answers
-//! with a rebuild.
+//! Loading reads each file once into its array, checking its length and
+//! CRC-32 against the manifest as it goes, then checks every link
+//! ([`Graph::from_parts`]): a restart is a sequential read, not a
+//! re-insertion. Any mismatch is [`IndexError::Damaged`], which recovery
+//! answers with a rebuild from the store; so is a checkpoint of an older
+//! format (format 2 was hnsw_rs's dump).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
-use hnsw_rs::hnswio::HnswIo;
-use hnsw_rs::prelude::{AnnT, DistDot, Hnsw};
 use quarry_core::CollectionSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::dense::DenseIndex;
+use crate::distance::Metric;
+use crate::hnsw::{Graph, Rows, Shape};
 use crate::IndexError;
+
+#[cfg(target_endian = "big")]
+compile_error!("checkpoints are the in-memory arrays, written little-endian");
 
 const CURRENT: &str = "CURRENT";
 const META: &str = "meta.json";
-const BASENAME: &str = "graph";
-/// 2: the manifest lists the dump files' lengths and checksums.
-const FORMAT: u32 = 2;
+/// 3: Quarry's own graph arrays (2 was hnsw_rs's dump).
+const FORMAT: u32 = 3;
 
-/// What a checkpoint directory holds besides the graph.
+/// What a checkpoint directory holds besides the arrays.
 #[derive(Debug, Serialize, Deserialize)]
 struct Manifest {
     format: u32,
     /// The op-log sequence number the checkpoint contains.
     seq: u64,
-    /// hnsw_rs's basename of the dump (it may pick another than asked).
-    basename: String,
     /// Points in the graph, live and deleted.
     points: usize,
     /// Vector dimension (0 for an empty graph).
     dimension: usize,
+    /// The graph's M and ef_construction.
+    m: usize,
+    ef_construction: usize,
+    /// The entry point's slot.
+    entry: u32,
     /// Points deleted since the graph was built.
     tombstones: Vec<u64>,
-    /// The dump files, as written.
+    /// Slots added since the graph's last repair.
+    recent: Vec<u32>,
+    /// The array files, as written.
     files: Vec<FileCheck>,
 }
 
-/// A file's length and checksum, to refuse a damaged file before hnsw_rs
-/// reads it.
+/// A file's length and checksum, to refuse a damaged file.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct FileCheck {
     name: String,
@@ -62,60 +70,122 @@ struct FileCheck {
     crc32: u32,
 }
 
-impl FileCheck {
-    fn of(path: &Path) -> Result<Self, IndexError> {
-        let mut f = File::open(path).map_err(IndexError::io(path))?;
-        let mut hasher = crc32fast::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut bytes = 0u64;
-        loop {
-            let n = f.read(&mut buf).map_err(IndexError::io(path))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            bytes += n as u64;
-        }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Ok(Self {
-            name,
-            bytes,
-            crc32: hasher.finalize(),
-        })
-    }
+/// The array files, in the manifest's order.
+const FILES: [&str; 6] = [
+    "vectors.f32",
+    "ids.u64",
+    "levels.u8",
+    "links0.u32",
+    "upper.u32",
+    "extra.u32",
+];
 
-    /// Checks the file of this name in `dir` against the recorded one.
-    fn verify(&self, dir: &Path) -> Result<(), IndexError> {
-        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+/// Writes `bytes` (in pieces) to `dir/name`, fsynced, and returns its
+/// check.
+fn write_file<P: AsRef<[u8]>>(
+    dir: &Path,
+    name: &str,
+    pieces: impl Iterator<Item = P>,
+) -> Result<FileCheck, IndexError> {
+    let path = dir.join(name);
+    let file = File::create(&path).map_err(IndexError::io(&path))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = crc32fast::Hasher::new();
+    let mut bytes = 0u64;
+    for piece in pieces {
+        let piece = piece.as_ref();
+        hasher.update(piece);
+        bytes += piece.len() as u64;
+        out.write_all(piece).map_err(IndexError::io(&path))?;
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| IndexError::io(&path)(e.into_error()))?;
+    file.sync_all().map_err(IndexError::io(&path))?;
+    Ok(FileCheck {
+        name: name.to_owned(),
+        bytes,
+        crc32: hasher.finalize(),
+    })
+}
+
+/// Atomic words as bytes, a block at a time.
+fn words(list: &[AtomicU32]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    list.chunks(1 << 16).map(|block| {
+        let plain: Vec<u32> = block.iter().map(|w| w.load(Relaxed)).collect();
+        bytemuck::cast_slice(&plain).to_vec()
+    })
+}
+
+impl FileCheck {
+    /// Opens this file of `dir`, refusing another name than `expect` or a
+    /// length other than the manifest's (or not a whole number of `unit`s).
+    fn open(&self, dir: &Path, expect: &str, unit: u64) -> Result<(File, PathBuf), IndexError> {
+        if self.name != expect {
             return Err(IndexError::damaged(
                 dir,
-                format!("the manifest names {:?}", self.name),
+                format!(
+                    "the manifest names {:?} where {expect:?} belongs",
+                    self.name
+                ),
             ));
         }
         let path = dir.join(&self.name);
-        let len = fs::metadata(&path)
-            .map_err(|e| IndexError::damaged(&path, e.to_string()))?
-            .len();
-        if len != self.bytes {
+        let opened = File::open(&path).and_then(|f| f.metadata().map(|m| (f, m.len())));
+        let (f, len) = opened.map_err(|e| IndexError::damaged(&path, e.to_string()))?;
+        if len != self.bytes || !len.is_multiple_of(unit) {
             return Err(IndexError::damaged(
                 &path,
                 format!("is {len} bytes; the manifest says {}", self.bytes),
             ));
         }
-        let found = Self::of(&path).map_err(|e| IndexError::damaged(&path, e.to_string()))?;
-        if found.crc32 != self.crc32 {
-            return Err(IndexError::damaged(
-                &path,
-                format!(
-                    "CRC-32 {:08x}; the manifest says {:08x}",
-                    found.crc32, self.crc32
-                ),
-            ));
+        Ok((f, path))
+    }
+
+    /// Refuses a checksum other than the manifest's.
+    fn check_crc(&self, path: &Path, crc: u32) -> Result<(), IndexError> {
+        if crc == self.crc32 {
+            Ok(())
+        } else {
+            Err(IndexError::damaged(
+                path,
+                format!("CRC-32 {crc:08x}; the manifest says {:08x}", self.crc32),
+            ))
         }
-        Ok(())
+    }
+
+    /// Checks this file of `dir` (name, length, checksum) by reading it
+    /// through a small buffer, then maps it as rows of `dim` floats.
+    fn map_rows(&self, dir: &Path, expect: &str, dim: usize) -> Result<Rows, IndexError> {
+        let (mut f, path) = self.open(dir, expect, 4)?;
+        let damaged = |e: std::io::Error| IndexError::damaged(&path, e.to_string());
+        let mut hasher = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; 1 << 22];
+        loop {
+            let n = f.read(&mut buf).map_err(damaged)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        self.check_crc(&path, hasher.finalize())?;
+        Rows::map(&path, dim).map_err(damaged)
+    }
+
+    /// Reads this file of `dir` whole into an array of `T`, refusing a
+    /// length or checksum other than the manifest's.
+    fn read<T: bytemuck::Pod>(&self, dir: &Path, expect: &str) -> Result<Vec<T>, IndexError> {
+        let size = std::mem::size_of::<T>() as u64;
+        let (mut f, path) = self.open(dir, expect, size)?;
+        let mut out: Vec<T> = vec![T::zeroed(); (self.bytes / size) as usize];
+        let mut hasher = crc32fast::Hasher::new();
+        for block in bytemuck::cast_slice_mut::<T, u8>(&mut out).chunks_mut(1 << 22) {
+            f.read_exact(block)
+                .map_err(|e| IndexError::damaged(&path, e.to_string()))?;
+            hasher.update(block);
+        }
+        self.check_crc(&path, hasher.finalize())?;
+        Ok(out)
     }
 }
 
@@ -137,12 +207,6 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), IndexError> {
         .map_err(IndexError::io(dir))
 }
 
-fn sync_file(path: &Path) -> Result<(), IndexError> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(IndexError::io(path))
-}
-
 /// Saves `index` as the checkpoint of `dir` at `seq`.
 pub fn save(index: &DenseIndex, dir: &Path, seq: u64) -> Result<(), IndexError> {
     fs::create_dir_all(dir).map_err(IndexError::io(dir))?;
@@ -155,29 +219,43 @@ pub fn save(index: &DenseIndex, dir: &Path, seq: u64) -> Result<(), IndexError> 
     fs::create_dir(&path).map_err(IndexError::io(&path))?;
 
     let graph = index.graph();
-    let points = graph.get_nb_point();
-    let mut files = Vec::new();
-    let basename = if points == 0 {
-        // hnsw_rs cannot dump a graph without an entry point.
-        String::new()
-    } else {
-        let basename = graph
-            .file_dump(&path, BASENAME)
-            .map_err(|e| IndexError::damaged(&path, format!("hnsw_rs dump failed: {e}")))?;
-        for ext in ["hnsw.graph", "hnsw.data"] {
-            let file = path.join(format!("{basename}.{ext}"));
-            sync_file(&file)?;
-            files.push(FileCheck::of(&file)?);
-        }
-        basename
-    };
+    let parts = graph.parts();
+    let extra: Vec<u32> = parts.extra.iter().flat_map(|&(a, b)| [a, b]).collect();
+    let files = vec![
+        write_file(
+            &path,
+            FILES[0],
+            parts
+                .vectors
+                .iter()
+                .flat_map(|piece| piece.chunks(1 << 20))
+                .map(bytemuck::cast_slice),
+        )?,
+        write_file(
+            &path,
+            FILES[1],
+            std::iter::once(bytemuck::cast_slice(parts.ids)),
+        )?,
+        write_file(&path, FILES[2], std::iter::once(parts.levels))?,
+        write_file(&path, FILES[3], words(parts.links0))?,
+        write_file(&path, FILES[4], words(parts.upper))?,
+        write_file(
+            &path,
+            FILES[5],
+            std::iter::once(bytemuck::cast_slice(&extra)),
+        )?,
+    ];
+    let shape = graph.shape();
     let manifest = Manifest {
         format: FORMAT,
         seq,
-        basename,
-        points,
-        dimension: index.dimension(),
+        points: graph.len(),
+        dimension: shape.dim,
+        m: shape.m,
+        ef_construction: shape.ef_construction,
+        entry: graph.entry().map_or(0, |(e, _)| e),
         tombstones: index.tombstones().collect(),
+        recent: index.recent().to_vec(),
         files,
     };
     let json = serde_json::to_vec(&manifest).expect("a manifest serialises");
@@ -226,83 +304,60 @@ pub fn load(
     let path = dir.join(name.trim());
     let meta = path.join(META);
     let raw = fs::read(&meta).map_err(|e| IndexError::damaged(&meta, e.to_string()))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&raw).map_err(|e| IndexError::damaged(&meta, e.to_string()))?;
-    if manifest.format != FORMAT {
-        return Err(IndexError::damaged(
-            &meta,
-            format!("format {} (this build reads {FORMAT})", manifest.format),
-        ));
-    }
-    let tombstones: HashSet<u64> = manifest.tombstones.iter().copied().collect();
-    if manifest.points == 0 {
-        return Ok(Some((DenseIndex::new(settings, 0), manifest.seq)));
-    }
-    if manifest.files.len() != 2 {
+    let format = serde_json::from_slice::<serde_json::Value>(&raw)
+        .map_err(|e| IndexError::damaged(&meta, e.to_string()))?
+        .get("format")
+        .and_then(serde_json::Value::as_u64);
+    if format != Some(FORMAT as u64) {
         return Err(IndexError::damaged(
             &meta,
             format!(
-                "lists {} files, not the graph and its data",
-                manifest.files.len()
+                "format {} (this build reads {FORMAT})",
+                format.map_or("unknown".into(), |f| f.to_string())
             ),
         ));
     }
-    for file in &manifest.files {
-        file.verify(&path)?;
+    let manifest: Manifest =
+        serde_json::from_slice(&raw).map_err(|e| IndexError::damaged(&meta, e.to_string()))?;
+    if manifest.files.len() != FILES.len() {
+        return Err(IndexError::damaged(
+            &meta,
+            format!("lists {} files, not {}", manifest.files.len(), FILES.len()),
+        ));
     }
-    let graph = load_graph(&path, &manifest.basename)?;
-    if graph.get_nb_point() != manifest.points {
+    let f = &manifest.files;
+    let extra: Vec<u32> = f[5].read(&path, FILES[5])?;
+    let extra: Vec<(u32, u32)> = extra.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+    let atomics = |w: Vec<u32>| -> Vec<AtomicU32> { w.into_iter().map(AtomicU32::new).collect() };
+    let graph = Graph::from_parts(
+        Metric::Dot,
+        Shape {
+            dim: manifest.dimension,
+            m: manifest.m,
+            ef_construction: manifest.ef_construction,
+        },
+        manifest.entry,
+        f[0].map_rows(&path, FILES[0], manifest.dimension)?,
+        f[1].read(&path, FILES[1])?,
+        f[2].read(&path, FILES[2])?,
+        atomics(f[3].read(&path, FILES[3])?),
+        atomics(f[4].read(&path, FILES[4])?),
+        &extra,
+    )
+    .map_err(|why| IndexError::damaged(&path, why))?;
+    if graph.len() != manifest.points {
         return Err(IndexError::damaged(
             &path,
             format!(
                 "the graph holds {} points, the manifest says {}",
-                graph.get_nb_point(),
+                graph.len(),
                 manifest.points
             ),
         ));
     }
-    let mut vectors =
-        HashMap::with_capacity(manifest.points - tombstones.len().min(manifest.points));
-    for point in graph.get_point_indexation() {
-        let id = point.get_origin_id() as u64;
-        let v = point.get_v();
-        if v.len() != manifest.dimension {
-            return Err(IndexError::damaged(
-                &path,
-                format!(
-                    "point {id} has {} dimensions, not {}",
-                    v.len(),
-                    manifest.dimension
-                ),
-            ));
-        }
-        if !tombstones.contains(&id) {
-            vectors.insert(id, v.to_vec());
-        }
-    }
-    let index = DenseIndex::from_parts(graph, vectors, tombstones, settings);
+    let tombstones: HashSet<u64> = manifest.tombstones.iter().copied().collect();
+    let index = DenseIndex::from_parts(graph, tombstones, manifest.recent, settings);
     Ok(Some((index, manifest.seq)))
-}
-
-/// hnsw_rs's loaded graph borrows from its loader for as long as it lives;
-/// an index lives until the process ends or the collection is dropped, so
-/// the loader (a few hundred bytes: paths and options, the data is copied
-/// into the graph) is leaked to give the graph a `'static` lifetime.
-fn load_graph(path: &Path, basename: &str) -> Result<Hnsw<'static, f32, DistDot>, IndexError> {
-    let path_buf: PathBuf = path.to_path_buf();
-    let basename = basename.to_owned();
-    let loaded = catch_unwind(AssertUnwindSafe(move || {
-        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&path_buf, &basename)));
-        io.load_hnsw::<f32, DistDot>()
-    }));
-    match loaded {
-        Ok(Ok(graph)) => Ok(graph),
-        Ok(Err(e)) => Err(IndexError::damaged(
-            path,
-            format!("hnsw_rs load failed: {e}"),
-        )),
-        Err(_) => Err(IndexError::damaged(path, "hnsw_rs panicked while loading")),
-    }
 }
 
 #[cfg(test)]
@@ -373,7 +428,7 @@ mod tests {
         idx.insert(vectors(50, 8, 1));
         save(&idx, dir.path(), 1).unwrap();
         let name = fs::read_to_string(dir.path().join(CURRENT)).unwrap();
-        let graph = dir.path().join(&name).join("graph.hnsw.graph");
+        let graph = dir.path().join(&name).join("links0.u32");
         let len = fs::metadata(&graph).unwrap().len();
         let f = fs::OpenOptions::new().write(true).open(&graph).unwrap();
         f.set_len(len / 2).unwrap();
@@ -391,8 +446,8 @@ mod tests {
         ));
     }
 
-    /// hnsw_rs ends the process on a truncated data file; the manifest's
-    /// lengths and checksums must catch that, and a flipped byte, first.
+    /// The manifest's lengths and checksums catch a truncated file and a
+    /// flipped byte before any array is used.
     #[test]
     fn a_truncated_or_altered_data_file_is_damage_not_an_exit() {
         let dir = tempfile::tempdir().unwrap();
@@ -400,7 +455,7 @@ mod tests {
         idx.insert(vectors(80, 8, 2));
         save(&idx, dir.path(), 3).unwrap();
         let name = fs::read_to_string(dir.path().join(CURRENT)).unwrap();
-        let data = dir.path().join(&name).join("graph.hnsw.data");
+        let data = dir.path().join(&name).join("vectors.f32");
         let original = fs::read(&data).unwrap();
 
         fs::write(&data, &original[..original.len() / 2]).unwrap();

@@ -1,62 +1,51 @@
-//! The dense retriever: an hnsw_rs graph over L2-normalised vectors (dot
-//! product = cosine similarity), searched through a flat copy
-//! ([`crate::flat`]) plus an exact pass over the points inserted since the
-//! copy, with tombstones for deletes (hnsw_rs has none) and exact search
-//! when a filter is selective.
+//! The dense retriever: Quarry's HNSW graph ([`crate::hnsw`]) over
+//! L2-normalised vectors (dot product = cosine similarity), with tombstones
+//! for deletes, an exact pass over the points added since the graph was
+//! last repaired, and exact search when a filter is selective.
 //!
-//! hnsw_rs's filter only drops candidates while it walks the graph, so a
-//! filter that matches few chunks could return fewer than `k` hits even
-//! when enough exist. When the allowed set is small (at most
-//! [`EXACT_SEARCH_MAX`] chunks) the search is therefore exact over that
-//! set, which is both complete and, at that size, fast.
+//! Each vector is held once, in the graph; a live chunk id maps to its
+//! slot. A filter only drops candidates while the search walks the graph,
+//! so a filter that matches few chunks could return fewer than `k` hits
+//! even when enough exist: when the allowed set is small (at most
+//! [`EXACT_SEARCH_MAX`] chunks) the search is exact over that set, which is
+//! both complete and, at that size, fast.
 
 use std::collections::{HashMap, HashSet};
 
-use hnsw_rs::prelude::{DistDot, Hnsw};
 use quarry_core::CollectionSettings;
 
 #[cfg(test)]
 use crate::distance::dot_portable;
 use crate::distance::Metric;
-use crate::flat::FlatGraph;
 use crate::fusion::Ranked;
+use crate::hnsw::Graph;
 
 /// Allowed sets at most this large are searched exactly.
 pub const EXACT_SEARCH_MAX: usize = 4096;
-/// hnsw_rs needs a layer count up front; 16 is also what `file_dump`
-/// requires.
-const MAX_LAYERS: usize = 16;
-/// Batches at least this large are inserted in parallel.
-const PARALLEL_INSERT_MIN: usize = 64;
 
-/// Points inserted since the flat copy was made that trigger a new copy:
-/// at least this many, and at least 1/[`REFREEZE_FRACTION`] of the graph.
-const REFREEZE_MIN: usize = 1024;
-const REFREEZE_FRACTION: usize = 20;
+/// Points added since the last [`Graph::repair`] that trigger the next one
+/// (a walk over the whole graph: about 0.1 s a million points). Until then
+/// they are also searched exactly, so that a new point is found even if
+/// pruning has cut it off.
+const REPAIR_AFTER: usize = 1024;
+
+/// Threads that link a large batch of new points.
+fn build_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// One collection's dense index.
 pub struct DenseIndex {
-    /// Built by hnsw_rs (insertion and checkpoints)...
-    hnsw: Hnsw<'static, f32, DistDot>,
-    /// ...searched through a flat copy of it ([`FlatGraph`])...
-    flat: Option<FlatGraph>,
-    /// ...plus, exactly, the points inserted since the copy was made.
-    recent: Vec<u64>,
-    /// Live vectors by chunk id: exact search and rebuilds read them.
-    vectors: HashMap<u64, Vec<f32>>,
+    graph: Graph,
+    /// Live chunk ids and their slots in the graph.
+    slots: HashMap<u64, u32>,
     /// Chunk ids still in the graph but deleted.
     tombstones: HashSet<u64>,
+    /// Slots added since the last repair.
+    recent: Vec<u32>,
+    /// Points the first insert reserves room for (a build's size).
+    capacity: usize,
     settings: CollectionSettings,
-}
-
-fn new_graph(settings: &CollectionSettings, capacity: usize) -> Hnsw<'static, f32, DistDot> {
-    Hnsw::new(
-        settings.hnsw_m as usize,
-        capacity.max(1024),
-        MAX_LAYERS,
-        settings.hnsw_ef_construction as usize,
-        DistDot {},
-    )
 }
 
 #[cfg(test)]
@@ -68,11 +57,15 @@ impl DenseIndex {
     /// An empty index with the collection's HNSW settings.
     pub fn new(settings: CollectionSettings, capacity: usize) -> Self {
         Self {
-            hnsw: new_graph(&settings, capacity),
-            flat: None,
-            recent: Vec::new(),
-            vectors: HashMap::with_capacity(capacity),
+            graph: Graph::new(
+                Metric::Dot,
+                settings.hnsw_m as usize,
+                settings.hnsw_ef_construction as usize,
+            ),
+            slots: HashMap::with_capacity(capacity),
             tombstones: HashSet::new(),
+            recent: Vec::new(),
+            capacity,
             settings,
         }
     }
@@ -81,42 +74,66 @@ impl DenseIndex {
     pub fn build(settings: CollectionSettings, items: Vec<(u64, Vec<f32>)>) -> Self {
         let mut index = Self::new(settings, items.len());
         index.insert(items);
-        index.freeze();
+        index.finish();
         index
     }
 
-    /// An index from a loaded graph: `vectors` are its live points.
+    /// Ends a build made of several inserts: links back the points that
+    /// pruning cut off, so that none needs the exact pass.
+    pub fn finish(&mut self) {
+        self.repair();
+    }
+
+    /// An index from a loaded graph: `tombstones` are the deleted ids in
+    /// it, `recent` the slots added since its last repair.
     pub(crate) fn from_parts(
-        hnsw: Hnsw<'static, f32, DistDot>,
-        vectors: HashMap<u64, Vec<f32>>,
+        graph: Graph,
         tombstones: HashSet<u64>,
+        recent: Vec<u32>,
         settings: CollectionSettings,
     ) -> Self {
-        let mut index = Self {
-            hnsw,
-            flat: None,
-            recent: Vec::new(),
-            vectors,
+        let slots = (0..graph.len() as u32)
+            .map(|s| (graph.id(s), s))
+            .filter(|(id, _)| !tombstones.contains(id))
+            .collect();
+        let recent = recent
+            .into_iter()
+            .filter(|&s| (s as usize) < graph.len())
+            .collect();
+        Self {
+            graph,
+            slots,
             tombstones,
+            recent,
+            capacity: 0,
             settings,
-        };
-        index.freeze();
-        index
+        }
     }
 
-    /// Makes a new flat copy of the graph for searching.
-    fn freeze(&mut self) {
-        self.flat = FlatGraph::freeze(&self.hnsw, Metric::Dot);
+    /// Links back points that pruning cut off; recent points need no exact
+    /// pass after it.
+    fn repair(&mut self) {
+        self.graph.repair();
         self.recent.clear();
     }
 
-    pub(crate) fn graph(&self) -> &Hnsw<'static, f32, DistDot> {
-        &self.hnsw
+    pub(crate) fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Slots added since the last repair.
+    pub(crate) fn recent(&self) -> &[u32] {
+        &self.recent
     }
 
     /// The vectors' dimension (0 while empty).
     pub fn dimension(&self) -> usize {
-        self.vectors.values().next().map_or(0, Vec::len)
+        self.graph.shape().dim
+    }
+
+    /// Bytes the graph holds: vectors, ids and links.
+    pub fn bytes(&self) -> usize {
+        self.graph.bytes()
     }
 
     /// Chunk ids deleted but still in the graph.
@@ -126,20 +143,27 @@ impl DenseIndex {
 
     /// Live chunk ids.
     pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.vectors.keys().copied()
+        self.slots.keys().copied()
     }
 
     /// Whether a chunk is live.
     pub fn contains(&self, id: u64) -> bool {
-        self.vectors.contains_key(&id)
+        self.slots.contains_key(&id)
+    }
+
+    /// A live chunk's vector.
+    pub fn vector(&self, id: u64) -> Option<&[f32]> {
+        self.slots.get(&id).map(|&s| self.graph.vector(s))
     }
 
     /// A copy of the live vectors, to build a new graph from while this one
     /// keeps serving.
     pub fn snapshot(&self) -> Vec<(u64, Vec<f32>)> {
-        self.vectors
-            .iter()
-            .map(|(id, v)| (*id, v.clone()))
+        let mut live: Vec<(u64, u32)> = self.slots.iter().map(|(&id, &s)| (id, s)).collect();
+        // In slot order: the order they were first inserted in.
+        live.sort_unstable_by_key(|&(_, s)| s);
+        live.into_iter()
+            .map(|(id, s)| (id, self.graph.vector(s).to_vec()))
             .collect()
     }
 
@@ -148,37 +172,41 @@ impl DenseIndex {
     /// deleted since become its tombstones, chunks added since are inserted.
     pub fn replace_with(&mut self, mut fresh: DenseIndex) {
         let gone: Vec<u64> = fresh
-            .vectors
+            .slots
             .keys()
-            .filter(|id| !self.vectors.contains_key(id))
+            .filter(|id| !self.slots.contains_key(id))
             .copied()
             .collect();
         fresh.remove(&gone);
-        let added: Vec<(u64, Vec<f32>)> = self
-            .vectors
+        let mut added: Vec<(u64, u32)> = self
+            .slots
             .iter()
-            .filter(|(id, _)| !fresh.vectors.contains_key(id) && !fresh.tombstones.contains(id))
-            .map(|(id, v)| (*id, v.clone()))
+            .filter(|(id, _)| !fresh.slots.contains_key(id) && !fresh.tombstones.contains(id))
+            .map(|(&id, &s)| (id, s))
+            .collect();
+        added.sort_unstable_by_key(|&(_, s)| s);
+        let added = added
+            .into_iter()
+            .map(|(id, s)| (id, self.graph.vector(s).to_vec()))
             .collect();
         fresh.insert(added);
         fresh.settings = self.settings;
-        fresh.freeze();
         *self = fresh;
     }
 
     /// Live vectors.
     pub fn len(&self) -> usize {
-        self.vectors.len()
+        self.slots.len()
     }
 
     /// Whether no vector is live.
     pub fn is_empty(&self) -> bool {
-        self.vectors.is_empty()
+        self.slots.is_empty()
     }
 
     /// Deleted vectors still in the graph, as a share of the graph.
     pub fn tombstone_share(&self) -> f64 {
-        let total = self.vectors.len() + self.tombstones.len();
+        let total = self.graph.len();
         if total == 0 {
             0.0
         } else {
@@ -188,31 +216,50 @@ impl DenseIndex {
 
     /// Adds vectors. Chunk ids are never reused, so an id already in the
     /// graph (live or deleted) is skipped: replaying an operation twice
-    /// changes nothing.
+    /// changes nothing. A vector whose dimension differs from the graph's
+    /// is skipped with a warning (the engine refuses them before).
     pub fn insert(&mut self, items: Vec<(u64, Vec<f32>)>) {
-        let mut items = items;
-        items.retain(|(id, _)| !self.vectors.contains_key(id) && !self.tombstones.contains(id));
-        if items.len() >= PARALLEL_INSERT_MIN {
-            let refs: Vec<(&Vec<f32>, usize)> =
-                items.iter().map(|(id, v)| (v, *id as usize)).collect();
-            self.hnsw.parallel_insert(&refs);
-        } else {
-            for (id, v) in &items {
-                self.hnsw.insert((v.as_slice(), *id as usize));
+        let dim = self.dimension();
+        let mut seen = HashSet::new();
+        let items: Vec<(u64, &[f32])> = items
+            .iter()
+            .filter(|(id, v)| {
+                if dim != 0 && v.len() != dim || v.is_empty() {
+                    tracing::warn!(id, dimension = v.len(), expected = dim, "vector skipped");
+                    return false;
+                }
+                !self.slots.contains_key(id) && !self.tombstones.contains(id) && seen.insert(*id)
+            })
+            .map(|(id, v)| (*id, v.as_slice()))
+            .collect();
+        let items: Vec<(u64, &[f32])> = match items.first() {
+            Some((_, v)) if dim == 0 => {
+                let d = v.len();
+                items.into_iter().filter(|(_, v)| v.len() == d).collect()
             }
+            _ => items,
+        };
+        if items.is_empty() {
+            return;
         }
-        self.recent.extend(items.iter().map(|(id, _)| *id));
-        self.vectors.extend(items);
-        let graph = self.vectors.len() + self.tombstones.len();
-        if self.recent.len() >= REFREEZE_MIN.max(graph / REFREEZE_FRACTION) {
-            self.freeze();
+        if self.graph.is_empty() && self.capacity > items.len() {
+            self.graph.reserve_points(self.capacity, items[0].1.len());
+        }
+        self.capacity = 0;
+        let first = self.graph.insert(&items, build_threads());
+        for (i, (id, _)) in items.iter().enumerate() {
+            self.slots.insert(*id, first + i as u32);
+            self.recent.push(first + i as u32);
+        }
+        if self.recent.len() >= REPAIR_AFTER {
+            self.repair();
         }
     }
 
     /// Marks chunks deleted.
     pub fn remove(&mut self, ids: &[u64]) {
         for id in ids {
-            if self.vectors.remove(id).is_some() {
+            if self.slots.remove(id).is_some() {
                 self.tombstones.insert(*id);
             }
         }
@@ -222,52 +269,65 @@ impl DenseIndex {
     /// tombstones (blocking; servers use [`Self::snapshot`] and
     /// [`Self::replace_with`] instead).
     pub fn rebuild(&mut self) {
-        let items: Vec<(u64, Vec<f32>)> = self.vectors.drain().collect();
+        let items = self.snapshot();
         *self = Self::build(self.settings, items);
     }
 
     /// The `k` nearest live chunks to `query`, restricted to `allowed`
     /// when given; scores are cosine similarities, best first.
     pub fn search(&self, query: &[f32], k: usize, allowed: Option<&HashSet<u64>>) -> Vec<Ranked> {
-        if k == 0 || self.vectors.is_empty() {
+        if k == 0 || self.slots.is_empty() || query.len() != self.dimension() {
             return Vec::new();
         }
         if let Some(allowed) = allowed {
             if allowed.len() <= EXACT_SEARCH_MAX {
-                return self.exact(query, k, allowed.iter().copied());
+                return self.exact(
+                    query,
+                    k,
+                    allowed.iter().filter_map(|id| self.slots.get(id).copied()),
+                );
             }
         }
         let ef = (self.settings.hnsw_ef_search as usize).max(k);
-        let keep =
-            |id: u64| !self.tombstones.contains(&id) && allowed.is_none_or(|a| a.contains(&id));
+        let keep = |slot: u32| {
+            let id = self.graph.id(slot);
+            (self.tombstones.is_empty() || !self.tombstones.contains(&id))
+                && allowed.is_none_or(|a| a.contains(&id))
+        };
         let mut hits: Vec<Ranked> = self
-            .flat
-            .as_ref()
-            .map(|flat| flat.search(query, k, ef, keep))
-            .unwrap_or_default()
+            .graph
+            .search(query, k, ef, keep)
             .into_iter()
-            .map(|(id, distance)| Ranked {
-                id,
+            .map(|(slot, distance)| Ranked {
+                id: self.graph.id(slot),
                 score: 1.0 - distance,
             })
             .collect();
         if !self.recent.is_empty() {
-            // Points newer than the flat copy, exactly; none is in it.
-            hits.extend(self.exact(query, k, self.recent.iter().copied().filter(|id| keep(*id))));
+            // Points newer than the last repair, exactly, in case pruning
+            // cut one off.
+            let found: HashSet<u64> = hits.iter().map(|h| h.id).collect();
+            let extra = self.exact(
+                query,
+                k,
+                self.recent
+                    .iter()
+                    .copied()
+                    .filter(|&s| keep(s) && !found.contains(&self.graph.id(s))),
+            );
+            hits.extend(extra);
             hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
             hits.truncate(k);
         }
         hits
     }
 
-    fn exact(&self, query: &[f32], k: usize, ids: impl Iterator<Item = u64>) -> Vec<Ranked> {
+    fn exact(&self, query: &[f32], k: usize, slots: impl Iterator<Item = u32>) -> Vec<Ranked> {
         let distance = Metric::Dot.kernel();
-        let mut scored: Vec<Ranked> = ids
-            .filter_map(|id| {
-                self.vectors.get(&id).map(|v| Ranked {
-                    id,
-                    score: 1.0 - distance(query, v),
-                })
+        let mut scored: Vec<Ranked> = slots
+            .map(|s| Ranked {
+                id: self.graph.id(s),
+                score: 1.0 - distance(query, self.graph.vector(s)),
             })
             .collect();
         scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
@@ -359,7 +419,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn points_are_found_before_and_after_the_flat_copy_is_remade() {
+    fn points_are_found_before_and_after_the_graph_is_repaired() {
         let items = vectors(2600, 32, 5);
         let mut idx = DenseIndex::new(CollectionSettings::default(), 0);
         for batch in items.chunks(100) {
@@ -367,9 +427,8 @@ pub(crate) mod tests {
             let (id, v) = batch.last().unwrap();
             assert_eq!(idx.search(v, 1, None)[0].id, *id);
         }
-        // Remade once 1024 points are new (after 1100 and 2200 points); the
-        // rest are searched exactly.
-        assert_eq!(idx.flat.as_ref().map(FlatGraph::len), Some(2200));
+        // Repaired once 1024 points are new (after 1100 and 2200 points);
+        // the rest are also searched exactly.
         assert_eq!(idx.recent.len(), 400);
         let gone: Vec<u64> = items[2000..2100].iter().map(|(id, _)| *id).collect();
         idx.remove(&gone);
@@ -396,7 +455,11 @@ pub(crate) mod tests {
         idx.remove(&[1]);
         idx.insert(items[..1].to_vec());
         assert_eq!(idx.len(), 99);
-        assert_eq!(idx.graph().get_nb_point(), 100);
+        assert_eq!(idx.graph().len(), 100);
+        // A vector of another dimension is skipped, not a panic.
+        idx.insert(vec![(5000, vec![0.5; 7])]);
+        assert!(!idx.contains(5000));
+        assert!(idx.search(&[0.5; 7], 3, None).is_empty());
     }
 
     #[test]
@@ -415,7 +478,8 @@ pub(crate) mod tests {
         let best = allowed
             .iter()
             .max_by(|a, b| {
-                dot(&items[5].1, &idx.vectors[a]).total_cmp(&dot(&items[5].1, &idx.vectors[b]))
+                dot(&items[5].1, idx.vector(**a).unwrap())
+                    .total_cmp(&dot(&items[5].1, idx.vector(**b).unwrap()))
             })
             .unwrap();
         assert_eq!(hits[0].id, *best);

@@ -2,10 +2,10 @@
 //! vectors) and squared L2, with AVX-512 and AVX2+FMA versions chosen once
 //! at run time and a portable fallback.
 //!
-//! hnsw_rs's own distances (anndists over simdeez) detect the CPU on every
-//! call and have no FMA path; in the search loop, where a distance is most
-//! of the work, a kernel picked once and called through a plain function
-//! pointer measured faster here.
+//! The graph's build and search both call them: a distance is most of the
+//! work of either, and a kernel picked once and called through a plain
+//! function pointer measured faster here than detecting the CPU per call
+//! (what hnsw_rs's anndists did, with no FMA path).
 
 /// What "near" means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! Retrieval indexes derived from the store: an hnsw_rs dense index and a
+//! Retrieval indexes derived from the store: an HNSW dense index and a
 //! tantivy BM25 index per collection, their fusion (RRF, convex, DBSF),
 //! metadata filters applied inside both, tombstones and rebuilds, and
 //! checkpoints on disk that record the last op-log sequence number they
@@ -7,8 +7,8 @@
 //! Modules: [`dense`] (the graph), [`keyword`] (BM25), [`analyzer`] (its
 //! analyzers, one per collection language), [`fusion`],
 //! [`collection`] (one collection's indexes and their bookkeeping),
-//! [`flat`] (the graph's search copy), [`checkpoint`] (the graph on disk), [`recovery`] (opening after a stop or
-//! a crash).
+//! [`hnsw`] (the graph itself: build, search, repair), [`checkpoint`] (the
+//! graph on disk), [`recovery`] (opening after a stop or a crash).
 
 pub mod analyzer;
 pub mod checkpoint;
@@ -16,8 +16,8 @@ pub mod collection;
 pub mod dense;
 pub mod distance;
 mod error;
-pub mod flat;
 pub mod fusion;
+pub mod hnsw;
 pub mod keyword;
 mod meta_index;
 pub mod recovery;
@@ -28,7 +28,7 @@ pub use collection::{
 pub use dense::DenseIndex;
 pub use distance::Metric;
 pub use error::IndexError;
-pub use flat::FlatGraph;
 pub use fusion::{fuse, Fused, Fusion, Ranked, DEFAULT_CONVEX_ALPHA, DEFAULT_RRF_K};
+pub use hnsw::Graph;
 pub use keyword::KeywordIndex;
 pub use recovery::{Change, Recovered, RecoveryReport, Truth, TruthChunk, TruthDocument};

@@ -18,6 +18,11 @@ use quarry_core::{CollectionSettings, Metadata};
 use crate::collection::{dense_dir, keyword_dir, CollectionIndex, DocEntry};
 use crate::{checkpoint, DenseIndex, IndexError, KeywordIndex};
 
+/// Chunks read from the store per insertion while rebuilding the graph:
+/// large enough for every core to link them in parallel, small enough that
+/// the vectors read but not yet in the graph stay a few megabytes.
+const REBUILD_BATCH: usize = 16_384;
+
 /// A document as the store holds it now.
 #[derive(Debug, Clone)]
 pub struct TruthDocument {
@@ -251,8 +256,13 @@ impl CollectionIndex {
                 settings.language,
             )?),
         };
-        let mut fresh_vectors = dense.is_err().then(|| Vec::with_capacity(live.len()));
-        if fresh_keyword.is_some() || fresh_vectors.is_some() {
+        // A dense rebuild inserts as it reads, a batch at a time, so that
+        // the store's vectors are never all held twice.
+        let mut fresh_dense = dense
+            .is_err()
+            .then(|| DenseIndex::new(settings, live.len()));
+        let mut batch: Vec<(u64, Vec<f32>)> = Vec::new();
+        if fresh_keyword.is_some() || fresh_dense.is_some() {
             for doc in &documents {
                 for &id in &doc.chunk_ids {
                     let chunk = truth.chunk(id).map_err(source)?.ok_or_else(|| {
@@ -263,11 +273,18 @@ impl CollectionIndex {
                     if let Some(k) = &mut fresh_keyword {
                         k.add(&[(id, chunk.title.as_str(), chunk.text.as_str())])?;
                     }
-                    if let Some(v) = &mut fresh_vectors {
-                        v.push((id, chunk.vector));
+                    if let Some(d) = &mut fresh_dense {
+                        batch.push((id, chunk.vector));
+                        if batch.len() >= REBUILD_BATCH {
+                            d.insert(std::mem::take(&mut batch));
+                        }
                     }
                 }
             }
+        }
+        if let Some(d) = &mut fresh_dense {
+            d.insert(batch);
+            d.finish();
         }
         let keyword = match (keyword, fresh_keyword) {
             (Ok((k, _)), None) => k,
@@ -277,12 +294,11 @@ impl CollectionIndex {
             }
             (Err(_), None) => unreachable!("a failed keyword index is rebuilt"),
         };
-        let (dense, dense_saved, dirty) = match (dense, fresh_vectors) {
+        let (dense, dense_saved, dirty) = match (dense, fresh_dense) {
             (Ok((d, seq)), None) => (d, seq, replayed.0 > 0),
-            (_, Some(items)) => {
+            (_, Some(d)) => {
                 // Saved at once: a rebuild is the slow path, and a crash
                 // before the next periodic checkpoint must not repeat it.
-                let d = DenseIndex::build(settings, items);
                 checkpoint::save(&d, &dense_dir(dir), last_seq)?;
                 (d, last_seq, false)
             }

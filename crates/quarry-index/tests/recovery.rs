@@ -181,7 +181,7 @@ fn damage(dir: &Path, how: &Damage) {
         // Every open and every create leaves a checkpoint behind.
         Damage::DenseGraph => {
             let name = std::fs::read_to_string(dense.join("CURRENT")).unwrap();
-            let graph = dense.join(name).join("graph.hnsw.graph");
+            let graph = dense.join(name).join("links0.u32");
             if graph.exists() {
                 std::fs::write(graph, b"garbage").unwrap();
             }

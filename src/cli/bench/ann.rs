@@ -1,8 +1,8 @@
 //! `quarry bench ann`: the HNSW index alone, as Quarry builds and searches
-//! it (hnsw_rs with SIMD distances and parallel insertion, 16 layers,
-//! searched through Quarry's flat copy of the graph), recall@10 against
-//! exact search and single-thread queries per second at several ef_search
-//! values; hnsw_rs's own search of the same graph is shown beside it.
+//! it ([`quarry_index::Graph`]: parallel insertion on every core, the
+//! search's distance kernels, unreachable points linked back), recall@10
+//! against exact search and single-thread queries per second at several
+//! ef_search values.
 //!
 //! Data sets:
 //! - `fashion-mnist:DIR`: the standard fashion-mnist-784-euclidean set
@@ -20,16 +20,13 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use hnsw_rs::prelude::{DistDot, DistL2, Distance, Hnsw};
 use quarry_embed::{EmbedQueue, QueueConfig, MODEL_FILES};
-use quarry_index::FlatGraph;
+use quarry_index::Graph;
 use quarry_models::{ModelCache, ModelSource, DEFAULT_EMBED_MODEL};
 use rayon::prelude::*;
 use serde_json::json;
 
 const K: usize = 10;
-/// hnsw_rs needs its layer count up front; Quarry uses 16.
-const MAX_LAYERS: usize = 16;
 
 /// Flags of `quarry bench ann`.
 #[derive(Debug, clap::Args)]
@@ -106,27 +103,13 @@ pub fn run(args: AnnBench) -> anyhow::Result<()> {
     if let Some(dir) = &args.export {
         export(dir, &args, metric, &base, &queries, &truth)?;
     }
-    let rows = match metric {
-        Metric::L2 => measure(
-            DistL2 {},
-            quarry_index::Metric::L2,
-            &args,
-            &base,
-            &queries,
-            &truth,
-        ),
-        Metric::Cosine => measure(
-            DistDot {},
-            quarry_index::Metric::Dot,
-            &args,
-            &base,
-            &queries,
-            &truth,
-        ),
+    let graph_metric = match metric {
+        Metric::L2 => quarry_index::Metric::L2,
+        Metric::Cosine => quarry_index::Metric::Dot,
     };
-    let (build_secs, rows) = rows;
+    let (build_secs, threads, rows) = measure(graph_metric, &args, &base, &queries, &truth);
     let report = json!({
-        "library": "hnsw_rs (Quarry)",
+        "library": "Quarry",
         "dataset": name,
         "metric": metric.name(),
         "base": base.len(),
@@ -135,31 +118,23 @@ pub fn run(args: AnnBench) -> anyhow::Result<()> {
         "m": args.m,
         "ef_construction": args.ef_construction,
         "build_seconds": build_secs,
-        "build_threads": rayon::current_num_threads(),
+        "build_threads": threads,
         "runs": rows,
     });
     if args.json {
         println!("{report}");
     } else {
         println!(
-            "hnsw_rs (Quarry) on {name}: M={} ef_construction={}, built in {:.1} s on {} threads",
-            args.m,
-            args.ef_construction,
-            build_secs,
-            rayon::current_num_threads()
+            "Quarry on {name}: M={} ef_construction={}, built in {:.1} s on {threads} threads",
+            args.m, args.ef_construction, build_secs
         );
-        println!(
-            "{:>6} {:>10} {:>12}   {:>22}",
-            "ef", "recall@10", "queries/s", "(hnsw_rs's own search)"
-        );
+        println!("{:>6} {:>10} {:>12}", "ef", "recall@10", "queries/s");
         for r in &rows {
             println!(
-                "{:>6} {:>10.4} {:>12.0}   {:>10.4} {:>11.0}",
+                "{:>6} {:>10.4} {:>12.0}",
                 r["ef"].as_u64().unwrap_or_default(),
                 r["recall"].as_f64().unwrap_or_default(),
-                r["qps"].as_f64().unwrap_or_default(),
-                r["hnsw_rs_search_recall"].as_f64().unwrap_or_default(),
-                r["hnsw_rs_search_qps"].as_f64().unwrap_or_default()
+                r["qps"].as_f64().unwrap_or_default()
             );
         }
     }
@@ -291,46 +266,39 @@ fn time_queries(
     )
 }
 
-fn measure<D: Distance<f32> + Send + Sync>(
-    dist: D,
-    flat_metric: quarry_index::Metric,
+fn measure(
+    metric: quarry_index::Metric,
     args: &AnnBench,
     base: &[Vec<f32>],
     queries: &[Vec<f32>],
     truth: &[Vec<usize>],
-) -> (f64, Vec<serde_json::Value>) {
+) -> (f64, usize, Vec<serde_json::Value>) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = Instant::now();
-    let hnsw: Hnsw<f32, D> = Hnsw::new(args.m, base.len(), MAX_LAYERS, args.ef_construction, dist);
-    let items: Vec<(&Vec<f32>, usize)> = base.iter().zip(0..).collect();
-    hnsw.parallel_insert(&items);
-    // Quarry searches a flat copy of the graph; making it is part of the
-    // build.
-    let flat = FlatGraph::freeze(&hnsw, flat_metric).expect("a non-empty graph");
+    let mut graph = Graph::new(metric, args.m, args.ef_construction);
+    let items: Vec<(u64, &[f32])> = base
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, v.as_slice()))
+        .collect();
+    graph.insert(&items, threads);
+    // Quarry links back points that pruning left unreachable; that is part
+    // of the build.
+    graph.repair();
     let build_secs = started.elapsed().as_secs_f64();
     let mut rows = Vec::new();
     for &ef in &args.ef {
         let ef_run = ef.max(K);
         let (recall, qps) = time_queries(args.passes, queries, truth, |q| {
-            flat.search(q, K, ef_run, |_| true)
+            graph
+                .search(q, K, ef_run, |_| true)
                 .into_iter()
-                .map(|(id, _)| id as usize)
+                .map(|(slot, _)| graph.id(slot) as usize)
                 .collect()
         });
-        let (hnsw_recall, hnsw_qps) = time_queries(args.passes, queries, truth, |q| {
-            hnsw.search(q, K, ef_run)
-                .into_iter()
-                .map(|n| n.d_id)
-                .collect()
-        });
-        rows.push(json!({
-            "ef": ef,
-            "recall": recall,
-            "qps": qps,
-            "hnsw_rs_search_recall": hnsw_recall,
-            "hnsw_rs_search_qps": hnsw_qps,
-        }));
+        rows.push(json!({ "ef": ef, "recall": recall, "qps": qps }));
     }
-    (build_secs, rows)
+    (build_secs, threads, rows)
 }
 
 fn export(

@@ -20,7 +20,7 @@
 //! so a backend decides how its failures classify (`NotFound`,
 //! `Unavailable`, `ResourceExhausted`, ...).
 //!
-//! [`local`] is the first implementation: sled for the truth, hnsw_rs and
+//! [`local`] is the first implementation: sled for the truth, Quarry's HNSW graph and
 //! tantivy as indexes derived from it, with their checkpoints, op-log
 //! replay and rebuilds.
 

@@ -24,7 +24,7 @@ use crate::{DeletedCollection, EngineError, Result};
 use collection::LocalCollection;
 pub use indexes::IndexConfig;
 
-/// sled + hnsw_rs + tantivy in one data directory.
+/// sled + Quarry's HNSW graph + tantivy in one data directory.
 pub struct LocalStorage {
     local: Arc<Local>,
 }
