@@ -188,6 +188,22 @@ impl Engine {
         config: EngineConfig,
         storage: impl FnOnce(&EngineConfig, usize) -> Result<Arc<dyn Storage>>,
     ) -> Result<Self> {
+        // The two models load at once (each is most of a second of file
+        // reading and weight packing): a restart waits for the slower one,
+        // not for both.
+        let (embedder, generator) = std::thread::scope(|scope| {
+            let generator = scope.spawn(|| Self::load_generator(&config));
+            let embedder = Self::load_embedder(&config);
+            let generator = generator
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            Ok::<_, EngineError>((embedder?, generator?))
+        })?;
+        let storage = storage(&config, embedder.dimension())?;
+        Ok(Self::with_storage(config, storage, embedder, generator))
+    }
+
+    fn load_embedder(config: &EngineConfig) -> Result<EmbedQueue> {
         let model_dir = config
             .model_cache
             .fetch(&config.embed_model, &quarry_embed::MODEL_FILES)?;
@@ -199,7 +215,11 @@ impl Engine {
             workers = config.embed_queue.workers,
             "embedding model ready"
         );
-        let generator = match &config.generate_model {
+        Ok(embedder)
+    }
+
+    fn load_generator(config: &EngineConfig) -> Result<Option<(GenerateQueue, String)>> {
+        Ok(match &config.generate_model {
             Some(source) => {
                 let path = quarry_generate::fetch_generator(&config.model_cache, source)?;
                 tracing::info!(model = %source, path = %path.display(), "loading the generation model");
@@ -217,9 +237,7 @@ impl Engine {
                 tracing::warn!("no generation model: Rag.Ask answers UNAVAILABLE");
                 None
             }
-        };
-        let storage = storage(&config, embedder.dimension())?;
-        Ok(Self::with_storage(config, storage, embedder, generator))
+        })
     }
 
     /// Whether the storage backend can serve now (health checks).

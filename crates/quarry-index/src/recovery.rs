@@ -20,8 +20,8 @@ use crate::{checkpoint, DenseIndex, IndexError, KeywordIndex};
 
 /// Chunks read from the store per insertion while rebuilding the graph:
 /// large enough for every core to link them in parallel, small enough that
-/// the vectors read but not yet in the graph stay a few megabytes.
-const REBUILD_BATCH: usize = 16_384;
+/// the vectors read but not yet in the graph stay about 100 MB.
+const REBUILD_BATCH: usize = 65_536;
 
 /// A document as the store holds it now.
 #[derive(Debug, Clone)]

@@ -246,6 +246,28 @@ impl Store {
             .map(|raw| decode("document", &raw?))
     }
 
+    /// Every document of a collection without its text (nor its hash):
+    /// what the indexes keep of each, read on every open. Skipping the
+    /// text saves allocating and freeing it for every document (at a
+    /// million documents, about a third of the collection's open time).
+    pub fn document_heads(
+        &self,
+        collection_id: u64,
+    ) -> impl Iterator<Item = Result<DocumentHead>> + '_ {
+        self.documents
+            .scan_prefix(keys::collection_prefix(collection_id))
+            .values()
+            .map(|raw| {
+                let stored: StoredHead = decode("document", &raw?)?;
+                Ok(DocumentHead {
+                    id: stored.document.id,
+                    title: stored.document.title,
+                    metadata: stored.document.metadata,
+                    chunk_ids: stored.chunk_ids,
+                })
+            })
+    }
+
     /// Reads one chunk (`None` when it was removed).
     pub fn chunk(&self, collection_id: u64, chunk_id: u64) -> Result<Option<Chunk>> {
         self.chunks
@@ -289,4 +311,34 @@ impl Store {
                 Ok((id, v))
             })
     }
+}
+
+/// A stored document's id, title, metadata and chunk ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentHead {
+    /// The document id.
+    pub id: String,
+    /// Its title ("" when it has none).
+    pub title: String,
+    /// Its metadata.
+    pub metadata: quarry_core::Metadata,
+    /// Its chunks' ids, in order.
+    pub chunk_ids: Vec<u64>,
+}
+
+/// What [`DocumentHead`] reads of a stored document: serde skips the other
+/// fields (the text among them) without allocating them.
+#[derive(serde::Deserialize)]
+struct StoredHead {
+    document: HeadFields,
+    chunk_ids: Vec<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct HeadFields {
+    id: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    metadata: quarry_core::Metadata,
 }

@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 pub use collections::StoredCollection;
-pub use documents::{DeleteOutcome, UpsertOutcome};
+pub use documents::{DeleteOutcome, DocumentHead, UpsertOutcome};
 pub use footprint::{Footprint, TreeFootprint};
 // The document shapes live in quarry-core (every storage backend shares
 // them); re-exported for the store's callers.

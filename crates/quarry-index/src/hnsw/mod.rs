@@ -155,13 +155,24 @@ struct Scratch {
     results: BinaryHeap<(Dist, u32)>,
 }
 
-impl Scratch {
-    fn new(n: usize) -> Self {
-        Self {
-            visited: Visited::new(n),
-            candidates: BinaryHeap::new(),
-            results: BinaryHeap::new(),
-        }
+/// Locks for rewriting neighbour lists, striped: a point's list is
+/// guarded by lock `slot % STRIPES`. A thread holds one at a time, so
+/// stripes cannot deadlock, and with a few threads two rarely meet; a lock
+/// per point would cost 8 bytes a point and, allocated per batch, fresh
+/// memory for every batch.
+struct Locks(Vec<Mutex<()>>);
+
+const STRIPES: usize = 4096;
+
+impl Locks {
+    fn new() -> Self {
+        Self((0..STRIPES).map(|_| Mutex::new(())).collect())
+    }
+
+    fn of(&self, slot: u32) -> std::sync::MutexGuard<'_, ()> {
+        self.0[slot as usize % STRIPES]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -329,6 +340,22 @@ impl Graph {
         (self.kernel)(q, self.vector(slot))
     }
 
+    /// A visited array from the pool (searches and builds share it, so a
+    /// build's batches do not each allocate one per thread).
+    fn take_visited(&self) -> Visited {
+        self.pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_else(|| Visited::new(self.len()))
+    }
+
+    fn give_visited(&self, visited: Visited) {
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.push(visited);
+        }
+    }
+
     /// Greedy descent on one layer from `ep`.
     fn greedy(&self, q: &[f32], mut ep: u32, mut ep_d: f32, layer: u8) -> (u32, f32) {
         loop {
@@ -429,12 +456,7 @@ impl Graph {
         for layer in (1..=self.top).rev() {
             (ep, ep_d) = self.greedy(q, ep, ep_d, layer);
         }
-        let mut visited = self
-            .pool
-            .lock()
-            .ok()
-            .and_then(|mut p| p.pop())
-            .unwrap_or_else(|| Visited::new(self.len()));
+        let mut visited = self.take_visited();
         let ef = ef.max(k);
         let mut candidates = BinaryHeap::with_capacity(ef * 4);
         let mut results = BinaryHeap::with_capacity(ef + 1);
@@ -449,9 +471,7 @@ impl Graph {
             &mut results,
             keep,
         );
-        if let Ok(mut pool) = self.pool.lock() {
-            pool.push(visited);
-        }
+        self.give_visited(visited);
         let mut out: Vec<(u32, f32)> = results
             .into_sorted_vec()
             .into_iter()
@@ -525,7 +545,7 @@ impl Graph {
     fn link_point(
         &self,
         slot: u32,
-        locks: &[Mutex<()>],
+        locks: &Locks,
         entry: &Mutex<Option<(u32, u8)>>,
         scratch: &mut Scratch,
     ) {
@@ -569,11 +589,11 @@ impl Graph {
             }
             let chosen = self.select(&found, self.shape.m);
             {
-                let _own = locks[slot as usize].lock();
+                let _own = locks.of(slot);
                 self.write_list(slot, layer, &chosen);
             }
             for &(d, n) in &chosen {
-                let _theirs = locks[n as usize].lock();
+                let _theirs = locks.of(n);
                 self.add_link(n, slot, d, layer);
             }
         }
@@ -636,7 +656,7 @@ impl Graph {
             }
         }
         let total = self.len();
-        let locks: Vec<Mutex<()>> = (0..total).map(|_| Mutex::new(())).collect();
+        let locks = Locks::new();
         let entry = Mutex::new((first > 0).then_some((self.entry, self.top)));
         let next = AtomicUsize::new(first as usize);
         let threads = if items.len() >= PARALLEL_MIN {
@@ -646,7 +666,11 @@ impl Graph {
         };
         let graph = &*self;
         let work = || {
-            let mut scratch = Scratch::new(total);
+            let mut scratch = Scratch {
+                visited: graph.take_visited(),
+                candidates: BinaryHeap::new(),
+                results: BinaryHeap::new(),
+            };
             loop {
                 let slot = next.fetch_add(1, Relaxed);
                 if slot >= total {
@@ -654,6 +678,7 @@ impl Graph {
                 }
                 graph.link_point(slot as u32, &locks, &entry, &mut scratch);
             }
+            graph.give_visited(scratch.visited);
         };
         if threads == 1 {
             work();

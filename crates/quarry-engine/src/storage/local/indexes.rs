@@ -72,13 +72,13 @@ impl Truth for StoreTruth<'_> {
     fn documents(&self) -> std::result::Result<Vec<TruthDocument>, StoreError> {
         let mut titles = self.titles.borrow_mut();
         self.store
-            .documents(self.collection_id)
+            .document_heads(self.collection_id)
             .map(|d| {
                 let d = d?;
-                titles.insert(d.document.id.clone(), d.document.title);
+                titles.insert(d.id.clone(), d.title);
                 Ok(TruthDocument {
-                    id: d.document.id,
-                    metadata: d.document.metadata,
+                    id: d.id,
+                    metadata: d.metadata,
                     chunk_ids: d.chunk_ids,
                 })
             })
