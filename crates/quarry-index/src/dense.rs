@@ -79,9 +79,10 @@ impl DenseIndex {
     }
 
     /// Ends a build made of several inserts: links back the points that
-    /// pruning cut off, so that none needs the exact pass.
+    /// pruning cut off, so that recent points need no exact pass.
     pub fn finish(&mut self) {
-        self.repair();
+        self.graph.repair();
+        self.recent.clear();
     }
 
     /// An index from a loaded graph: `tombstones` are the deleted ids in
@@ -110,13 +111,6 @@ impl DenseIndex {
         }
     }
 
-    /// Links back points that pruning cut off; recent points need no exact
-    /// pass after it.
-    fn repair(&mut self) {
-        self.graph.repair();
-        self.recent.clear();
-    }
-
     pub(crate) fn graph(&self) -> &Graph {
         &self.graph
     }
@@ -129,11 +123,6 @@ impl DenseIndex {
     /// The vectors' dimension (0 while empty).
     pub fn dimension(&self) -> usize {
         self.graph.shape().dim
-    }
-
-    /// Bytes the graph holds: vectors, ids and links.
-    pub fn bytes(&self) -> usize {
-        self.graph.bytes()
     }
 
     /// Chunk ids deleted but still in the graph.
@@ -252,7 +241,7 @@ impl DenseIndex {
             self.recent.push(first + i as u32);
         }
         if self.recent.len() >= REPAIR_AFTER {
-            self.repair();
+            self.finish();
         }
     }
 

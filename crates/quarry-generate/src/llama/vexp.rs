@@ -47,8 +47,9 @@ fn has_avx512() -> bool {
 }
 
 /// Adds the upper half of `v` onto the lower half until one value is left
-/// (the order of `_mm512_reduce_add_ps`).
-fn tree_sum(mut v: [f32; LANES]) -> f32 {
+/// (the order of `_mm512_reduce_add_ps`; the portable attention sums in it
+/// too).
+pub(super) fn tree_sum(mut v: [f32; LANES]) -> f32 {
     let mut width = LANES / 2;
     while width > 0 {
         for i in 0..width {

@@ -251,11 +251,6 @@ impl Graph {
         self.shape
     }
 
-    /// The metric it was built with.
-    pub fn metric(&self) -> Metric {
-        self.metric
-    }
-
     /// The entry point's slot and the top level (`None` when empty).
     pub fn entry(&self) -> Option<(u32, u8)> {
         (!self.is_empty()).then_some((self.entry, self.top))
@@ -269,20 +264,6 @@ impl Graph {
     /// The vector of the point in `slot`.
     pub fn vector(&self, slot: u32) -> &[f32] {
         self.vectors.row(slot as usize)
-    }
-
-    /// Bytes of vectors mapped from a checkpoint file (part of
-    /// [`Self::bytes`]).
-    pub fn mapped_bytes(&self) -> usize {
-        self.vectors.mapped_bytes()
-    }
-
-    /// Bytes the graph holds (vectors, ids and links).
-    pub fn bytes(&self) -> usize {
-        self.vectors.floats() * 4
-            + self.ids.len() * 8
-            + self.levels.len()
-            + (self.links0.len() + self.upper.len() + self.upper_at.len()) * 4
     }
 
     fn m0(&self) -> usize {

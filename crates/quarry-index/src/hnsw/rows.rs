@@ -91,11 +91,6 @@ impl Rows {
         self.base + self.owned.len().checked_div(self.dim).unwrap_or(0)
     }
 
-    /// Floats in all.
-    pub(crate) fn floats(&self) -> usize {
-        self.base * self.dim + self.owned.len()
-    }
-
     /// Room for `more` rows without reallocating.
     pub(crate) fn reserve(&mut self, more: usize) {
         self.owned.reserve(more * self.dim);
@@ -126,10 +121,5 @@ impl Rows {
         [self.mapped_floats(), &self.owned[..]]
             .into_iter()
             .filter(|p| !p.is_empty())
-    }
-
-    /// Bytes mapped from the checkpoint file.
-    pub(crate) fn mapped_bytes(&self) -> usize {
-        self.mapped.as_ref().map_or(0, |m| m.len())
     }
 }

@@ -8,6 +8,7 @@
 //! same bits as the portable one (both round each multiply-add once).
 
 use super::quant::f16_round as f16r;
+use super::vexp::tree_sum;
 
 /// Lanes of the sums (an AVX-512 register of f32 in ggml's kernels).
 const LANES: usize = 16;
@@ -59,18 +60,6 @@ fn f32_of(bits: u16) -> f32 {
 /// a * b + c rounded once (the product of two f32 is exact in f64).
 fn fma(a: f32, b: f32, c: f32) -> f32 {
     (a as f64 * b as f64 + c as f64) as f32
-}
-
-/// Adds the upper half of `v` onto the lower half until one value is left.
-fn tree_sum(v: &mut [f32; LANES]) -> f32 {
-    let mut width = LANES / 2;
-    while width > 0 {
-        for i in 0..width {
-            v[i] += v[i + width];
-        }
-        width /= 2;
-    }
-    v[0]
 }
 
 /// Softmax of `scores` in place (ggml's exp and sum, [`super::vexp`]),
@@ -212,7 +201,7 @@ fn attend_portable(
                     acc[l] = fma(qc[l], f32_of(kc[l]), acc[l]);
                 }
             }
-            *score = tree_sum(&mut acc) * scale;
+            *score = tree_sum(acc) * scale;
         }
         softmax_f16(&mut scores);
         lanes.iter_mut().for_each(|l| *l = [0f32; LANES]);
@@ -224,8 +213,8 @@ fn attend_portable(
         }
         // SAFETY: `attend`'s caller owns head h's part of the row.
         let out = unsafe { head_out(out, h, hd) };
-        for (o, acc) in out.iter_mut().zip(lanes.iter_mut()) {
-            *o = tree_sum(acc);
+        for (o, acc) in out.iter_mut().zip(&lanes) {
+            *o = tree_sum(*acc);
         }
     }
 }
