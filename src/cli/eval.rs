@@ -67,6 +67,10 @@ pub struct EvalArgs {
     /// simple, cjk.
     #[arg(long, default_value = "en")]
     pub language: String,
+    /// The collection's vectors: none (32-bit floats) or int8 (codes
+    /// searched, candidates rescored with the floats).
+    #[arg(long, default_value = "none")]
+    pub quantization: String,
     /// Also evaluate each fusion with sentence-level rescoring at these
     /// weights, comma-separated (0..=1; see docs/retrieval.md).
     #[arg(long, default_value = "")]
@@ -296,6 +300,10 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             name: name.clone(),
             settings: CollectionSettings {
                 language: args.language.parse()?,
+                quantization: quarry_core::Quantization::parse_field(
+                    &args.quantization,
+                    "--quantization",
+                )?,
                 ..CollectionSettings::default()
             },
             placement: Default::default(),

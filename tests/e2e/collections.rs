@@ -75,15 +75,17 @@ async fn collections_work_end_to_end_and_survive_a_restart() {
         hnsw_ef_construction: Some(400),
         hnsw_ef_search: Some(128),
         language: Some("French".into()),
+        quantization: Some("INT8".into()),
     };
     let notes = create(&mut client, "Notes_2-b", Some(custom.clone()))
         .await
         .unwrap();
-    // The language comes back as its code.
+    // The language and the quantisation come back as their codes.
     assert_eq!(
         notes.settings,
         Some(proto::CollectionSettings {
             language: Some("fr".into()),
+            quantization: Some("int8".into()),
             ..custom
         })
     );
@@ -173,6 +175,13 @@ async fn collections_work_end_to_end_and_survive_a_restart() {
                 ..Default::default()
             },
             "settings.language: \"klingon\" is not a supported language; choose one of ar, da",
+        ),
+        (
+            proto::CollectionSettings {
+                quantization: Some("int4".into()),
+                ..Default::default()
+            },
+            "settings.quantization: \"int4\" is not a quantisation; choose none or int8",
         ),
     ] {
         assert_status(

@@ -224,6 +224,74 @@ async fn search_finds_documents_in_every_mode_and_survives_restart(backend) {
 }
 
 crate::common::both_backends! {
+/// A collection with int8 vectors answers as the float one does: its
+/// candidates are rescored with the floats, so ids and scores agree, and
+/// they still do after a restart (the embedded backend's codes then come
+/// from the checkpoint).
+async fn an_int8_collection_answers_like_a_float_one_across_a_restart(backend) {
+    let dir = data_dir();
+    let server = TestServer::on(&backend, dir.path(), &[]);
+    let channel = server.channel().await;
+    let docs: Vec<(&str, &str)> = DOCS.iter().map(|(id, _, text)| (*id, *text)).collect();
+    for (name, quantization) in [("floats", "none"), ("bytes", "int8")] {
+        let settings = proto::CollectionSettings {
+            quantization: Some(quantization.into()),
+            ..Default::default()
+        };
+        let created = load_with(&channel, name, settings, &docs).await;
+        assert_eq!(created.quantization.as_deref(), Some(quantization));
+    }
+    async fn dense(channel: &Channel, collection: &str, query: &str) -> Vec<(String, f64)> {
+        RetrievalClient::new(channel.clone())
+            .search(proto::SearchRequest {
+                collection: collection.into(),
+                query: query.into(),
+                top_k: 5,
+                mode: proto::SearchMode::Dense as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .hits
+            .into_iter()
+            .map(|h| (h.document_id, h.score))
+            .collect()
+    }
+    let queries = [
+        "What is the capital of France?",
+        "how do cells make energy",
+        "lava and ash",
+        "the pull of the moon",
+    ];
+    let same = |a: &[(String, f64)], b: &[(String, f64)]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.0 == y.0 && (x.1 - y.1).abs() < 1e-4)
+    };
+    let mut first = Vec::new();
+    for q in queries {
+        let floats = dense(&channel, "floats", q).await;
+        let bytes = dense(&channel, "bytes", q).await;
+        assert_eq!(floats.len(), 5, "{q}");
+        assert!(same(&floats, &bytes), "{q}: {floats:?} vs {bytes:?}");
+        first.push(bytes);
+    }
+    drop(channel);
+    assert!(server.stop().success());
+    let server = TestServer::on(&backend, dir.path(), &[]);
+    let channel = server.channel().await;
+    for (q, before) in queries.iter().zip(&first) {
+        let after = dense(&channel, "bytes", q).await;
+        assert!(same(before, &after), "{q} after a restart: {before:?} vs {after:?}");
+    }
+    drop(channel);
+    assert!(server.stop().success());
+}
+}
+
+crate::common::both_backends! {
 async fn bad_searches_name_the_field(backend) {
     let dir = data_dir();
     let server = TestServer::on(&backend, dir.path(), &[]);
@@ -381,22 +449,36 @@ fn the_search_subcommand_prints_hits_and_takes_a_filter() {
 
 /// Creates `name` in `language` and loads `docs` (id, text).
 async fn load_in(channel: &Channel, name: &str, language: &str, docs: &[(&str, &str)]) {
+    let created = load_with(
+        channel,
+        name,
+        proto::CollectionSettings {
+            language: Some(language.into()),
+            ..Default::default()
+        },
+        docs,
+    )
+    .await;
+    assert_eq!(created.language.as_deref(), Some(language));
+}
+
+/// Creates `name` with `settings` and loads `docs` (id, text); returns
+/// the effective settings.
+async fn load_with(
+    channel: &Channel,
+    name: &str,
+    settings: proto::CollectionSettings,
+    docs: &[(&str, &str)],
+) -> proto::CollectionSettings {
     let created = quarry::proto::collections_client::CollectionsClient::new(channel.clone())
         .create_collection(proto::CreateCollectionRequest {
             name: name.into(),
-            settings: Some(proto::CollectionSettings {
-                language: Some(language.into()),
-                ..Default::default()
-            }),
+            settings: Some(settings),
             placement: None,
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        created.settings.unwrap().language.as_deref(),
-        Some(language)
-    );
     DocumentsClient::new(channel.clone())
         .upsert(proto::UpsertRequest {
             collection: name.into(),
@@ -411,6 +493,7 @@ async fn load_in(channel: &Channel, name: &str, language: &str, docs: &[(&str, &
         })
         .await
         .unwrap();
+    created.settings.unwrap_or_default()
 }
 
 /// The ids of a keyword search.

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{InvalidArgument, Language};
+use crate::{InvalidArgument, Language, Quantization};
 
 /// Longest allowed collection name, in characters.
 pub const MAX_NAME_LEN: usize = 64;
@@ -140,6 +140,10 @@ pub struct CollectionSettings {
     /// Collections made before languages existed read as English.
     #[serde(default)]
     pub language: Language,
+    /// How the dense index holds the vectors; fixed at creation.
+    /// Collections made before quantisation existed read as `none`.
+    #[serde(default)]
+    pub quantization: Quantization,
 }
 
 impl Default for CollectionSettings {
@@ -166,6 +170,8 @@ pub struct SettingsPatch {
     pub hnsw_ef_search: Option<u32>,
     /// See [`CollectionSettings::language`].
     pub language: Option<Language>,
+    /// See [`CollectionSettings::quantization`].
+    pub quantization: Option<Quantization>,
 }
 
 impl SettingsPatch {
@@ -199,6 +205,7 @@ impl SettingsPatch {
             hnsw_ef_construction,
             hnsw_ef_search,
             language: self.language.unwrap_or_default(),
+            quantization: self.quantization.unwrap_or_default(),
         })
     }
 }
@@ -390,7 +397,7 @@ mod tests {
             efc in proptest::option::of(0u32..3000),
             efs in proptest::option::of(0u32..5000),
         ) {
-            let patch = SettingsPatch { chunk_size: cs, chunk_overlap: co, hnsw_m: m, hnsw_ef_construction: efc, hnsw_ef_search: efs, language: None };
+            let patch = SettingsPatch { chunk_size: cs, chunk_overlap: co, hnsw_m: m, hnsw_ef_construction: efc, hnsw_ef_search: efs, language: None, quantization: None };
             if let Ok(s) = patch.resolve() {
                 prop_assert!(s.chunk_overlap * 2 < s.chunk_size);
                 prop_assert!((4..=64).contains(&s.hnsw_m));

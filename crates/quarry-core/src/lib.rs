@@ -10,6 +10,7 @@ pub mod document;
 pub mod error;
 pub mod filter;
 pub mod language;
+pub mod quantization;
 pub mod record;
 pub mod time;
 
@@ -22,6 +23,7 @@ pub use document::{
 pub use error::InvalidArgument;
 pub use filter::Filter;
 pub use language::Language;
+pub use quantization::Quantization;
 pub use record::{
     AnswerMode, EvidenceSentence, Record, RecordId, RetrievedChunk, SentenceCheck, SentenceStatus,
     Timings, UsedCitation,

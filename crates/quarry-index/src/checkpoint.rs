@@ -4,14 +4,16 @@
 //! Each checkpoint is a new directory `ckpt-<seq>-<nanos>` holding
 //! `vectors.f32`, `ids.u64`, `levels.u8`, `links0.u32`, `upper.u32`,
 //! `extra.u32` (the graph's arrays as they are in memory, little-endian;
-//! see [`crate::hnsw`]) and `meta.json`; every file and the directory are
+//! see [`crate::hnsw`]), for a quantised collection `codes.i8` (the int8
+//! codes with their scales), and `meta.json`; every file and the directory are
 //! fsynced, and only then does the `CURRENT` file (itself written to a
 //! temporary name, fsynced and renamed) start naming it. A crash at any
 //! point leaves `CURRENT` naming either the old checkpoint or the new one,
 //! both complete. Older directories are removed afterwards.
 //!
-//! Loading reads each file once into its array, checking its length and
-//! CRC-32 against the manifest as it goes, then checks every link
+//! Loading reads each file once into its array (the vectors and codes are
+//! memory-mapped instead), checking its length and CRC-32 against the
+//! manifest as it goes, then checks every link
 //! ([`Graph::from_parts`]): a restart is a sequential read, not a
 //! re-insertion. Any mismatch is [`IndexError::Damaged`], which recovery
 //! answers with a rebuild from the store; so is a checkpoint of an older
@@ -23,11 +25,12 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
-use quarry_core::CollectionSettings;
+use quarry_core::{CollectionSettings, Quantization};
 use serde::{Deserialize, Serialize};
 
 use crate::dense::DenseIndex;
 use crate::distance::Metric;
+use crate::hnsw::codes::Codes;
 use crate::hnsw::{Graph, Rows, Shape};
 use crate::IndexError;
 
@@ -58,6 +61,10 @@ struct Manifest {
     tombstones: Vec<u64>,
     /// Slots added since the graph's last repair.
     recent: Vec<u32>,
+    /// Whether the graph keeps int8 codes (then the files end with
+    /// [`CODES`]).
+    #[serde(default)]
+    quantization: Quantization,
     /// The array files, as written.
     files: Vec<FileCheck>,
 }
@@ -79,6 +86,8 @@ const FILES: [&str; 6] = [
     "upper.u32",
     "extra.u32",
 ];
+/// The seventh file of a quantised graph.
+const CODES: &str = "codes.i8";
 
 /// Writes `bytes` (in pieces) to `dir/name`, fsynced, and returns its
 /// check.
@@ -155,9 +164,14 @@ impl FileCheck {
     }
 
     /// Checks this file of `dir` (name, length, checksum) by reading it
-    /// through a small buffer, then maps it as rows of `dim` floats.
-    fn map_rows(&self, dir: &Path, expect: &str, dim: usize) -> Result<Rows, IndexError> {
-        let (mut f, path) = self.open(dir, expect, 4)?;
+    /// through a small buffer, then maps it as rows of `dim` values.
+    fn map_rows<T: bytemuck::Pod>(
+        &self,
+        dir: &Path,
+        expect: &str,
+        dim: usize,
+    ) -> Result<Rows<T>, IndexError> {
+        let (mut f, path) = self.open(dir, expect, std::mem::size_of::<T>() as u64)?;
         let damaged = |e: std::io::Error| IndexError::damaged(&path, e.to_string());
         let mut hasher = crc32fast::Hasher::new();
         let mut buf = vec![0u8; 1 << 22];
@@ -207,8 +221,9 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), IndexError> {
         .map_err(IndexError::io(dir))
 }
 
-/// Saves `index` as the checkpoint of `dir` at `seq`.
-pub fn save(index: &DenseIndex, dir: &Path, seq: u64) -> Result<(), IndexError> {
+/// Saves `index` as the checkpoint of `dir` at `seq`, returning the
+/// checkpoint's own directory.
+pub fn save(index: &DenseIndex, dir: &Path, seq: u64) -> Result<PathBuf, IndexError> {
     fs::create_dir_all(dir).map_err(IndexError::io(dir))?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -221,7 +236,7 @@ pub fn save(index: &DenseIndex, dir: &Path, seq: u64) -> Result<(), IndexError> 
     let graph = index.graph();
     let parts = graph.parts();
     let extra: Vec<u32> = parts.extra.iter().flat_map(|&(a, b)| [a, b]).collect();
-    let files = vec![
+    let mut files = vec![
         write_file(
             &path,
             FILES[0],
@@ -245,6 +260,16 @@ pub fn save(index: &DenseIndex, dir: &Path, seq: u64) -> Result<(), IndexError> 
             std::iter::once(bytemuck::cast_slice(&extra)),
         )?,
     ];
+    if let Some(codes) = &parts.codes {
+        files.push(write_file(
+            &path,
+            CODES,
+            codes
+                .iter()
+                .flat_map(|piece| piece.chunks(1 << 22))
+                .map(bytemuck::cast_slice::<i8, u8>),
+        )?);
+    }
     let shape = graph.shape();
     let manifest = Manifest {
         format: FORMAT,
@@ -256,6 +281,11 @@ pub fn save(index: &DenseIndex, dir: &Path, seq: u64) -> Result<(), IndexError> 
         entry: graph.entry().map_or(0, |(e, _)| e),
         tombstones: index.tombstones().collect(),
         recent: index.recent().to_vec(),
+        quantization: if graph.is_quantized() {
+            Quantization::Int8
+        } else {
+            Quantization::None
+        },
         files,
     };
     let json = serde_json::to_vec(&manifest).expect("a manifest serialises");
@@ -266,7 +296,30 @@ pub fn save(index: &DenseIndex, dir: &Path, seq: u64) -> Result<(), IndexError> 
     sync_dir(&path)?;
     write_atomic(&dir.join(CURRENT), name.as_bytes())?;
     remove_others(dir, &name);
-    Ok(())
+    Ok(path)
+}
+
+/// Swaps `index`'s vectors (and codes) in memory for the same rows mapped
+/// from `ckpt`, the checkpoint [`save`] just wrote of it, unchanged since:
+/// after a build, the rows become file pages the kernel can drop and read
+/// back, instead of anonymous memory (for a quantised graph, the floats
+/// are then read only to rescore). Returns whether it swapped; rows of
+/// another count are left alone.
+pub fn map_saved(index: &mut DenseIndex, ckpt: &Path) -> Result<bool, IndexError> {
+    let graph = index.graph_mut();
+    let dim = graph.shape().dim;
+    if graph.is_empty() {
+        return Ok(false);
+    }
+    let path = ckpt.join(FILES[0]);
+    let vectors = Rows::map(&path, dim).map_err(IndexError::io(&path))?;
+    let codes = if graph.is_quantized() {
+        let path = ckpt.join(CODES);
+        Some(Rows::map(&path, Codes::width(dim)).map_err(IndexError::io(&path))?)
+    } else {
+        None
+    };
+    Ok(graph.adopt_rows(vectors, codes))
 }
 
 /// Removes checkpoint directories other than `keep`; failures only cost
@@ -319,10 +372,22 @@ pub fn load(
     }
     let manifest: Manifest =
         serde_json::from_slice(&raw).map_err(|e| IndexError::damaged(&meta, e.to_string()))?;
-    if manifest.files.len() != FILES.len() {
+    if manifest.quantization != settings.quantization {
+        // Fixed at creation: a mismatch is a checkpoint of something else.
         return Err(IndexError::damaged(
             &meta,
-            format!("lists {} files, not {}", manifest.files.len(), FILES.len()),
+            format!(
+                "holds {} vectors; the collection's are {}",
+                manifest.quantization, settings.quantization
+            ),
+        ));
+    }
+    let quantized = manifest.quantization == Quantization::Int8;
+    let expect = FILES.len() + usize::from(quantized);
+    if manifest.files.len() != expect {
+        return Err(IndexError::damaged(
+            &meta,
+            format!("lists {} files, not {expect}", manifest.files.len()),
         ));
     }
     let f = &manifest.files;
@@ -343,6 +408,11 @@ pub fn load(
         atomics(f[3].read(&path, FILES[3])?),
         atomics(f[4].read(&path, FILES[4])?),
         &extra,
+        if quantized {
+            Some(f[6].map_rows(&path, CODES, Codes::width(manifest.dimension))?)
+        } else {
+            None
+        },
     )
     .map_err(|why| IndexError::damaged(&path, why))?;
     if graph.len() != manifest.points {
@@ -480,5 +550,63 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((loaded.len(), seq), (80, 3));
+    }
+
+    #[test]
+    fn a_quantised_index_keeps_its_codes_and_serves_from_the_files_it_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let int8 = CollectionSettings {
+            quantization: Quantization::Int8,
+            ..CollectionSettings::default()
+        };
+        let items = vectors(400, 16, 9);
+        let mut idx = DenseIndex::new(int8, 400);
+        idx.insert(items.clone());
+        idx.finish();
+        let before: Vec<_> = items
+            .iter()
+            .step_by(40)
+            .map(|(_, v)| idx.search(v, 5, None))
+            .collect();
+        let ckpt = save(&idx, dir.path(), 5).unwrap();
+        assert!(ckpt.join(CODES).exists());
+        // Served from the mapped files, the same answers.
+        assert!(map_saved(&mut idx, &ckpt).unwrap());
+        let after: Vec<_> = items
+            .iter()
+            .step_by(40)
+            .map(|(_, v)| idx.search(v, 5, None))
+            .collect();
+        assert_eq!(before, after);
+        idx.insert(
+            vectors(10, 16, 77)
+                .into_iter()
+                .map(|(i, v)| (i + 1000, v))
+                .collect(),
+        );
+        assert_eq!(idx.len(), 410);
+
+        let (loaded, _) = load(dir.path(), int8).unwrap().unwrap();
+        assert!(loaded.graph().is_quantized());
+        let (id, v) = &items[123];
+        assert_eq!(loaded.search(v, 1, None)[0].id, *id);
+        // A checkpoint of another quantisation is not this collection's.
+        let err = load(dir.path(), CollectionSettings::default()).err();
+        assert!(
+            matches!(&err, Some(IndexError::Damaged { reason, .. }) if reason.contains("int8")),
+            "{err:?}"
+        );
+        // Damaged codes are caught by their checksum (nothing maps the
+        // files while they are rewritten).
+        drop((idx, loaded));
+        let codes = ckpt.join(CODES);
+        let mut bytes = fs::read(&codes).unwrap();
+        bytes[100] ^= 1;
+        fs::write(&codes, &bytes).unwrap();
+        let err = load(dir.path(), int8).err();
+        assert!(
+            matches!(&err, Some(IndexError::Damaged { reason, .. }) if reason.contains("CRC-32")),
+            "{err:?}"
+        );
     }
 }

@@ -9,10 +9,14 @@
 //! even when enough exist: when the allowed set is small (at most
 //! [`EXACT_SEARCH_MAX`] chunks) the search is exact over that set, which is
 //! both complete and, at that size, fast.
+//!
+//! A collection with `quantization: int8` gets a quantised graph: searched
+//! with int8 codes, its candidates rescored with the floats (exact passes
+//! use the floats).
 
 use std::collections::{HashMap, HashSet};
 
-use quarry_core::CollectionSettings;
+use quarry_core::{CollectionSettings, Quantization};
 
 #[cfg(test)]
 use crate::distance::dot_portable;
@@ -56,12 +60,17 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 impl DenseIndex {
     /// An empty index with the collection's HNSW settings.
     pub fn new(settings: CollectionSettings, capacity: usize) -> Self {
+        let graph = Graph::new(
+            Metric::Dot,
+            settings.hnsw_m as usize,
+            settings.hnsw_ef_construction as usize,
+        );
+        let graph = match settings.quantization {
+            Quantization::None => graph,
+            Quantization::Int8 => graph.quantized(),
+        };
         Self {
-            graph: Graph::new(
-                Metric::Dot,
-                settings.hnsw_m as usize,
-                settings.hnsw_ef_construction as usize,
-            ),
+            graph,
             slots: HashMap::with_capacity(capacity),
             tombstones: HashSet::new(),
             recent: Vec::new(),
@@ -113,6 +122,10 @@ impl DenseIndex {
 
     pub(crate) fn graph(&self) -> &Graph {
         &self.graph
+    }
+
+    pub(crate) fn graph_mut(&mut self) -> &mut Graph {
+        &mut self.graph
     }
 
     /// Slots added since the last repair.

@@ -296,10 +296,12 @@ impl CollectionIndex {
         };
         let (dense, dense_saved, dirty) = match (dense, fresh_dense) {
             (Ok((d, seq)), None) => (d, seq, replayed.0 > 0),
-            (_, Some(d)) => {
+            (_, Some(mut d)) => {
                 // Saved at once: a rebuild is the slow path, and a crash
                 // before the next periodic checkpoint must not repeat it.
-                checkpoint::save(&d, &dense_dir(dir), last_seq)?;
+                let saved = checkpoint::save(&d, &dense_dir(dir), last_seq)?;
+                // Then served from the file, as after a restart.
+                checkpoint::map_saved(&mut d, &saved)?;
                 (d, last_seq, false)
             }
             (Err(_), None) => unreachable!("a failed dense index is rebuilt"),

@@ -19,12 +19,12 @@ use qdrant_client::qdrant::points_selector::PointsSelectorOneOf;
 use qdrant_client::qdrant::points_update_operation::{self, Operation};
 use qdrant_client::qdrant::{
     CountPoints, FieldType, GetPoints, NamedVectors, PointStruct, PointsSelector,
-    PointsUpdateOperation, Query, QueryBatchPoints, QueryPoints, Range, SearchParams,
-    UpdateBatchPoints, Vector, VectorInput,
+    PointsUpdateOperation, QuantizationSearchParams, Query, QueryBatchPoints, QueryPoints, Range,
+    SearchParams, UpdateBatchPoints, Vector, VectorInput,
 };
 use quarry_core::{
     CollectionInfo, CollectionName, CollectionSettings, Document, IndexedCounts, MetaValue,
-    Metadata, NewDocument, Placement, StoredDocument, UpsertStatus,
+    Metadata, NewDocument, Placement, Quantization, StoredDocument, UpsertStatus,
 };
 use quarry_engine::storage::{CollectionStorage, Doomed, Removed, Written};
 use quarry_engine::{Mode, Result, SearchHit};
@@ -549,6 +549,11 @@ impl CollectionStorage for QdrantCollection {
                 using: Some(DENSE.into()),
                 params: Some(SearchParams {
                     hnsw_ef: Some(self.meta.settings.hnsw_ef_search as u64),
+                    quantization: (self.meta.settings.quantization == Quantization::Int8)
+                        .then_some(QuantizationSearchParams {
+                            rescore: Some(true),
+                            ..Default::default()
+                        }),
                     ..Default::default()
                 }),
                 ..base.clone()

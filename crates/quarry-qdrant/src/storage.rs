@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 
 use qdrant_client::qdrant::vectors_config::Config as VectorsKind;
 use qdrant_client::qdrant::{
+    quantization_config, QuantizationConfig, QuantizationType, ScalarQuantization,
+};
+use qdrant_client::qdrant::{
     CreateCollection, Distance, FieldType, HnswConfigDiff, Modifier, SparseVectorConfig,
     SparseVectorParams, Value, VectorParams, VectorParamsMap, VectorsConfig,
 };
-use quarry_core::{CollectionInfo, CollectionName, CollectionSettings, Placement};
+use quarry_core::{CollectionInfo, CollectionName, CollectionSettings, Placement, Quantization};
 use quarry_engine::storage::{CollectionStorage, RecordStorage, Storage};
 use quarry_engine::{DeletedCollection, EngineError, Result};
 use quarry_store::{RecordKey, StoreError};
@@ -222,6 +225,7 @@ impl Storage for QdrantStorage {
                                 ef_construct: Some(settings.hnsw_ef_construction as u64),
                                 ..Default::default()
                             }),
+                            quantization_config: quantization_config(settings.quantization),
                             ..Default::default()
                         },
                     )]),
@@ -348,5 +352,21 @@ impl Storage for QdrantStorage {
         self.nodes
             .run("a health check", |c| async move { c.health_check().await })?;
         Ok(())
+    }
+}
+
+/// Qdrant's own scalar quantisation for `int8` (its search rescores with
+/// the original vectors, asked for in each query), nothing for `none`.
+fn quantization_config(q: Quantization) -> Option<QuantizationConfig> {
+    match q {
+        Quantization::None => None,
+        Quantization::Int8 => Some(QuantizationConfig {
+            quantization: Some(quantization_config::Quantization::Scalar(
+                ScalarQuantization {
+                    r#type: QuantizationType::Int8 as i32,
+                    ..Default::default()
+                },
+            )),
+        }),
     }
 }

@@ -58,6 +58,10 @@ pub struct AnnBench {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Search int8 codes of the vectors and rescore the candidates with
+    /// the floats (a collection's `quantization: int8`).
+    #[arg(long)]
+    pub int8: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -117,6 +121,7 @@ pub fn run(args: AnnBench) -> anyhow::Result<()> {
         "queries": queries.len(),
         "m": args.m,
         "ef_construction": args.ef_construction,
+        "vectors": if args.int8 { "int8" } else { "f32" },
         "build_seconds": build_secs,
         "build_threads": threads,
         "runs": rows,
@@ -125,8 +130,11 @@ pub fn run(args: AnnBench) -> anyhow::Result<()> {
         println!("{report}");
     } else {
         println!(
-            "Quarry on {name}: M={} ef_construction={}, built in {:.1} s on {threads} threads",
-            args.m, args.ef_construction, build_secs
+            "Quarry on {name}: M={} ef_construction={}, {} vectors, built in {:.1} s on {threads} threads",
+            args.m,
+            args.ef_construction,
+            if args.int8 { "int8" } else { "f32" },
+            build_secs
         );
         println!("{:>6} {:>10} {:>12}", "ef", "recall@10", "queries/s");
         for r in &rows {
@@ -276,6 +284,9 @@ fn measure(
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = Instant::now();
     let mut graph = Graph::new(metric, args.m, args.ef_construction);
+    if args.int8 {
+        graph = graph.quantized();
+    }
     let items: Vec<(u64, &[f32])> = base
         .iter()
         .enumerate()

@@ -90,10 +90,18 @@ fn bench_placement(nodes: usize) -> quarry_core::Placement {
 
 /// Resident memory of a process, in MiB (Linux `/proc`).
 fn rss_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+/// One `/proc/PID/status` line's size, in MiB: `VmRSS:` is the sum of
+/// `RssAnon:` (the process's own memory) and `RssFile:` (mapped file
+/// pages, such as checkpoint vectors, which the kernel can drop and read
+/// back).
+fn status_mib(pid: u32, line: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(line))?
         .split_whitespace()
         .nth(1)?
         .parse()

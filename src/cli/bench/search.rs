@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use quarry_core::{CollectionName, CollectionSettings, Document, MetaValue, Metadata};
+use quarry_core::{
+    CollectionName, CollectionSettings, Document, MetaValue, Metadata, Quantization,
+};
 use quarry_embed::{EmbedQueue, QueueConfig, MODEL_FILES};
 use quarry_models::{ModelCache, ModelSource, DEFAULT_EMBED_MODEL};
 use quarry_store::{NewChunk, NewDocument, Store};
@@ -71,6 +73,14 @@ pub struct SearchBench {
     /// nodes) instead of the embedded backend (0).
     #[arg(long, default_value_t = 0)]
     pub qdrant_nodes: usize,
+    /// The collection's vectors: none (32-bit floats) or int8 (codes
+    /// searched, floats rescored; see docs/performance.md).
+    #[arg(long, default_value = "none", value_parser = parse_quantization)]
+    pub quantization: Quantization,
+}
+
+fn parse_quantization(s: &str) -> Result<Quantization, String> {
+    Quantization::parse_field(s, "--quantization").map_err(|e| e.to_string())
 }
 
 /// Runs the benchmark.
@@ -87,8 +97,10 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
     };
     let build_dir = dir.clone();
     let (data, chunks, model) = (args.data.clone(), args.chunks, args.model.clone());
+    let quantization = args.quantization;
     let (build_secs, footprint) =
-        tokio::task::spawn_blocking(move || build(&build_dir, &data, chunks, &model)).await??;
+        tokio::task::spawn_blocking(move || build(&build_dir, &data, chunks, &model, quantization))
+            .await??;
     let queries = super::read_texts(&args.data.join("queries.jsonl"))?;
     anyhow::ensure!(!queries.is_empty(), "no queries in {}", args.data.display());
     let log = dir.join("bench-server.log");
@@ -218,6 +230,8 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
         results.push(timings(name, "REST", ms));
     }
     let quarry_rss = super::rss_mib(server.pid());
+    let quarry_anon = super::status_mib(server.pid(), "RssAnon:");
+    let quarry_file = super::status_mib(server.pid(), "RssFile:");
     let qdrant_rss: Option<f64> = cluster
         .as_ref()
         .map(|c| c.pids().into_iter().filter_map(super::rss_mib).sum());
@@ -249,12 +263,15 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
 
     let report = json!({
         "backend": backend,
+        "quantization": args.quantization.code(),
         "chunks": args.chunks,
         "copies_of_each_passage": copies,
         "load_seconds": load_secs,
         "load_docs_per_s": args.chunks as f64 / load_secs.max(1e-9),
         "qdrant_index_seconds": index_secs,
         "quarry_rss_mib": quarry_rss,
+        "quarry_rss_anon_mib": quarry_anon,
+        "quarry_rss_file_mib": quarry_file,
         "qdrant_rss_mib": qdrant_rss,
         "build_store_seconds": build_secs,
         "store_on_disk_bytes": footprint.on_disk,
@@ -280,8 +297,8 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
         println!("{report}");
     } else {
         println!(
-            "backend: {backend}; collection: {} chunks ({} copies of each passage)",
-            args.chunks, copies
+            "backend: {backend}; collection: {} chunks ({} copies of each passage), vectors {}",
+            args.chunks, copies, args.quantization
         );
         if args.qdrant_nodes > 0 {
             println!(
@@ -291,8 +308,10 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
             );
         }
         println!(
-            "resident memory after the runs: quarry {} MiB{}",
+            "resident memory after the runs: quarry {} MiB ({} anonymous, {} mapped file pages){}",
             quarry_rss.map_or("?".into(), |m| format!("{m:.0}")),
+            quarry_anon.map_or("?".into(), |m| format!("{m:.0}")),
+            quarry_file.map_or("?".into(), |m| format!("{m:.0}")),
             qdrant_rss.map_or(String::new(), |m| format!(
                 ", Qdrant nodes {m:.0} MiB in all"
             ))
@@ -368,6 +387,7 @@ fn build(
     data: &Path,
     chunks: usize,
     model: &str,
+    quantization: Quantization,
 ) -> anyhow::Result<(f64, quarry_store::Footprint)> {
     let started = Instant::now();
     let store = Store::open(dir.join("store"))?;
@@ -378,6 +398,12 @@ fn build(
             "{} already holds a {COLLECTION:?} collection of {} chunks; pass another --data-dir",
             dir.display(),
             existing.chunk_count
+        );
+        anyhow::ensure!(
+            existing.settings.quantization == quantization,
+            "{} holds a {COLLECTION:?} collection with {} vectors, not {quantization}; pass another --data-dir",
+            dir.display(),
+            existing.settings.quantization
         );
         eprintln!("reusing the collection in {}", dir.display());
         return Ok((0.0, store.footprint()?));
@@ -412,7 +438,11 @@ fn build(
     eprintln!();
     drop(queue);
 
-    store.create_collection(&name, CollectionSettings::default())?;
+    let settings = CollectionSettings {
+        quantization,
+        ..CollectionSettings::default()
+    };
+    store.create_collection(&name, settings)?;
     for start in (0..chunks).step_by(WRITE_BATCH) {
         let docs: Vec<NewDocument> = (start..chunks.min(start + WRITE_BATCH))
             .map(|i| {

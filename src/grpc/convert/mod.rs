@@ -39,9 +39,13 @@ impl TryFrom<proto::CreateCollectionRequest> for CreateCollection {
             hnsw_ef_construction,
             hnsw_ef_search,
             language,
+            quantization,
         } = settings.unwrap_or_default();
         let language = language
             .map(|l| quarry_core::Language::parse_field(&l, "settings.language"))
+            .transpose()?;
+        let quantization = quantization
+            .map(|q| quarry_core::Quantization::parse_field(&q, "settings.quantization"))
             .transpose()?;
         let settings = SettingsPatch {
             chunk_size,
@@ -50,6 +54,7 @@ impl TryFrom<proto::CreateCollectionRequest> for CreateCollection {
             hnsw_ef_construction,
             hnsw_ef_search,
             language,
+            quantization,
         }
         .resolve()?;
         let proto::Placement {
@@ -98,6 +103,7 @@ impl From<CollectionSettings> for proto::CollectionSettings {
             hnsw_ef_construction,
             hnsw_ef_search,
             language,
+            quantization,
         } = s;
         Self {
             chunk_size: Some(chunk_size),
@@ -106,6 +112,7 @@ impl From<CollectionSettings> for proto::CollectionSettings {
             hnsw_ef_construction: Some(hnsw_ef_construction),
             hnsw_ef_search: Some(hnsw_ef_search),
             language: Some(language.code().to_owned()),
+            quantization: Some(quantization.code().to_owned()),
         }
     }
 }

@@ -108,10 +108,11 @@ pages.collections = async (page) => {
       el("td", { class: "num" }, c.denseIndexedChunks || "0"),
       el("td", { class: "num" }, c.keywordIndexedChunks || "0"),
       el("td", {}, (c.settings && c.settings.language) || ""),
+      el("td", {}, (c.settings && c.settings.quantization) || ""),
       el("td", {}, fmtTime(c.createdAtMs)),
       el("td", {}, isAdmin() ? el("button", { class: "delete", "data-name": c.name, onclick: () => askDelete(page, c.name) }, "Delete") : "")));
   page.append(el("table", { id: "collections" },
-    el("tr", {}, ["Name", "Documents", "Chunks", "Dense indexed", "Keyword indexed", "Language", "Created", ""].map((h) => el("th", {}, h))),
+    el("tr", {}, ["Name", "Documents", "Chunks", "Dense indexed", "Keyword indexed", "Language", "Vectors", "Created", ""].map((h) => el("th", {}, h))),
     rows));
   if (!rows.length) page.append(el("p", { class: "muted" }, "No collections yet."));
   if (isAdmin()) {

@@ -321,7 +321,10 @@ mod tests {
                     // SAFETY: the CPU has AVX2 and FMA (checked above).
                     unsafe { x86::exp16_avx2(&mut v) };
                     for ((a, b), x) in v.iter().zip(&scalar).zip(&lanes) {
-                        assert!(a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan(), "exp({x}): AVX2 {a}, scalar {b}");
+                        assert!(
+                            a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan(),
+                            "exp({x}): AVX2 {a}, scalar {b}"
+                        );
                     }
                 }
                 if has_avx512() {
@@ -329,7 +332,10 @@ mod tests {
                     // SAFETY: the CPU has AVX-512F and DQ (checked above).
                     unsafe { x86::exp16(&mut v) };
                     for ((a, b), x) in v.iter().zip(&scalar).zip(&lanes) {
-                        assert!(a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan(), "exp({x}): AVX-512 {a}, scalar {b}");
+                        assert!(
+                            a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan(),
+                            "exp({x}): AVX-512 {a}, scalar {b}"
+                        );
                     }
                 }
             }

@@ -25,6 +25,10 @@
 //!
 //! Pruning can leave a point with no incoming link, which no search then
 //! finds; [`Graph::repair`] links such points back (see its docs).
+//!
+//! A graph made [`Graph::quantized`] also keeps int8 codes of its vectors
+//! ([`codes`]): it is built with the floats, and searched with the codes,
+//! its candidates then rescored with the floats.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
@@ -32,6 +36,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use crate::distance::{Kernel, Metric};
+use codes::{Codes, Prepared};
 
 /// Levels are 0..=MAX_LEVEL.
 pub const MAX_LEVEL: u8 = 15;
@@ -100,9 +105,9 @@ impl Visited {
     }
 }
 
-/// Asks the CPU to start loading a vector that is about to be read.
+/// Asks the CPU to start loading a row that is about to be read.
 #[inline(always)]
-fn prefetch(p: *const f32) {
+fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it never faults, whatever the address.
     unsafe {
@@ -146,6 +151,54 @@ pub struct Parts<'a> {
     pub upper: &'a [AtomicU32],
     /// Repair links: (from, to) pairs.
     pub extra: Vec<(u32, u32)>,
+    /// The int8 codes, row `slot` for each point, in contiguous pieces
+    /// (`None` for a graph that is not quantised).
+    pub codes: Option<Vec<&'a [i8]>>,
+}
+
+/// How a walk measures the distance from its query to a point.
+trait Space {
+    fn distance(&self, slot: u32) -> f32;
+    fn prefetch(&self, slot: u32);
+}
+
+/// Distances to the float vectors.
+struct Floats<'a> {
+    graph: &'a Graph,
+    q: &'a [f32],
+}
+
+impl Space for Floats<'_> {
+    #[inline]
+    fn distance(&self, slot: u32) -> f32 {
+        self.graph.distance(self.q, slot)
+    }
+
+    #[inline]
+    fn prefetch(&self, slot: u32) {
+        prefetch(self.graph.vector(slot).as_ptr());
+    }
+}
+
+/// Distances to the int8 codes.
+struct Coded<'a> {
+    graph: &'a Graph,
+    codes: &'a Codes,
+    q: &'a [f32],
+    prepared: Prepared,
+}
+
+impl Space for Coded<'_> {
+    #[inline]
+    fn distance(&self, slot: u32) -> f32 {
+        self.codes
+            .distance(self.graph.metric, self.q, &self.prepared, slot)
+    }
+
+    #[inline]
+    fn prefetch(&self, slot: u32) {
+        prefetch(self.codes.row_ptr(slot));
+    }
 }
 
 /// Per-thread scratch for inserting.
@@ -194,6 +247,9 @@ pub struct Graph {
     upper: Vec<AtomicU32>,
     /// Layer-0 links added by [`Self::repair`], beyond a full list.
     extra: HashMap<u32, Vec<u32>>,
+    /// Int8 codes of the vectors, searched instead of them (a quantised
+    /// graph).
+    codes: Option<Codes>,
     /// The entry point and the top level (meaningful when not empty).
     entry: u32,
     top: u8,
@@ -230,10 +286,27 @@ impl Graph {
             upper_at: Vec::new(),
             upper: Vec::new(),
             extra: HashMap::new(),
+            codes: None,
             entry: 0,
             top: 0,
             pool: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The same graph, quantised: it keeps int8 codes of its vectors and
+    /// searches with them, rescoring its candidates with the vectors.
+    /// Only for an empty graph (codes are made as points are inserted).
+    pub fn quantized(mut self) -> Self {
+        assert!(self.is_empty(), "only an empty graph becomes quantised");
+        let mut codes = Codes::new();
+        codes.set_dim(self.shape.dim);
+        self.codes = Some(codes);
+        self
+    }
+
+    /// Whether the graph keeps and searches int8 codes.
+    pub fn is_quantized(&self) -> bool {
+        self.codes.is_some()
     }
 
     /// Points in the graph.
@@ -338,11 +411,11 @@ impl Graph {
     }
 
     /// Greedy descent on one layer from `ep`.
-    fn greedy(&self, q: &[f32], mut ep: u32, mut ep_d: f32, layer: u8) -> (u32, f32) {
+    fn greedy(&self, space: &impl Space, mut ep: u32, mut ep_d: f32, layer: u8) -> (u32, f32) {
         loop {
             let mut moved = false;
             for n in self.links(ep, layer) {
-                let d = self.distance(q, n);
+                let d = space.distance(n);
                 if d < ep_d {
                     ep = n;
                     ep_d = d;
@@ -361,7 +434,7 @@ impl Graph {
     #[allow(clippy::too_many_arguments)]
     fn beam(
         &self,
-        q: &[f32],
+        space: &impl Space,
         ep: u32,
         ep_d: f32,
         ef: usize,
@@ -400,14 +473,14 @@ impl Graph {
             }
             let fresh = buf[..n].iter().chain(spill.iter());
             if n > 0 {
-                prefetch(self.vector(buf[0]).as_ptr());
+                space.prefetch(buf[0]);
             }
             let mut ahead = buf[..n].iter().chain(spill.iter()).skip(1);
             for &l in fresh {
                 if let Some(&next) = ahead.next() {
-                    prefetch(self.vector(next).as_ptr());
+                    space.prefetch(next);
                 }
-                let dl = self.distance(q, l);
+                let dl = space.distance(l);
                 if results.len() < ef || results.peek().is_some_and(|(w, _)| dl < w.0) {
                     candidates.push(Reverse((Dist(dl), l)));
                     if keep(l) {
@@ -423,6 +496,8 @@ impl Graph {
 
     /// The `k` nearest points whose slot `keep` accepts, as (slot,
     /// distance), nearest first; the beam is `ef` wide (at least `k`).
+    /// A quantised graph walks with the codes, then rescores all `ef`
+    /// candidates with the vectors: distances returned are exact.
     pub fn search(
         &self,
         q: &[f32],
@@ -433,16 +508,46 @@ impl Graph {
         if k == 0 || self.is_empty() || q.len() != self.shape.dim {
             return Vec::new();
         }
-        let (mut ep, mut ep_d) = (self.entry, self.distance(q, self.entry));
+        let Some(codes) = &self.codes else {
+            return self.walk(&Floats { graph: self, q }, k, ef, keep);
+        };
+        let space = Coded {
+            graph: self,
+            codes,
+            q,
+            prepared: Codes::prepare(q),
+        };
+        let candidates = self.walk(&space, ef.max(k), ef, keep);
+        for &(slot, _) in &candidates {
+            prefetch(self.vector(slot).as_ptr());
+        }
+        let mut out: Vec<(u32, f32)> = candidates
+            .into_iter()
+            .map(|(slot, _)| (slot, self.distance(q, slot)))
+            .collect();
+        out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        out.truncate(k);
+        out
+    }
+
+    /// A search in `space`: descent, then the beam on layer 0.
+    fn walk(
+        &self,
+        space: &impl Space,
+        k: usize,
+        ef: usize,
+        keep: impl Fn(u32) -> bool,
+    ) -> Vec<(u32, f32)> {
+        let (mut ep, mut ep_d) = (self.entry, space.distance(self.entry));
         for layer in (1..=self.top).rev() {
-            (ep, ep_d) = self.greedy(q, ep, ep_d, layer);
+            (ep, ep_d) = self.greedy(space, ep, ep_d, layer);
         }
         let mut visited = self.take_visited();
         let ef = ef.max(k);
         let mut candidates = BinaryHeap::with_capacity(ef * 4);
         let mut results = BinaryHeap::with_capacity(ef + 1);
         self.beam(
-            q,
+            space,
             ep,
             ep_d,
             ef,
@@ -542,9 +647,10 @@ impl Graph {
             }
         };
         let q = self.vector(slot);
+        let space = Floats { graph: self, q };
         let (mut ep, mut ep_d) = (ep, self.distance(q, ep));
         for layer in (level.saturating_add(1)..=top).rev() {
-            (ep, ep_d) = self.greedy(q, ep, ep_d, layer);
+            (ep, ep_d) = self.greedy(&space, ep, ep_d, layer);
         }
         for layer in (0..=level.min(top)).rev() {
             let Scratch {
@@ -553,7 +659,7 @@ impl Graph {
                 results,
             } = scratch;
             self.beam(
-                q,
+                &space,
                 ep,
                 ep_d,
                 self.shape.ef_construction,
@@ -592,14 +698,24 @@ impl Graph {
     /// copies).
     pub fn reserve_points(&mut self, more: usize, dim: usize) {
         if self.is_empty() && self.shape.dim == 0 {
-            self.shape.dim = dim;
-            self.vectors.set_dim(dim);
+            self.set_dim(dim);
         }
         self.reserve(more);
     }
 
+    fn set_dim(&mut self, dim: usize) {
+        self.shape.dim = dim;
+        self.vectors.set_dim(dim);
+        if let Some(codes) = &mut self.codes {
+            codes.set_dim(dim);
+        }
+    }
+
     fn reserve(&mut self, more: usize) {
         self.vectors.reserve(more);
+        if let Some(codes) = &mut self.codes {
+            codes.reserve(more);
+        }
         self.links0.reserve(more * self.stride0());
         self.ids.reserve(more);
         self.levels.reserve(more);
@@ -615,8 +731,7 @@ impl Graph {
             return first;
         }
         if self.is_empty() {
-            self.shape.dim = items[0].1.len();
-            self.vectors.set_dim(self.shape.dim);
+            self.set_dim(items[0].1.len());
         }
         let dim = self.shape.dim;
         let (s0, su) = (self.stride0(), self.stride_upper());
@@ -625,6 +740,9 @@ impl Graph {
             assert_eq!(v.len(), dim, "vector {id} has {} dimensions", v.len());
             let level = self.level_of(*id);
             self.vectors.push(v);
+            if let Some(codes) = &mut self.codes {
+                codes.push(v);
+            }
             self.ids.push(*id);
             self.levels.push(level);
             self.links0.extend((0..s0).map(|_| AtomicU32::new(0)));
@@ -680,6 +798,7 @@ impl Graph {
     }
 }
 
+pub(crate) mod codes;
 mod parts;
 mod repair;
 mod rows;

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
-use super::{Graph, Metric, Parts, Rows, Shape, COUNT, HAS_EXTRA, MAX_LEVEL, NO_UPPER};
+use super::{Codes, Graph, Metric, Parts, Rows, Shape, COUNT, HAS_EXTRA, MAX_LEVEL, NO_UPPER};
 
 impl Graph {
     /// The arrays to save.
@@ -21,11 +21,12 @@ impl Graph {
             links0: &self.links0,
             upper: &self.upper,
             extra,
+            codes: self.codes.as_ref().map(|c| c.rows.pieces().collect()),
         }
     }
 
     /// A graph from saved arrays, every length, level and link checked
-    /// (an error says what does not fit).
+    /// (an error says what does not fit); `codes` makes it quantised.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_parts(
         metric: Metric,
@@ -37,6 +38,7 @@ impl Graph {
         links0: Vec<AtomicU32>,
         upper: Vec<AtomicU32>,
         extra: &[(u32, u32)],
+        codes: Option<Rows<i8>>,
     ) -> Result<Self, String> {
         let mut g = Self::new(metric, shape.m, shape.ef_construction);
         if g.shape.m != shape.m || shape.m == 0 {
@@ -60,6 +62,15 @@ impl Graph {
                 "vectors of the wrong dimension (not {})",
                 shape.dim
             ));
+        }
+        if let Some(codes) = &codes {
+            let width = Codes::width(shape.dim);
+            if codes.len() != n || (n > 0 && codes.row(0).len() != width) {
+                return Err(format!(
+                    "{n} points but {} rows of codes (of {width} bytes)",
+                    codes.len()
+                ));
+            }
         }
         let mut upper_at = Vec::with_capacity(n);
         let mut words = 0usize;
@@ -117,6 +128,7 @@ impl Graph {
         g.links0 = links0;
         g.upper_at = upper_at;
         g.upper = upper;
+        g.codes = codes.map(|rows| Codes::from_rows(rows, shape.dim));
         for &(from, to) in extra {
             if from as usize >= n || to as usize >= n {
                 return Err(format!("a repair link {from} -> {to} of {n}"));
@@ -124,5 +136,32 @@ impl Graph {
             g.add_extra(from, to);
         }
         Ok(g)
+    }
+}
+
+impl Graph {
+    /// Takes `vectors` (and `codes`) in place of the rows held, when they
+    /// are as many rows of the same width (the caller vouches that they
+    /// hold the same values: the checkpoint just written of this graph).
+    pub(crate) fn adopt_rows(&mut self, vectors: Rows, codes: Option<Rows<i8>>) -> bool {
+        let n = self.len();
+        let dim = self.shape.dim;
+        let fits = vectors.len() == n
+            && (n == 0 || vectors.row(0).len() == dim)
+            && match (&codes, &self.codes) {
+                (None, None) => true,
+                (Some(c), Some(_)) => {
+                    c.len() == n && (n == 0 || c.row(0).len() == Codes::width(dim))
+                }
+                _ => false,
+            };
+        if !fits {
+            return false;
+        }
+        self.vectors = vectors;
+        if let Some(rows) = codes {
+            self.codes = Some(Codes::from_rows(rows, dim));
+        }
+        true
     }
 }

@@ -1,5 +1,6 @@
-//! The graph's vectors: the rows of a checkpoint's `vectors.f32`, mapped
-//! into memory, then the rows added since, in an ordinary array.
+//! The graph's vectors (and their int8 codes): the rows of a checkpoint's
+//! file, mapped into memory, then the rows added since, in an ordinary
+//! array.
 //!
 //! Mapping is what makes a restart fast and the index lean: the file's
 //! pages are already in the page cache (the checkpoint wrote or read
@@ -18,16 +19,16 @@
 use std::fs::File;
 use std::path::Path;
 
-/// Rows of `dim` floats.
-pub(crate) struct Rows {
+/// Rows of `dim` values (floats unless said otherwise).
+pub(crate) struct Rows<T: bytemuck::Pod = f32> {
     mapped: Option<memmap2::Mmap>,
     /// Rows in the mapping.
     base: usize,
-    owned: Vec<f32>,
+    owned: Vec<T>,
     dim: usize,
 }
 
-impl Rows {
+impl<T: bytemuck::Pod> Rows<T> {
     pub(crate) fn new() -> Self {
         Self {
             mapped: None,
@@ -38,7 +39,7 @@ impl Rows {
     }
 
     /// Rows held in memory.
-    pub(crate) fn owned(owned: Vec<f32>, dim: usize) -> Self {
+    pub(crate) fn owned(owned: Vec<T>, dim: usize) -> Self {
         Self {
             mapped: None,
             base: 0,
@@ -47,18 +48,19 @@ impl Rows {
         }
     }
 
-    /// The rows of a little-endian f32 file (its length already checked
-    /// to be a whole number of rows).
+    /// The rows of a little-endian file of `T` (its length already
+    /// checked to be a whole number of rows).
     pub(crate) fn map(path: &Path, dim: usize) -> std::io::Result<Self> {
         let file = File::open(path)?;
         let len = file.metadata()?.len() as usize;
         if dim == 0 || len == 0 {
             return Ok(Self::owned(Vec::new(), dim));
         }
-        if !len.is_multiple_of(4 * dim) {
+        let row = std::mem::size_of::<T>() * dim;
+        if !len.is_multiple_of(row) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("{len} bytes is not a whole number of {dim}-float rows"),
+                format!("{len} bytes is not a whole number of {row}-byte rows"),
             ));
         }
         // SAFETY: checkpoint files are immutable once written (see the
@@ -73,7 +75,7 @@ impl Rows {
         // around each fault.
         let _ = map.advise(memmap2::Advice::Random);
         Ok(Self {
-            base: len / (4 * dim),
+            base: len / row,
             mapped: Some(map),
             owned: Vec::new(),
             dim,
@@ -96,29 +98,29 @@ impl Rows {
         self.owned.reserve(more * self.dim);
     }
 
-    pub(crate) fn push(&mut self, row: &[f32]) {
+    pub(crate) fn push(&mut self, row: &[T]) {
         self.owned.extend_from_slice(row);
     }
 
-    fn mapped_floats(&self) -> &[f32] {
+    fn mapped_values(&self) -> &[T] {
         self.mapped
             .as_ref()
             .map_or(&[][..], |m| bytemuck::cast_slice(&m[..]))
     }
 
     #[inline]
-    pub(crate) fn row(&self, slot: usize) -> &[f32] {
+    pub(crate) fn row(&self, slot: usize) -> &[T] {
         if slot < self.base {
-            &self.mapped_floats()[slot * self.dim..(slot + 1) * self.dim]
+            &self.mapped_values()[slot * self.dim..(slot + 1) * self.dim]
         } else {
             let start = (slot - self.base) * self.dim;
             &self.owned[start..start + self.dim]
         }
     }
 
-    /// The rows as pieces of contiguous floats, in order (for saving).
-    pub(crate) fn pieces(&self) -> impl Iterator<Item = &[f32]> {
-        [self.mapped_floats(), &self.owned[..]]
+    /// The rows as pieces of contiguous values, in order (for saving).
+    pub(crate) fn pieces(&self) -> impl Iterator<Item = &[T]> {
+        [self.mapped_values(), &self.owned[..]]
             .into_iter()
             .filter(|p| !p.is_empty())
     }

@@ -6,9 +6,17 @@ use crate::dense::tests::vectors;
 
 type Items = Vec<(u64, Vec<f32>)>;
 
+/// A copy of link words, as a checkpoint would load them.
+fn copy(w: &[AtomicU32]) -> Vec<AtomicU32> {
+    w.iter().map(|x| AtomicU32::new(x.load(Relaxed))).collect()
+}
+
 fn graph(n: usize, threads: usize) -> (Graph, Items) {
+    build(Graph::new(Metric::Dot, 16, 200), n, threads)
+}
+
+fn build(mut g: Graph, n: usize, threads: usize) -> (Graph, Items) {
     let items = vectors(n, 24, 11);
-    let mut g = Graph::new(Metric::Dot, 16, 200);
     let refs: Vec<(u64, &[f32])> = items.iter().map(|(i, v)| (*i, v.as_slice())).collect();
     g.insert(&refs, threads);
     (g, items)
@@ -108,9 +116,6 @@ fn a_point_nothing_links_to_is_linked_back() {
 fn saved_arrays_load_back_to_the_same_graph_and_damage_is_refused() {
     let (mut g, items) = graph(700, 2);
     g.add_extra(3, 9);
-    let copy = |w: &[AtomicU32]| -> Vec<AtomicU32> {
-        w.iter().map(|x| AtomicU32::new(x.load(Relaxed))).collect()
-    };
     let load = |links0: Vec<AtomicU32>, levels: Vec<u8>| {
         let p = g.parts();
         Graph::from_parts(
@@ -123,6 +128,7 @@ fn saved_arrays_load_back_to_the_same_graph_and_damage_is_refused() {
             links0,
             copy(p.upper),
             &p.extra,
+            None,
         )
     };
     let back = load(copy(g.parts().links0), g.levels.clone()).unwrap();
@@ -160,4 +166,55 @@ fn levels_follow_the_id_and_thin_out_by_m() {
     );
     let above = levels.iter().filter(|&&l| l > 0).count() as f64 / 1e5;
     assert!((above - 1.0 / 16.0).abs() < 0.005, "{above}");
+}
+
+#[test]
+fn a_quantised_graph_finds_what_exact_search_finds_and_reports_exact_distances() {
+    let (g, items) = build(Graph::new(Metric::Dot, 16, 200).quantized(), 3000, 2);
+    assert!(g.is_quantized());
+    let found = recall(&g, &items, 64);
+    assert!(found >= 475, "recall {found}/500 quantised");
+    let kernel = Metric::Dot.kernel();
+    for (_, q) in items.iter().step_by(300) {
+        for (slot, d) in g.search(q, 10, 64, |_| true) {
+            assert_eq!(d, kernel(q, g.vector(slot)), "rescored with the floats");
+        }
+    }
+    // Squared L2 over the codes (the same data, another metric).
+    let (g, items) = build(Graph::new(Metric::L2, 16, 200).quantized(), 2000, 1);
+    let hit = g.search(&items[77].1, 1, 64, |_| true)[0];
+    assert_eq!(g.id(hit.0), items[77].0);
+    assert_eq!(hit.1, 0.0);
+}
+
+#[test]
+fn a_quantised_graph_saves_and_loads_its_codes_and_refuses_short_ones() {
+    let (g, items) = build(Graph::new(Metric::Dot, 16, 200).quantized(), 600, 2);
+    let load = |codes: Vec<i8>| {
+        let p = g.parts();
+        Graph::from_parts(
+            Metric::Dot,
+            g.shape(),
+            g.entry,
+            Rows::owned(p.vectors.concat(), g.shape().dim),
+            p.ids.to_vec(),
+            g.levels.clone(),
+            copy(p.links0),
+            copy(p.upper),
+            &p.extra,
+            Some(Rows::owned(codes, Codes::width(g.shape().dim))),
+        )
+    };
+    let codes = g.parts().codes.unwrap().concat();
+    assert_eq!(codes.len(), 600 * (24 + 12));
+    let back = load(codes.clone()).unwrap();
+    assert!(back.is_quantized());
+    for (_, q) in items.iter().step_by(50) {
+        assert_eq!(
+            back.search(q, 10, 64, |_| true),
+            g.search(q, 10, 64, |_| true)
+        );
+    }
+    let short = codes[..codes.len() - 36].to_vec();
+    assert!(load(short).unwrap_err().contains("rows of codes"));
 }
