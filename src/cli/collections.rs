@@ -34,8 +34,9 @@ pub enum CollectionsCommand {
         #[arg(long)]
         language: Option<String>,
         /// How the vector index holds vectors: none (32-bit floats) or
-        /// int8 (a quarter of the memory; searches rescore with the floats,
-        /// kept on disk). Fixed once created. [default: none]
+        /// int8 (searched as one byte per dimension, a quarter of the
+        /// floats' bytes; candidates rescored with the floats, kept on
+        /// disk). Fixed once created. [default: none]
         #[arg(long)]
         quantization: Option<String>,
         /// Qdrant backend: shards of the collection (1-1024). [default: one

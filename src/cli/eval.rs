@@ -70,7 +70,7 @@ pub struct EvalArgs {
     /// The collection's vectors: none (32-bit floats) or int8 (codes
     /// searched, candidates rescored with the floats).
     #[arg(long, default_value = "none")]
-    pub quantization: String,
+    pub quantization: quarry_core::Quantization,
     /// Also evaluate each fusion with sentence-level rescoring at these
     /// weights, comma-separated (0..=1; see docs/retrieval.md).
     #[arg(long, default_value = "")]
@@ -300,10 +300,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             name: name.clone(),
             settings: CollectionSettings {
                 language: args.language.parse()?,
-                quantization: quarry_core::Quantization::parse_field(
-                    &args.quantization,
-                    "--quantization",
-                )?,
+                quantization: args.quantization,
                 ..CollectionSettings::default()
             },
             placement: Default::default(),

@@ -58,6 +58,13 @@ impl fmt::Display for Quantization {
     }
 }
 
+impl std::str::FromStr for Quantization {
+    type Err = InvalidArgument;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse_field(s, "quantization")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,12 +75,8 @@ pub struct SearchBench {
     pub qdrant_nodes: usize,
     /// The collection's vectors: none (32-bit floats) or int8 (codes
     /// searched, floats rescored; see docs/performance.md).
-    #[arg(long, default_value = "none", value_parser = parse_quantization)]
+    #[arg(long, default_value = "none")]
     pub quantization: Quantization,
-}
-
-fn parse_quantization(s: &str) -> Result<Quantization, String> {
-    Quantization::parse_field(s, "--quantization").map_err(|e| e.to_string())
 }
 
 /// Runs the benchmark.

@@ -1,7 +1,7 @@
 //! Int8 scalar quantisation of the graph's vectors: each vector as one
 //! signed byte per dimension, with its own scale and offset, so that a
-//! search reads a quarter of the bytes per distance and the index keeps a
-//! quarter of the memory.
+//! search reads a quarter of the bytes per distance, and the floats can
+//! stay in their memory-mapped checkpoint file, read only to rescore.
 //!
 //! A row of `dim` floats `x` becomes codes `c` in -128..=127 with
 //! `x ≈ offset + scale·c`, where the row's minimum maps to -128 and its
@@ -40,7 +40,7 @@ pub(crate) struct Prepared {
 }
 
 /// Quantises `row` onto the end of `out` (codes, then the 12-byte tail).
-pub(crate) fn encode(row: &[f32], out: &mut Vec<i8>) {
+fn encode(row: &[f32], out: &mut Vec<i8>) {
     let (lo, hi) = row
         .iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
@@ -66,6 +66,16 @@ pub(crate) fn encode(row: &[f32], out: &mut Vec<i8>) {
     for v in [scale, offset, norm2] {
         out.extend(v.to_le_bytes().map(|b| b as i8));
     }
+}
+
+/// A row's scale, offset and decoded squared norm, from its tail.
+#[inline]
+fn tail(bytes: &[i8]) -> [f32; 3] {
+    let bytes: &[u8] = bytemuck::cast_slice(bytes);
+    std::array::from_fn(|i| {
+        let b = &bytes[4 * i..4 * i + 4];
+        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    })
 }
 
 impl Codes {
@@ -124,13 +134,12 @@ impl Codes {
     #[inline]
     pub(crate) fn distance(&self, metric: Metric, q: &[f32], p: &Prepared, slot: u32) -> f32 {
         let row = self.rows.row(slot as usize);
-        let (codes, tail) = row.split_at(self.dim);
-        let tail: &[u8] = bytemuck::cast_slice(tail);
-        let at = |i: usize| f32::from_le_bytes([tail[i], tail[i + 1], tail[i + 2], tail[i + 3]]);
-        let dot = at(4) * p.sum + at(0) * (self.kernel)(q, codes);
+        let (codes, rest) = row.split_at(self.dim);
+        let [scale, offset, norm2] = tail(rest);
+        let dot = offset * p.sum + scale * (self.kernel)(q, codes);
         match metric {
             Metric::Dot => 1.0 - dot,
-            Metric::L2 => p.norm2 - 2.0 * dot + at(8),
+            Metric::L2 => p.norm2 - 2.0 * dot + norm2,
         }
     }
 }
@@ -141,11 +150,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn decode(row: &[i8], dim: usize) -> Vec<f32> {
-        let tail: &[u8] = bytemuck::cast_slice(&row[dim..]);
-        let at = |i: usize| f32::from_le_bytes([tail[i], tail[i + 1], tail[i + 2], tail[i + 3]]);
+        let [scale, offset, _] = tail(&row[dim..]);
         row[..dim]
             .iter()
-            .map(|&c| at(4) + at(0) * c as f32)
+            .map(|&c| offset + scale * c as f32)
             .collect()
     }
 

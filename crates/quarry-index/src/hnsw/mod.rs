@@ -182,7 +182,7 @@ impl Space for Floats<'_> {
 
 /// Distances to the int8 codes.
 struct Coded<'a> {
-    graph: &'a Graph,
+    metric: Metric,
     codes: &'a Codes,
     q: &'a [f32],
     prepared: Prepared,
@@ -192,7 +192,7 @@ impl Space for Coded<'_> {
     #[inline]
     fn distance(&self, slot: u32) -> f32 {
         self.codes
-            .distance(self.graph.metric, self.q, &self.prepared, slot)
+            .distance(self.metric, self.q, &self.prepared, slot)
     }
 
     #[inline]
@@ -512,7 +512,7 @@ impl Graph {
             return self.walk(&Floats { graph: self, q }, k, ef, keep);
         };
         let space = Coded {
-            graph: self,
+            metric: self.metric,
             codes,
             q,
             prepared: Codes::prepare(q),
