@@ -84,15 +84,19 @@ impl Filter {
     /// Whether `metadata` satisfies the filter. A missing key never
     /// matches a leaf.
     pub fn matches(&self, metadata: &Metadata) -> bool {
+        self.matches_with(&|key: &str| metadata.get(key))
+    }
+
+    /// [`Self::matches`] over metadata held in another layout: `get`
+    /// returns a key's value (the indexes keep a compact sorted slice).
+    pub fn matches_with<'m>(&self, get: &dyn Fn(&str) -> Option<&'m MetaValue>) -> bool {
         match self {
-            Self::And(parts) => parts.iter().all(|f| f.matches(metadata)),
-            Self::Or(parts) => parts.iter().any(|f| f.matches(metadata)),
-            Self::Equals { key, value } => {
-                metadata.get(key).is_some_and(|v| value_matches(v, value))
+            Self::And(parts) => parts.iter().all(|f| f.matches_with(get)),
+            Self::Or(parts) => parts.iter().any(|f| f.matches_with(get)),
+            Self::Equals { key, value } => get(key).is_some_and(|v| value_matches(v, value)),
+            Self::In { key, values } => {
+                get(key).is_some_and(|v| values.iter().any(|w| value_matches(v, w)))
             }
-            Self::In { key, values } => metadata
-                .get(key)
-                .is_some_and(|v| values.iter().any(|w| value_matches(v, w))),
             Self::Range {
                 key,
                 gte,
@@ -100,7 +104,7 @@ impl Filter {
                 lte,
                 lt,
             } => {
-                let Some(x) = metadata.get(key).and_then(as_number) else {
+                let Some(x) = get(key).and_then(as_number) else {
                     return false;
                 };
                 gte.is_none_or(|b| x >= b)

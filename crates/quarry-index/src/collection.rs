@@ -3,15 +3,18 @@
 //! bookkeeping of their checkpoints. Fed by the engine from the store (the
 //! source of truth); recovered from disk by [`crate::recovery`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use quarry_core::{CollectionSettings, Filter, Metadata};
 
+use crate::doc_table::DocTable;
 use crate::meta_index::MetaIndex;
-use crate::{checkpoint, fuse, DenseIndex, Fused, Fusion, IndexError, KeywordIndex, Ranked};
+use crate::{
+    checkpoint, doc_file, fuse, DenseIndex, Fused, Fusion, IndexError, KeywordIndex, Ranked,
+};
 
 /// Which retrievers a search uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,11 +70,6 @@ pub struct SearchQuery<'a> {
     pub depth: usize,
 }
 
-pub(crate) struct DocEntry {
-    pub(crate) metadata: Metadata,
-    pub(crate) chunks: Vec<u64>,
-}
-
 /// The search state of one collection.
 ///
 /// Durability: the keyword index commits (with the op-log sequence number)
@@ -81,7 +79,7 @@ pub(crate) struct DocEntry {
 pub struct CollectionIndex {
     pub(crate) dense: DenseIndex,
     pub(crate) keyword: KeywordIndex,
-    pub(crate) docs: HashMap<String, DocEntry>,
+    pub(crate) docs: DocTable,
     /// Postings of the documents' metadata, to narrow filters.
     meta: MetaIndex,
     /// Where the checkpoints live; `None` keeps everything in memory.
@@ -141,8 +139,10 @@ impl CollectionIndex {
         seq: u64,
     ) -> Result<Self, IndexError> {
         let dense = DenseIndex::new(settings, 0);
+        let docs = DocTable::default();
         let keyword = match dir {
             Some(dir) => {
+                doc_file::save(&docs, dir, seq)?;
                 checkpoint::save(&dense, &dense_dir(dir), seq)?;
                 KeywordIndex::create(&keyword_dir(dir), seq, settings.language)?
             }
@@ -151,7 +151,7 @@ impl CollectionIndex {
         Ok(Self::assemble(
             dense,
             keyword,
-            HashMap::new(),
+            docs,
             dir,
             settings,
             rebuild_share,
@@ -162,15 +162,15 @@ impl CollectionIndex {
     pub(crate) fn assemble(
         dense: DenseIndex,
         keyword: KeywordIndex,
-        docs: HashMap<String, DocEntry>,
+        docs: DocTable,
         dir: Option<&Path>,
         settings: CollectionSettings,
         rebuild_share: f64,
         dense_saved: u64,
     ) -> Self {
         let mut meta = MetaIndex::default();
-        for (id, doc) in &docs {
-            meta.insert(id, &doc.metadata);
+        for (_, number, doc) in docs.iter() {
+            meta.insert(number, doc.fields());
         }
         Self {
             dense,
@@ -199,14 +199,11 @@ impl CollectionIndex {
                 .map(|c| (c.id, doc.title.as_str(), c.text.as_str()))
                 .collect();
             self.keyword.add(&rows)?;
-            self.meta.insert(&doc.id, &doc.metadata);
-            self.docs.insert(
-                doc.id,
-                DocEntry {
-                    metadata: doc.metadata,
-                    chunks: doc.chunks.iter().map(|c| c.id).collect(),
-                },
-            );
+            let chunks = doc.chunks.iter().map(|c| c.id).collect();
+            let (number, _) = self.docs.insert(&doc.id, &doc.metadata, chunks);
+            if let Some(entry) = self.docs.get(number) {
+                self.meta.insert(number, entry.fields());
+            }
             vectors.extend(doc.chunks.into_iter().map(|c| (c.id, c.vector)));
         }
         self.dense.insert(vectors);
@@ -224,8 +221,8 @@ impl CollectionIndex {
 
     fn remove_staged(&mut self, ids: &[String]) {
         for id in ids {
-            if let Some(old) = self.docs.remove(id) {
-                self.meta.remove(id, &old.metadata);
+            if let Some((number, old)) = self.docs.remove(id) {
+                self.meta.remove(number, old.fields());
                 self.dense.remove(&old.chunks);
                 self.keyword.remove(&old.chunks);
             }
@@ -302,6 +299,10 @@ impl CollectionIndex {
             chunks = self.dense.len(),
             "saving a dense index checkpoint"
         );
+        // The documents first: the op log is kept from the dense
+        // checkpoint's sequence number on, so a table at least as new can
+        // always be brought up to date (recovery checks it is).
+        doc_file::save(&self.docs, dir, seq)?;
         checkpoint::save(&self.dense, &dense_dir(dir), seq)?;
         self.dense_saved.store(seq, Ordering::Release);
         self.dense_dirty.store(false, Ordering::Release);
@@ -320,18 +321,20 @@ impl CollectionIndex {
     /// The chunks of documents whose metadata matches: the postings narrow
     /// the candidates, `Filter::matches` decides.
     fn allowed(&self, filter: &Filter) -> HashSet<u64> {
-        let chunks = |d: &DocEntry| d.chunks.clone();
+        fn chunks(d: &crate::doc_table::Doc) -> impl Iterator<Item = u64> + '_ {
+            d.chunks.iter().copied()
+        }
         match self.meta.candidates(filter) {
             Some(candidates) => candidates
                 .into_iter()
-                .filter_map(|id| self.docs.get(id))
-                .filter(|d| filter.matches(&d.metadata))
+                .filter_map(|number| self.docs.get(number))
+                .filter(|d| d.matches(filter))
                 .flat_map(chunks)
                 .collect(),
             None => self
                 .docs
-                .values()
-                .filter(|d| filter.matches(&d.metadata))
+                .docs()
+                .filter(|d| d.matches(filter))
                 .flat_map(chunks)
                 .collect(),
         }

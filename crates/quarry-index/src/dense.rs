@@ -14,7 +14,7 @@
 //! with int8 codes, its candidates rescored with the floats (exact passes
 //! use the floats).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use quarry_core::{CollectionSettings, Quantization};
 
@@ -41,8 +41,9 @@ fn build_threads() -> usize {
 /// One collection's dense index.
 pub struct DenseIndex {
     graph: Graph,
-    /// Live chunk ids and their slots in the graph.
-    slots: HashMap<u64, u32>,
+    /// Live chunk ids and their slots in the graph (foldhash: a restart
+    /// fills this with every id, and every filtered search looks ids up).
+    slots: foldhash::HashMap<u64, u32>,
     /// Chunk ids still in the graph but deleted.
     tombstones: HashSet<u64>,
     /// Slots added since the last repair.
@@ -71,7 +72,7 @@ impl DenseIndex {
         };
         Self {
             graph,
-            slots: HashMap::with_capacity(capacity),
+            slots: foldhash::HashMapExt::with_capacity(capacity),
             tombstones: HashSet::new(),
             recent: Vec::new(),
             capacity,

@@ -7,6 +7,8 @@
 //! Modules: [`dense`] (the graph), [`keyword`] (BM25), [`analyzer`] (its
 //! analyzers, one per collection language), [`fusion`],
 //! [`collection`] (one collection's indexes and their bookkeeping),
+//! `doc_table` and `doc_file` (its documents' metadata and chunks, in
+//! memory and on disk),
 //! [`hnsw`] (the graph itself: build, search, repair), [`checkpoint`] (the
 //! graph on disk), [`recovery`] (opening after a stop or a crash).
 
@@ -15,6 +17,8 @@ pub mod checkpoint;
 pub mod collection;
 pub mod dense;
 pub mod distance;
+mod doc_file;
+mod doc_table;
 mod error;
 pub mod fusion;
 pub mod hnsw;

@@ -8,10 +8,13 @@
 //! string list under each element and as a whole). The candidates are a
 //! superset of the matches, and every candidate is still checked with
 //! `Filter::matches`, so the filter's semantics live in one place.
+//! Documents are filed by their number in the [`crate::doc_table`], and
+//! keys are the table's shared copies.
 
-use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use quarry_core::{Filter, MetaValue, Metadata};
+use foldhash::{HashMap, HashSet, HashSetExt};
+use quarry_core::{Filter, MetaValue};
 
 /// A value as the postings key it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -59,30 +62,30 @@ fn wanted_key(v: &MetaValue) -> Option<ValueKey> {
 /// The postings of one collection.
 #[derive(Debug, Default)]
 pub(crate) struct MetaIndex {
-    with_key: HashMap<String, HashSet<String>>,
-    by_value: HashMap<String, HashMap<ValueKey, HashSet<String>>>,
+    with_key: HashMap<Arc<str>, HashSet<u32>>,
+    by_value: HashMap<Arc<str>, HashMap<ValueKey, HashSet<u32>>>,
 }
 
 impl MetaIndex {
-    /// Files a document's metadata.
-    pub(crate) fn insert(&mut self, doc: &str, metadata: &Metadata) {
-        for (key, value) in metadata {
+    /// Files a document's metadata (sorted by key, as the table holds it).
+    pub(crate) fn insert(&mut self, doc: u32, fields: &[(Arc<str>, MetaValue)]) {
+        for (key, value) in fields {
             self.with_key
-                .entry(key.clone())
+                .entry(Arc::clone(key))
                 .or_default()
-                .insert(doc.to_owned());
-            let values = self.by_value.entry(key.clone()).or_default();
+                .insert(doc);
+            let values = self.by_value.entry(Arc::clone(key)).or_default();
             for vk in stored_keys(value) {
-                values.entry(vk).or_default().insert(doc.to_owned());
+                values.entry(vk).or_default().insert(doc);
             }
         }
     }
 
     /// Unfiles a document's metadata (as it was inserted).
-    pub(crate) fn remove(&mut self, doc: &str, metadata: &Metadata) {
-        for (key, value) in metadata {
+    pub(crate) fn remove(&mut self, doc: u32, fields: &[(Arc<str>, MetaValue)]) {
+        for (key, value) in fields {
             if let Some(docs) = self.with_key.get_mut(key) {
-                docs.remove(doc);
+                docs.remove(&doc);
                 if docs.is_empty() {
                     self.with_key.remove(key);
                 }
@@ -90,7 +93,7 @@ impl MetaIndex {
             if let Some(values) = self.by_value.get_mut(key) {
                 for vk in stored_keys(value) {
                     if let Some(docs) = values.get_mut(&vk) {
-                        docs.remove(doc);
+                        docs.remove(&doc);
                         if docs.is_empty() {
                             values.remove(&vk);
                         }
@@ -105,11 +108,11 @@ impl MetaIndex {
 
     /// Documents that may match `filter` (a superset of the matches), or
     /// `None` when the postings cannot narrow it.
-    pub(crate) fn candidates(&self, filter: &Filter) -> Option<HashSet<&str>> {
-        let posting = |key: &str, wanted: &MetaValue| -> HashSet<&str> {
+    pub(crate) fn candidates(&self, filter: &Filter) -> Option<HashSet<u32>> {
+        let posting = |key: &str, wanted: &MetaValue| -> HashSet<u32> {
             wanted_key(wanted)
                 .and_then(|vk| self.by_value.get(key)?.get(&vk))
-                .map(|docs| docs.iter().map(String::as_str).collect())
+                .cloned()
                 .unwrap_or_default()
         };
         match filter {
@@ -117,14 +120,11 @@ impl MetaIndex {
             Filter::In { key, values } => {
                 Some(values.iter().flat_map(|v| posting(key, v)).collect())
             }
-            Filter::Range { key, .. } => Some(
-                self.with_key
-                    .get(key)
-                    .map(|docs| docs.iter().map(String::as_str).collect())
-                    .unwrap_or_default(),
-            ),
+            Filter::Range { key, .. } => {
+                Some(self.with_key.get(key.as_str()).cloned().unwrap_or_default())
+            }
             Filter::And(parts) => {
-                let mut sets: Vec<HashSet<&str>> =
+                let mut sets: Vec<HashSet<u32>> =
                     parts.iter().filter_map(|p| self.candidates(p)).collect();
                 sets.sort_by_key(HashSet::len);
                 let mut sets = sets.into_iter();
@@ -145,7 +145,15 @@ impl MetaIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use foldhash::HashMapExt;
     use proptest::prelude::*;
+    use quarry_core::Metadata;
+
+    fn fields(m: &Metadata) -> Vec<(Arc<str>, MetaValue)> {
+        m.iter()
+            .map(|(k, v)| (Arc::from(k.as_str()), v.clone()))
+            .collect()
+    }
 
     fn value() -> impl Strategy<Value = MetaValue> {
         prop_oneof![
@@ -201,26 +209,26 @@ mod tests {
             filters in prop::collection::vec(filter(), 1..8),
         ) {
             let mut index = MetaIndex::default();
-            let mut live: HashMap<String, Metadata> = HashMap::new();
+            let mut live: HashMap<u32, Metadata> = HashMap::new();
             for (i, m) in docs.iter().enumerate() {
-                index.insert(&format!("d{i}"), m);
-                live.insert(format!("d{i}"), m.clone());
+                index.insert(i as u32, &fields(m));
+                live.insert(i as u32, m.clone());
             }
             for r in removed {
-                let i = r.index(docs.len());
-                if let Some(m) = live.remove(&format!("d{i}")) {
-                    index.remove(&format!("d{i}"), &m);
+                let i = r.index(docs.len()) as u32;
+                if let Some(m) = live.remove(&i) {
+                    index.remove(i, &fields(&m));
                 }
             }
             for f in &filters {
-                let matching: HashSet<&str> = live
+                let matching: HashSet<u32> = live
                     .iter()
                     .filter(|(_, m)| f.matches(m))
-                    .map(|(id, _)| id.as_str())
+                    .map(|(id, _)| *id)
                     .collect();
                 if let Some(c) = index.candidates(f) {
                     prop_assert!(matching.is_subset(&c), "{f:?}: {matching:?} not in {c:?}");
-                    prop_assert!(c.iter().all(|id| live.contains_key(*id)), "removed doc in {c:?}");
+                    prop_assert!(c.iter().all(|id| live.contains_key(id)), "removed doc in {c:?}");
                 }
             }
         }

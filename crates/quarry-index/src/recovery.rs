@@ -8,15 +8,24 @@
 //! that is missing, damaged, newer than the store, or disagrees with it
 //! after the replay is rebuilt from the store's stored text and vectors:
 //! nothing is re-embedded.
+//!
+//! The document table (metadata and chunk ids per document) comes back the
+//! same way: from its file, saved with the dense checkpoint, with the
+//! documents that newer operations touched read again from the store; it
+//! is read from the store as a whole only when the file is missing,
+//! damaged, older than the dense checkpoint (the op log may no longer
+//! reach back to it), or disagrees with the store's counts after the
+//! replay, or when an index is rebuilt anyway.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use quarry_core::{CollectionSettings, Metadata};
 
-use crate::collection::{dense_dir, keyword_dir, CollectionIndex, DocEntry};
-use crate::{checkpoint, DenseIndex, IndexError, KeywordIndex};
+use crate::collection::{dense_dir, keyword_dir, CollectionIndex};
+use crate::doc_table::DocTable;
+use crate::{checkpoint, doc_file, DenseIndex, IndexError, KeywordIndex};
 
 /// Chunks read from the store per insertion while rebuilding the graph:
 /// large enough for every core to link them in parallel, small enough that
@@ -50,6 +59,8 @@ pub struct TruthChunk {
 pub struct Change {
     /// Its sequence number.
     pub seq: u64,
+    /// The document it wrote or deleted.
+    pub document: String,
     /// Chunks it added.
     pub added: Vec<u64>,
     /// Chunks it removed.
@@ -62,6 +73,10 @@ pub trait Truth {
     type Error: std::error::Error + Send + Sync + 'static;
     /// Every document now.
     fn documents(&self) -> Result<Vec<TruthDocument>, Self::Error>;
+    /// One document now (`None` when it does not exist).
+    fn document(&self, id: &str) -> Result<Option<TruthDocument>, Self::Error>;
+    /// How many documents and chunks the collection holds now.
+    fn counts(&self) -> Result<(u64, u64), Self::Error>;
     /// The collection's operations after `seq`, oldest first.
     fn changes_after(&self, seq: u64) -> Result<Vec<Change>, Self::Error>;
     /// One chunk now (`None` when it was removed since).
@@ -101,6 +116,41 @@ fn source<E: std::error::Error + Send + Sync + 'static>(e: E) -> IndexError {
     IndexError::Source(Box::new(e))
 }
 
+fn live_chunks(docs: &DocTable) -> HashSet<u64> {
+    docs.docs().flat_map(|d| d.chunks.iter().copied()).collect()
+}
+
+/// Why the dense and the keyword index (each where it loaded) do not hold
+/// exactly the chunks of `docs`. The usual answer, "they do", is found by
+/// counting and membership, without building a set of a million ids.
+fn disagreements(
+    dense: &Result<(DenseIndex, u64), String>,
+    keyword: &Result<(KeywordIndex, u64), String>,
+    docs: &DocTable,
+) -> Result<(Option<String>, Option<String>), IndexError> {
+    let holds_all = |len: usize, contains: &dyn Fn(u64) -> bool| {
+        len == docs.chunk_count() && docs.docs().all(|d| d.chunks.iter().all(|&c| contains(c)))
+    };
+    let dense = match dense {
+        Ok((d, _)) if !holds_all(d.len(), &|c| d.contains(c)) => {
+            ids_disagree("dense", &d.ids().collect(), &live_chunks(docs))
+        }
+        _ => None,
+    };
+    let keyword = match keyword {
+        Ok((k, _)) => {
+            let ids = k.ids()?;
+            if holds_all(ids.len(), &|c| ids.contains(&c)) {
+                None
+            } else {
+                ids_disagree("keyword", &ids, &live_chunks(docs))
+            }
+        }
+        Err(_) => None,
+    };
+    Ok((dense, keyword))
+}
+
 fn ids_disagree(what: &str, have: &HashSet<u64>, truth: &HashSet<u64>) -> Option<String> {
     if have == truth {
         return None;
@@ -132,13 +182,6 @@ impl CollectionIndex {
             );
         };
         let last_seq = truth.last_seq().map_err(source)?;
-        let documents = truth.documents().map_err(source)?;
-        phase("documents read");
-        let live: HashSet<u64> = documents
-            .iter()
-            .flat_map(|d| d.chunk_ids.iter().copied())
-            .collect();
-
         let not_newer = |seq: u64| {
             (seq > last_seq).then(|| {
                 format!("its checkpoint (op {seq}) is newer than the store (op {last_seq})")
@@ -164,19 +207,52 @@ impl CollectionIndex {
             };
 
         phase("keyword index opened");
+        let mut saved_docs: Result<(DocTable, u64), String> = match (&dense, &keyword) {
+            (Err(_), _) | (_, Err(_)) => Err("an index is rebuilt from the store".into()),
+            (Ok((_, dense_seq)), Ok(_)) => match doc_file::load(dir) {
+                Ok(Some((_, seq))) if seq < *dense_seq => Err(format!(
+                    "the saved documents (op {seq}) are older than the dense checkpoint (op {dense_seq})"
+                )),
+                Ok(Some((t, seq))) => not_newer(seq).map_or(Ok((t, seq)), Err),
+                Ok(None) => Err("no saved documents".into()),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        phase("documents loaded");
         // Replay: chunk ids are never reused, so the net effect of the
         // operations after a checkpoint is "remove everything they removed,
-        // add whatever they added that the store still has".
+        // add whatever they added that the store still has"; for the
+        // documents, "each one they touched is as the store holds it now".
         let since = [
             dense.as_ref().ok().map(|(_, seq)| *seq),
             keyword.as_ref().ok().map(|(_, seq)| *seq),
+            saved_docs.as_ref().ok().map(|(_, seq)| *seq),
         ]
         .into_iter()
         .flatten()
         .min();
         let mut replayed = (0, 0);
+        let mut docs_replayed = 0;
         if let Some(since) = since {
             let changes = truth.changes_after(since).map_err(source)?;
+            if let Ok((t, seq)) = &mut saved_docs {
+                let touched: BTreeSet<&str> = changes
+                    .iter()
+                    .filter(|c| c.seq > *seq)
+                    .map(|c| c.document.as_str())
+                    .collect();
+                docs_replayed = touched.len();
+                for id in touched {
+                    match truth.document(id).map_err(source)? {
+                        Some(d) => {
+                            t.insert(&d.id, &d.metadata, d.chunk_ids);
+                        }
+                        None => {
+                            t.remove(id);
+                        }
+                    }
+                }
+            }
             let mut fetched: HashMap<u64, Option<TruthChunk>> = HashMap::new();
             let mut fetch = |id: u64| -> Result<Option<TruthChunk>, IndexError> {
                 if let Some(c) = fetched.get(&id) {
@@ -213,17 +289,50 @@ impl CollectionIndex {
             }
         }
 
-        // Check: each index holds exactly the store's chunks.
-        if let Ok((d, _)) = &dense {
-            let have: HashSet<u64> = d.ids().collect();
-            if let Some(reason) = ids_disagree("dense", &have, &live) {
-                dense = Err(reason);
+        // Check: the documents agree with the store's counts, and each
+        // index holds exactly their chunks.
+        if let Ok((t, _)) = &saved_docs {
+            let (documents, chunks) = truth.counts().map_err(source)?;
+            if (t.len() as u64, t.chunk_count() as u64) != (documents, chunks) {
+                saved_docs = Err(format!(
+                    "after replay the saved documents are {} with {} chunks, the store's {documents} with {chunks}",
+                    t.len(),
+                    t.chunk_count()
+                ));
             }
         }
-        if let Ok((k, _)) = &keyword {
-            if let Some(reason) = ids_disagree("keyword", &k.ids()?, &live) {
-                keyword = Err(reason);
+        let from_store = || -> Result<DocTable, IndexError> {
+            let documents = truth.documents().map_err(source)?;
+            let mut t = DocTable::with_capacity(documents.len());
+            for d in documents {
+                t.insert(&d.id, &d.metadata, d.chunk_ids);
             }
+            Ok(t)
+        };
+        let (mut docs, mut docs_changed, from_file) = match saved_docs {
+            Ok((t, _)) => (t, docs_replayed > 0, true),
+            Err(reason) => {
+                tracing::info!(%reason, "reading the documents from the store");
+                (from_store()?, true, false)
+            }
+        };
+        phase("documents ready");
+        let mut disagree = disagreements(&dense, &keyword, &docs)?;
+        if from_file && disagree != (None, None) {
+            // The indexes are checked against the store itself before one
+            // is rebuilt: the saved table may be the one that is wrong.
+            tracing::info!(
+                "an index disagrees with the saved documents; reading the documents from the store"
+            );
+            docs = from_store()?;
+            docs_changed = true;
+            disagree = disagreements(&dense, &keyword, &docs)?;
+        }
+        if let Some(reason) = disagree.0 {
+            dense = Err(reason);
+        }
+        if let Some(reason) = disagree.1 {
+            keyword = Err(reason);
         }
 
         phase("checked against the store");
@@ -260,14 +369,14 @@ impl CollectionIndex {
         // the store's vectors are never all held twice.
         let mut fresh_dense = dense
             .is_err()
-            .then(|| DenseIndex::new(settings, live.len()));
+            .then(|| DenseIndex::new(settings, docs.chunk_count()));
         let mut batch: Vec<(u64, Vec<f32>)> = Vec::new();
         if fresh_keyword.is_some() || fresh_dense.is_some() {
-            for doc in &documents {
-                for &id in &doc.chunk_ids {
+            for (doc_id, _, doc) in docs.iter() {
+                for &id in doc.chunks.iter() {
                     let chunk = truth.chunk(id).map_err(source)?.ok_or_else(|| {
                         IndexError::Source(
-                            format!("chunk {id} of document {:?} is missing", doc.id).into(),
+                            format!("chunk {id} of document {doc_id:?} is missing").into(),
                         )
                     })?;
                     if let Some(k) = &mut fresh_keyword {
@@ -307,18 +416,13 @@ impl CollectionIndex {
             (Err(_), None) => unreachable!("a failed dense index is rebuilt"),
         };
 
-        let docs = documents
-            .into_iter()
-            .map(|d| {
-                (
-                    d.id,
-                    DocEntry {
-                        metadata: d.metadata,
-                        chunks: d.chunk_ids,
-                    },
-                )
-            })
-            .collect();
+        if docs_changed {
+            // They hold the store as of `last_seq`: saved, the next open
+            // reads them back. Failing to save only costs that open time.
+            if let Err(e) = doc_file::save(&docs, dir, last_seq) {
+                tracing::warn!(error = %e, "cannot save the document table; the next open reads the store");
+            }
+        }
         let index = Self::assemble(
             dense,
             keyword,

@@ -71,13 +71,19 @@ impl Model {
             });
             self.chunks.insert(cid, chunk);
         }
-        let metadata = Metadata::from([("doc".to_owned(), MetaValue::Int(doc as i64))]);
+        // The version changes with every write, so that a reopen that
+        // kept a stale document table would fail the filter on it.
+        let metadata = Metadata::from([
+            ("doc".to_owned(), MetaValue::Int(doc as i64)),
+            ("version".to_owned(), MetaValue::Int(self.seq as i64 + 1)),
+        ]);
         let added: Vec<u64> = indexed.iter().map(|c| c.id).collect();
         self.docs
             .insert(id.clone(), (metadata.clone(), added.clone()));
         self.seq += 1;
         self.log.push(Change {
             seq: self.seq,
+            document: id.clone(),
             added,
             removed,
         });
@@ -101,6 +107,7 @@ impl Model {
         self.seq += 1;
         self.log.push(Change {
             seq: self.seq,
+            document: id.clone(),
             added: Vec::new(),
             removed,
         });
@@ -125,6 +132,19 @@ impl Truth for Model {
             })
             .collect())
     }
+    fn document(&self, id: &str) -> Result<Option<TruthDocument>, Infallible> {
+        Ok(self
+            .docs
+            .get(id)
+            .map(|(metadata, chunk_ids)| TruthDocument {
+                id: id.to_owned(),
+                metadata: metadata.clone(),
+                chunk_ids: chunk_ids.clone(),
+            }))
+    }
+    fn counts(&self) -> Result<(u64, u64), Infallible> {
+        Ok((self.docs.len() as u64, self.chunks.len() as u64))
+    }
     fn changes_after(&self, seq: u64) -> Result<Vec<Change>, Infallible> {
         Ok(self.log.iter().filter(|c| c.seq > seq).cloned().collect())
     }
@@ -142,6 +162,10 @@ enum Damage {
     DenseCurrent,
     DenseGraph,
     KeywordMeta,
+    /// The saved document table is garbage.
+    Documents,
+    /// The document table is an older one (as if a save of it was lost).
+    StaleDocuments,
     Everything,
 }
 
@@ -167,13 +191,15 @@ fn step() -> impl Strategy<Value = Step> {
             1 => Just(Damage::DenseCurrent),
             1 => Just(Damage::DenseGraph),
             1 => Just(Damage::KeywordMeta),
+            1 => Just(Damage::Documents),
+            1 => Just(Damage::StaleDocuments),
             1 => Just(Damage::Everything),
         ]
         .prop_map(Step::Crash),
     ]
 }
 
-fn damage(dir: &Path, how: &Damage) {
+fn damage(dir: &Path, how: &Damage, stale: Option<&[u8]>) {
     let dense = dir.join("dense");
     match how {
         Damage::None => {}
@@ -187,6 +213,12 @@ fn damage(dir: &Path, how: &Damage) {
             }
         }
         Damage::KeywordMeta => std::fs::write(dir.join("keyword").join("meta.json"), b"{").unwrap(),
+        Damage::Documents => std::fs::write(dir.join("documents.bin"), b"QRYDOCS\x01junk").unwrap(),
+        Damage::StaleDocuments => {
+            if let Some(old) = stale {
+                std::fs::write(dir.join("documents.bin"), old).unwrap();
+            }
+        }
         Damage::Everything => std::fs::remove_dir_all(dir).unwrap(),
     }
 }
@@ -215,12 +247,19 @@ fn check(index: &CollectionIndex, model: &Model) -> Result<(), TestCaseError> {
         let keyword = query(&format!("tok{id}"), &chunk.vector, Mode::Keyword, None);
         prop_assert_eq!(keyword[0].id, *id, "keyword search for chunk {}", id);
     }
-    // The document map behind filters agrees too.
+    // The document table behind filters agrees too, with each document's
+    // current version.
     for (doc, (metadata, chunks)) in &model.docs {
-        let filter = Filter::Equals {
-            key: "doc".into(),
-            value: metadata["doc"].clone(),
-        };
+        let filter = Filter::And(vec![
+            Filter::Equals {
+                key: "doc".into(),
+                value: metadata["doc"].clone(),
+            },
+            Filter::Equals {
+                key: "version".into(),
+                value: metadata["version"].clone(),
+            },
+        ]);
         let hits = query("common", &vector(0), Mode::Hybrid, Some(&filter));
         prop_assert_eq!(hits.len(), chunks.len().min(3), "filter on {}", doc);
         prop_assert!(
@@ -242,6 +281,7 @@ proptest! {
         let settings = CollectionSettings::default();
         let mut model = Model::default();
         let mut index = CollectionIndex::create(Some(&dir), settings, 0.2, 0).unwrap();
+        let mut stale: Option<Vec<u8>> = None;
         for step in steps {
             match step {
                 Step::Upsert(doc, n) => {
@@ -254,6 +294,8 @@ proptest! {
                     }
                 }
                 Step::Checkpoint => {
+                    // The table this checkpoint replaces, for StaleDocuments.
+                    stale = std::fs::read(dir.join("documents.bin")).ok();
                     index.checkpoint(model.seq).unwrap();
                     if let Some(job) = index.begin_rebuild() {
                         index.finish_rebuild(job.run());
@@ -267,7 +309,7 @@ proptest! {
                 }
                 Step::Crash(how) => {
                     drop(index);
-                    damage(&dir, &how);
+                    damage(&dir, &how, stale.as_deref());
                     let (reopened, report) =
                         CollectionIndex::recover(&dir, settings, 0.2, &model).unwrap();
                     if matches!(how, Damage::Everything) {

@@ -61,6 +61,8 @@ pub(crate) struct Indexes {
 struct StoreTruth<'a> {
     store: &'a Store,
     collection_id: u64,
+    /// Its documents and chunks, as listed when the store was opened.
+    counts: (u64, u64),
     /// Titles by document id, filled by `documents` (chunks carry only
     /// their document's id).
     titles: RefCell<HashMap<String, String>>,
@@ -85,6 +87,21 @@ impl Truth for StoreTruth<'_> {
             .collect()
     }
 
+    fn document(&self, id: &str) -> std::result::Result<Option<TruthDocument>, StoreError> {
+        Ok(self
+            .store
+            .document_in(self.collection_id, id)?
+            .map(|d| TruthDocument {
+                id: d.document.id,
+                metadata: d.document.metadata,
+                chunk_ids: d.chunk_ids,
+            }))
+    }
+
+    fn counts(&self) -> std::result::Result<(u64, u64), StoreError> {
+        Ok(self.counts)
+    }
+
     fn changes_after(&self, seq: u64) -> std::result::Result<Vec<Change>, StoreError> {
         let mut changes = Vec::new();
         for op in self.store.ops_after(seq) {
@@ -92,13 +109,21 @@ impl Truth for StoreTruth<'_> {
             if op.collection_id != self.collection_id {
                 continue;
             }
-            let (added, removed) = match op.kind {
-                OpKind::UpsertDocument { added, removed, .. } => (added, removed),
-                OpKind::DeleteDocument { removed, .. } => (Vec::new(), removed),
+            let (document, added, removed) = match op.kind {
+                OpKind::UpsertDocument {
+                    document_id,
+                    added,
+                    removed,
+                } => (document_id, added, removed),
+                OpKind::DeleteDocument {
+                    document_id,
+                    removed,
+                } => (document_id, Vec::new(), removed),
                 OpKind::CreateCollection { .. } | OpKind::DropCollection { .. } => continue,
             };
             changes.push(Change {
                 seq: op.seq,
+                document,
                 added,
                 removed,
             });
@@ -162,6 +187,7 @@ impl Indexes {
             let truth = StoreTruth {
                 store,
                 collection_id: coll.id,
+                counts: (coll.document_count, coll.chunk_count),
                 titles: RefCell::new(HashMap::new()),
             };
             let (index, report) = CollectionIndex::recover(
