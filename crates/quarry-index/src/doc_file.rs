@@ -278,8 +278,11 @@ mod tests {
         t
     }
 
+    /// A document as plain values: id, metadata pairs, chunk ids.
+    type Plain = (String, Vec<(String, MetaValue)>, Vec<u64>);
+
     /// The table as plain values, to compare two tables.
-    fn contents(t: &DocTable) -> Vec<(String, Vec<(String, MetaValue)>, Vec<u64>)> {
+    fn contents(t: &DocTable) -> Vec<Plain> {
         let mut all: Vec<_> = t
             .iter()
             .map(|(id, _, d)| {
