@@ -76,6 +76,9 @@ pub(crate) fn append(
     Ok(seq)
 }
 
+/// Op-log entries removed per sled batch when the log is truncated.
+const TRUNCATE_BATCH: usize = 4096;
+
 impl Store {
     /// The sequence number of the newest operation (0 when none was ever
     /// written). Survives truncation of the log.
@@ -102,15 +105,34 @@ impl Store {
     /// Drops operations up to and including `seq`, once every index has a
     /// checkpoint past them. Returns how many were removed.
     pub fn truncate_ops_through(&self, seq: u64) -> Result<usize> {
+        self.truncate_ops_in_batches(seq, TRUNCATE_BATCH)
+    }
+
+    /// [`Self::truncate_ops_through`], `batch` entries per sled batch: a
+    /// sled batch holds a lock that every read waits for, and one batch
+    /// of the million entries a bulk load leaves stalled searches for
+    /// 30 s. Dropping a prefix of the log piecewise is safe: every entry
+    /// removed is already in every index.
+    pub(crate) fn truncate_ops_in_batches(&self, seq: u64, batch: usize) -> Result<usize> {
         let end = seq.saturating_add(1).to_be_bytes();
-        let mut batch = sled::Batch::default();
         let mut n = 0;
-        for item in self.oplog.range(..end) {
-            let (key, _) = item?;
-            batch.remove(key);
-            n += 1;
+        loop {
+            let keys: Vec<sled::IVec> = self
+                .oplog
+                .range(..end)
+                .keys()
+                .take(batch.max(1))
+                .collect::<std::result::Result<_, _>>()?;
+            if keys.is_empty() {
+                break;
+            }
+            let mut b = sled::Batch::default();
+            n += keys.len();
+            for key in keys {
+                b.remove(key);
+            }
+            self.oplog.apply_batch(b)?;
         }
-        self.oplog.apply_batch(batch)?;
         self.flush()?;
         Ok(n)
     }

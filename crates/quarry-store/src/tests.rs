@@ -206,8 +206,11 @@ fn oplog_orders_every_change() {
     assert_eq!(store.last_seq().unwrap(), 4);
     assert_eq!(store.ops_after(2).count(), 2);
 
-    assert_eq!(store.truncate_ops_through(3).unwrap(), 3);
+    // In batches of 2: two batches, and the entry after `seq` stays.
+    assert_eq!(store.truncate_ops_in_batches(3, 2).unwrap(), 3);
     assert_eq!(store.ops_after(0).count(), 1);
+    assert_eq!(store.ops_after(0).next().unwrap().unwrap().seq, 4);
+    assert_eq!(store.truncate_ops_through(3).unwrap(), 0);
     // Truncation never rewinds the sequence.
     store.upsert_documents(&c, &[doc("d2", "two", 1)]).unwrap();
     assert_eq!(store.last_seq().unwrap(), 5);
