@@ -208,7 +208,7 @@ impl CollectionIndex {
 
         phase("keyword index opened");
         let mut saved_docs: Result<(DocTable, u64), String> = match (&dense, &keyword) {
-            (Err(_), _) | (_, Err(_)) => Err("an index is rebuilt from the store".into()),
+            (Err(_), _) | (_, Err(_)) => Err("an index did not load".into()),
             (Ok((_, dense_seq)), Ok(_)) => match doc_file::load(dir) {
                 Ok(Some((_, seq))) if seq < *dense_seq => Err(format!(
                     "the saved documents (op {seq}) are older than the dense checkpoint (op {dense_seq})"
