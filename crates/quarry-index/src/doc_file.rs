@@ -160,8 +160,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Parses the body (the CRC already checked); `None` at the first byte
-/// that does not fit the layout.
+/// Parses the body (the CRC already checked); the error names the first
+/// byte that does not fit the layout.
 fn decode(body: &[u8]) -> Result<(DocTable, u64), String> {
     let mut r = Reader {
         bytes: body,

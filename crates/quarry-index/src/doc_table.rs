@@ -91,19 +91,6 @@ impl DocTable {
         k
     }
 
-    /// Adds a document from its parts (`fields` sorted by key, as a
-    /// [`Metadata`] iterates), replacing one with the same id; returns its
-    /// number and the version it replaced.
-    pub(crate) fn insert_parts<'a>(
-        &mut self,
-        id: &str,
-        fields: impl IntoIterator<Item = (&'a str, MetaValue)>,
-        chunks: Box<[u64]>,
-    ) -> (u32, Option<Doc>) {
-        let replaced = self.remove(id).map(|(_, d)| d);
-        (self.add_new(id, fields, chunks).0, replaced)
-    }
-
     /// Adds a document the caller knows is not in the table (loading a
     /// saved table: one hash lookup per document instead of two).
     /// Returns `None`, and leaves the table as it was, if it was there.
@@ -163,10 +150,11 @@ impl DocTable {
         metadata: &Metadata,
         chunks: Vec<u64>,
     ) -> (u32, Option<Doc>) {
-        self.insert_parts(
-            id,
-            metadata.iter().map(|(k, v)| (k.as_str(), v.clone())),
-            chunks.into_boxed_slice(),
+        let replaced = self.remove(id).map(|(_, d)| d);
+        let fields = metadata.iter().map(|(k, v)| (k.as_str(), v.clone()));
+        (
+            self.add_new(id, fields, chunks.into_boxed_slice()).0,
+            replaced,
         )
     }
 
