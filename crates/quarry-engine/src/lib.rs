@@ -18,6 +18,7 @@ mod embed;
 mod error;
 pub mod grounding;
 mod history;
+mod huge_pages;
 mod prompt;
 pub mod redact;
 pub mod rescore;
@@ -169,15 +170,24 @@ impl Engine {
     /// embedder, fetching it into the cache when needed. Blocking: call it
     /// before serving or from a blocking context.
     pub fn open(config: EngineConfig) -> Result<Self> {
-        Self::open_on(config, |config, _| {
-            // After the models: a server that cannot embed or generate
-            // fails before spending time on index builds.
-            Ok(Arc::new(LocalStorage::open(
-                &config.data_dir,
-                config.record_key.clone(),
-                config.index,
-                config.min_free_disk_bytes,
-            )?))
+        let _pages = huge_pages::HugePagesOff::new();
+        // The store opens while the models load; the indexes are recovered
+        // after the models, so that a server that cannot embed or generate
+        // fails before spending time on index builds.
+        std::thread::scope(|scope| {
+            let (data_dir, record_key) = (config.data_dir.clone(), config.record_key.clone());
+            let store = scope.spawn(move || LocalStorage::open_store(&data_dir, record_key));
+            Self::open_on(config, |config, _| {
+                let store = store
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                Ok(Arc::new(LocalStorage::with_store(
+                    store,
+                    &config.data_dir,
+                    config.index,
+                    config.min_free_disk_bytes,
+                )?))
+            })
         })
     }
 
@@ -188,6 +198,7 @@ impl Engine {
         config: EngineConfig,
         storage: impl FnOnce(&EngineConfig, usize) -> Result<Arc<dyn Storage>>,
     ) -> Result<Self> {
+        let _pages = huge_pages::HugePagesOff::new();
         // The two models load at once (each is most of a second of file
         // reading and weight packing): a restart waits for the slower one,
         // not for both.

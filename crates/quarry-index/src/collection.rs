@@ -152,26 +152,30 @@ impl CollectionIndex {
             dense,
             keyword,
             docs,
+            MetaIndex::default(),
             dir,
             settings,
             rebuild_share,
-            seq,
-        ))
+        )
+        .saved_at(seq))
+    }
+
+    /// Records that the dense checkpoint on disk holds the ops up to
+    /// `seq`.
+    pub(crate) fn saved_at(self, seq: u64) -> Self {
+        self.dense_saved.store(seq, Ordering::Release);
+        self
     }
 
     pub(crate) fn assemble(
         dense: DenseIndex,
         keyword: KeywordIndex,
         docs: DocTable,
+        meta: MetaIndex,
         dir: Option<&Path>,
         settings: CollectionSettings,
         rebuild_share: f64,
-        dense_saved: u64,
     ) -> Self {
-        let mut meta = MetaIndex::default();
-        for (_, number, doc) in docs.iter() {
-            meta.insert(number, doc.fields());
-        }
         Self {
             dense,
             keyword,
@@ -180,7 +184,7 @@ impl CollectionIndex {
             dir: dir.map(Path::to_path_buf),
             settings,
             rebuild_share,
-            dense_saved: AtomicU64::new(dense_saved),
+            dense_saved: AtomicU64::new(0),
             dense_dirty: AtomicBool::new(false),
             rebuilding: AtomicBool::new(false),
         }

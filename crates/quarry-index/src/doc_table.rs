@@ -188,6 +188,15 @@ impl DocTable {
     pub(crate) fn docs(&self) -> impl Iterator<Item = &Doc> + '_ {
         self.slots.iter().flatten()
     }
+
+    /// Every document with its number, in number order (a pass over the
+    /// slots in memory order, unlike [`DocTable::iter`]'s hash order).
+    pub(crate) fn numbered(&self) -> impl Iterator<Item = (u32, &Doc)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(n, d)| Some((n as u32, d.as_ref()?)))
+    }
 }
 
 #[cfg(test)]

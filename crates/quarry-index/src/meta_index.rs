@@ -16,6 +16,8 @@ use std::sync::Arc;
 use foldhash::{HashMap, HashSet, HashSetExt};
 use quarry_core::{Filter, MetaValue};
 
+use crate::doc_table::DocTable;
+
 /// A value as the postings key it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum ValueKey {
@@ -67,6 +69,15 @@ pub(crate) struct MetaIndex {
 }
 
 impl MetaIndex {
+    /// The postings of every document of `docs`.
+    pub(crate) fn build(docs: &DocTable) -> Self {
+        let mut meta = Self::default();
+        for (number, doc) in docs.numbered() {
+            meta.insert(number, doc.fields());
+        }
+        meta
+    }
+
     /// Files a document's metadata (sorted by key, as the table holds it).
     pub(crate) fn insert(&mut self, doc: u32, fields: &[(Arc<str>, MetaValue)]) {
         for (key, value) in fields {

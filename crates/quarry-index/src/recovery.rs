@@ -25,6 +25,7 @@ use quarry_core::{CollectionSettings, Metadata};
 
 use crate::collection::{dense_dir, keyword_dir, CollectionIndex};
 use crate::doc_table::DocTable;
+use crate::meta_index::MetaIndex;
 use crate::{checkpoint, doc_file, DenseIndex, IndexError, KeywordIndex};
 
 /// Chunks read from the store per insertion while rebuilding the graph:
@@ -187,29 +188,42 @@ impl CollectionIndex {
                 format!("its checkpoint (op {seq}) is newer than the store (op {last_seq})")
             })
         };
-        let mut dense: Result<(DenseIndex, u64), String> =
-            match checkpoint::load(&dense_dir(dir), settings) {
-                Ok(Some((d, seq))) => not_newer(seq).map_or(Ok((d, seq)), Err),
-                Ok(None) => Err("no checkpoint".into()),
-                Err(e) => Err(e.to_string()),
-            };
-        phase("dense checkpoint loaded");
-        let mut keyword: Result<(KeywordIndex, u64), String> =
-            match KeywordIndex::open(&keyword_dir(dir)) {
-                Ok(Some((k, _))) if k.language() != settings.language => Err(format!(
-                    "it analyzes {} text, the collection is {}",
-                    k.language(),
-                    settings.language
-                )),
-                Ok(Some((k, seq))) => not_newer(seq).map_or(Ok((k, seq)), Err),
-                Ok(None) => Err("no index".into()),
-                Err(e) => Err(e.to_string()),
-            };
-
-        phase("keyword index opened");
+        // The dense checkpoint (mostly its checksums) loads on a thread of
+        // its own while the keyword index and the saved documents load
+        // here: a restart waits for the slower of the two, not for both.
+        let (mut dense, mut keyword, saved) = std::thread::scope(|scope| {
+            let dense = scope.spawn(|| {
+                let dense: Result<(DenseIndex, u64), String> =
+                    match checkpoint::load(&dense_dir(dir), settings) {
+                        Ok(Some((d, seq))) => not_newer(seq).map_or(Ok((d, seq)), Err),
+                        Ok(None) => Err("no checkpoint".into()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                phase("dense checkpoint loaded");
+                dense
+            });
+            let keyword: Result<(KeywordIndex, u64), String> =
+                match KeywordIndex::open(&keyword_dir(dir)) {
+                    Ok(Some((k, _))) if k.language() != settings.language => Err(format!(
+                        "it analyzes {} text, the collection is {}",
+                        k.language(),
+                        settings.language
+                    )),
+                    Ok(Some((k, seq))) => not_newer(seq).map_or(Ok((k, seq)), Err),
+                    Ok(None) => Err("no index".into()),
+                    Err(e) => Err(e.to_string()),
+                };
+            phase("keyword index opened");
+            let saved = doc_file::load(dir);
+            phase("saved documents read");
+            let dense = dense
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (dense, keyword, saved)
+        });
         let mut saved_docs: Result<(DocTable, u64), String> = match (&dense, &keyword) {
             (Err(_), _) | (_, Err(_)) => Err("an index did not load".into()),
-            (Ok((_, dense_seq)), Ok(_)) => match doc_file::load(dir) {
+            (Ok((_, dense_seq)), Ok(_)) => match saved {
                 Ok(Some((_, seq))) if seq < *dense_seq => Err(format!(
                     "the saved documents (op {seq}) are older than the dense checkpoint (op {dense_seq})"
                 )),
@@ -218,7 +232,6 @@ impl CollectionIndex {
                 Err(e) => Err(e.to_string()),
             },
         };
-        phase("documents loaded");
         // Replay: chunk ids are never reused, so the net effect of the
         // operations after a checkpoint is "remove everything they removed,
         // add whatever they added that the store still has"; for the
@@ -317,7 +330,18 @@ impl CollectionIndex {
             }
         };
         phase("documents ready");
-        let mut disagree = disagreements(&dense, &keyword, &docs)?;
+        // The check and the metadata postings only read the table: they
+        // are made side by side.
+        let (disagree, meta) = std::thread::scope(|scope| {
+            let meta = scope.spawn(|| MetaIndex::build(&docs));
+            let disagree = disagreements(&dense, &keyword, &docs);
+            let meta = meta
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (disagree, meta)
+        });
+        let mut disagree = disagree?;
+        let mut meta = Some(meta);
         if from_file && disagree != (None, None) {
             // The indexes are checked against the store itself before one
             // is rebuilt: the saved table may be the one that is wrong.
@@ -326,6 +350,7 @@ impl CollectionIndex {
             );
             docs = from_store()?;
             docs_changed = true;
+            meta = None;
             disagree = disagreements(&dense, &keyword, &docs)?;
         }
         if let Some(reason) = disagree.0 {
@@ -371,34 +396,55 @@ impl CollectionIndex {
             .is_err()
             .then(|| DenseIndex::new(settings, docs.chunk_count()));
         let mut batch: Vec<(u64, Vec<f32>)> = Vec::new();
+        // Where a rebuild's time goes, for the debug log.
+        let mut spent = [std::time::Duration::ZERO; 3];
+        let mut timed = |slot: usize, since: std::time::Instant| spent[slot] += since.elapsed();
         if fresh_keyword.is_some() || fresh_dense.is_some() {
             for (doc_id, _, doc) in docs.iter() {
                 for &id in doc.chunks.iter() {
+                    let t = std::time::Instant::now();
                     let chunk = truth.chunk(id).map_err(source)?.ok_or_else(|| {
                         IndexError::Source(
                             format!("chunk {id} of document {doc_id:?} is missing").into(),
                         )
                     })?;
+                    timed(0, t);
                     if let Some(k) = &mut fresh_keyword {
+                        let t = std::time::Instant::now();
                         k.add(&[(id, chunk.title.as_str(), chunk.text.as_str())])?;
+                        timed(1, t);
                     }
                     if let Some(d) = &mut fresh_dense {
                         batch.push((id, chunk.vector));
                         if batch.len() >= REBUILD_BATCH {
+                            let t = std::time::Instant::now();
                             d.insert(std::mem::take(&mut batch));
+                            timed(2, t);
                         }
                     }
                 }
             }
         }
         if let Some(d) = &mut fresh_dense {
+            let t = std::time::Instant::now();
             d.insert(batch);
             d.finish();
+            timed(2, t);
         }
+        if fresh_keyword.is_some() || fresh_dense.is_some() {
+            tracing::debug!(
+                read_ms = spent[0].as_millis() as u64,
+                keyword_ms = spent[1].as_millis() as u64,
+                dense_ms = spent[2].as_millis() as u64,
+                "rebuild: reading the store, feeding the keyword index, building the graph"
+            );
+        }
+        phase("rebuilt");
         let keyword = match (keyword, fresh_keyword) {
             (Ok((k, _)), None) => k,
             (_, Some(mut k)) => {
                 k.commit(last_seq)?;
+                phase("keyword index committed");
                 k
             }
             (Err(_), None) => unreachable!("a failed keyword index is rebuilt"),
@@ -411,6 +457,7 @@ impl CollectionIndex {
                 let saved = checkpoint::save(&d, &dense_dir(dir), last_seq)?;
                 // Then served from the file, as after a restart.
                 checkpoint::map_saved(&mut d, &saved)?;
+                phase("dense checkpoint saved");
                 (d, last_seq, false)
             }
             (Err(_), None) => unreachable!("a failed dense index is rebuilt"),
@@ -423,16 +470,19 @@ impl CollectionIndex {
                 tracing::warn!(error = %e, "cannot save the document table; the next open reads the store");
             }
         }
+        let meta = meta.unwrap_or_else(|| MetaIndex::build(&docs));
         let index = Self::assemble(
             dense,
             keyword,
             docs,
+            meta,
             Some(dir),
             settings,
             rebuild_share,
-            dense_saved,
-        );
+        )
+        .saved_at(dense_saved);
         index.dense_dirty.store(dirty, Ordering::Release);
+        phase("ready");
         Ok((index, report))
     }
 }

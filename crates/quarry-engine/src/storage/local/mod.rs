@@ -46,13 +46,32 @@ impl LocalStorage {
         index: IndexConfig,
         min_free_disk_bytes: u64,
     ) -> Result<Self> {
+        let store = Self::open_store(data_dir, record_key)?;
+        Self::with_store(store, data_dir, index, min_free_disk_bytes)
+    }
+
+    /// The first half of [`LocalStorage::open`]: creates the data
+    /// directory when missing and opens its store (sled reading its files:
+    /// most of a second at a million chunks, which a caller can spend
+    /// loading models at the same time).
+    pub(crate) fn open_store(data_dir: &Path, record_key: Option<RecordKey>) -> Result<Store> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             EngineError::Unavailable(format!(
                 "cannot create data directory {}: {e}",
                 data_dir.display()
             ))
         })?;
-        let store = Store::open_with(data_dir.join("store"), record_key)?;
+        Ok(Store::open_with(data_dir.join("store"), record_key)?)
+    }
+
+    /// The second half: recovers every collection's indexes over `store`
+    /// (the store of `data_dir`) and starts the checkpointer.
+    pub(crate) fn with_store(
+        store: Store,
+        data_dir: &Path,
+        index: IndexConfig,
+        min_free_disk_bytes: u64,
+    ) -> Result<Self> {
         let indexes = indexes::Indexes::open(&store, data_dir.join("indexes"), index)?;
         let local = Arc::new(Local {
             store,
