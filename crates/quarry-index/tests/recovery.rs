@@ -151,6 +151,9 @@ impl Truth for Model {
     fn chunk(&self, id: u64) -> Result<Option<TruthChunk>, Infallible> {
         Ok(self.chunks.get(&id).cloned())
     }
+    fn scan_chunks(&self) -> Box<dyn Iterator<Item = Result<(u64, TruthChunk), Infallible>> + '_> {
+        Box::new(self.chunks.iter().map(|(id, c)| Ok((*id, c.clone()))))
+    }
     fn last_seq(&self) -> Result<u64, Infallible> {
         Ok(self.seq)
     }

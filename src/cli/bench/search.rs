@@ -540,7 +540,9 @@ impl Server {
                 bin: &bin,
                 data_dir: &dir,
                 args: &args,
-                rust_log: "warn,quarry_engine=info,quarry=info",
+                // quarry_index's debug lines are the recovery's phases and
+                // a rebuild's breakdown, once per start.
+                rust_log: "warn,quarry_engine=info,quarry=info,quarry_index=debug",
                 // A large data directory may rebuild its indexes first.
                 startup_limit: Duration::from_secs(3600),
             };

@@ -68,6 +68,20 @@ struct StoreTruth<'a> {
     titles: RefCell<HashMap<String, String>>,
 }
 
+impl StoreTruth<'_> {
+    /// A document's title: from those `documents` read, else the store.
+    fn title(&self, document_id: &str) -> std::result::Result<String, StoreError> {
+        if let Some(t) = self.titles.borrow().get(document_id) {
+            return Ok(t.clone());
+        }
+        Ok(self
+            .store
+            .document_in(self.collection_id, document_id)?
+            .map(|d| d.document.title)
+            .unwrap_or_default())
+    }
+}
+
 impl Truth for StoreTruth<'_> {
     type Error = StoreError;
 
@@ -138,18 +152,45 @@ impl Truth for StoreTruth<'_> {
         let Some(vector) = self.store.vector(self.collection_id, id)? else {
             return Err(StoreError::Corrupt(format!("chunk {id} has no vector")));
         };
-        let title = match self.titles.borrow().get(&chunk.document_id) {
-            Some(t) => t.clone(),
-            None => self
-                .store
-                .document_in(self.collection_id, &chunk.document_id)?
-                .map(|d| d.document.title)
-                .unwrap_or_default(),
-        };
         Ok(Some(TruthChunk {
-            title,
+            title: self.title(&chunk.document_id)?,
             text: chunk.text,
             vector,
+        }))
+    }
+
+    fn scan_chunks(
+        &self,
+    ) -> Box<dyn Iterator<Item = std::result::Result<(u64, TruthChunk), StoreError>> + '_> {
+        // Both trees are keyed by chunk id: one pass over each, side by
+        // side, reads the store in its own order.
+        let mut vectors = self.store.vectors(self.collection_id).peekable();
+        Box::new(self.store.chunks(self.collection_id).map(move |chunk| {
+            let chunk = chunk?;
+            // A vector without its chunk (none in a consistent store) is
+            // passed over, as a lookup by chunk id would never see it.
+            while vectors
+                .next_if(|v| matches!(v, Ok((id, _)) if *id < chunk.id))
+                .is_some()
+            {}
+            let vector = match vectors.next_if(|v| !matches!(v, Ok((id, _)) if *id > chunk.id)) {
+                Some(v) => v?.1,
+                None => {
+                    return Err(StoreError::Corrupt(format!(
+                        "chunk {} has no vector",
+                        chunk.id
+                    )))
+                }
+            };
+            let title = self.title(&chunk.document_id)?;
+            Ok((
+                chunk.id,
+                TruthChunk {
+                    title,
+                    text: chunk.text,
+                    vector,
+                },
+            ))
         }))
     }
 
@@ -412,4 +453,97 @@ pub(crate) fn write(index: &Shared) -> Result<std::sync::RwLockWriteGuard<'_, Co
 /// Read access to an index, mapping a poisoned lock.
 pub(crate) fn read(index: &Shared) -> Result<std::sync::RwLockReadGuard<'_, CollectionIndex>> {
     index.read().map_err(|_| lock_poisoned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use quarry_core::{CollectionName, CollectionSettings, Document};
+    use quarry_store::{NewChunk, NewDocument};
+
+    use super::*;
+
+    /// A document whose chunks are `parts`, each with a vector of its own.
+    fn doc(id: &str, parts: &[&str]) -> NewDocument {
+        let chunks = parts
+            .iter()
+            .enumerate()
+            .map(|(i, part)| NewChunk {
+                text: (*part).to_owned(),
+                vector: vec![i as f32, part.len() as f32, -2.5],
+            })
+            .collect();
+        let text = parts.join(" ");
+        NewDocument {
+            content_hash: format!("hash:{text}"),
+            document: Document {
+                id: id.into(),
+                title: format!("title of {id}"),
+                text,
+                metadata: Default::default(),
+            },
+            chunks,
+        }
+    }
+
+    #[test]
+    fn a_scan_reads_every_chunk_as_a_lookup_by_id_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let (a, b) = (
+            CollectionName::parse("a").unwrap(),
+            CollectionName::parse("b").unwrap(),
+        );
+        for name in [&a, &b] {
+            store
+                .create_collection(name, CollectionSettings::default())
+                .unwrap();
+        }
+        store
+            .upsert_documents(
+                &a,
+                &[doc("d1", &["a", "bb", "ccc"]), doc("d2", &["dd", "e"])],
+            )
+            .unwrap();
+        store
+            .upsert_documents(&b, &[doc("d9", &["x", "y", "z", "w"])])
+            .unwrap();
+        // Replaced: its old chunks go, new ids come after d2's.
+        store
+            .upsert_documents(&a, &[doc("d1", &["uno", "dos"])])
+            .unwrap();
+        let coll = store.collection(&a).unwrap();
+        let truth = StoreTruth {
+            store: &store,
+            collection_id: coll.id,
+            counts: (coll.document_count, coll.chunk_count),
+            titles: RefCell::new(HashMap::new()),
+        };
+
+        let scanned: Vec<(u64, TruthChunk)> = truth
+            .scan_chunks()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        let ids: Vec<u64> = scanned.iter().map(|(id, _)| *id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in id order: {ids:?}");
+        let listed: HashSet<u64> = truth
+            .documents()
+            .unwrap()
+            .into_iter()
+            .flat_map(|d| d.chunk_ids)
+            .collect();
+        assert_eq!(ids.iter().copied().collect::<HashSet<_>>(), listed);
+        assert_eq!(ids.len(), 4, "the other collection's chunks are not read");
+        for (id, chunk) in &scanned {
+            let looked = truth.chunk(*id).unwrap().unwrap();
+            assert_eq!(
+                (&chunk.title, &chunk.text, &chunk.vector),
+                (&looked.title, &looked.text, &looked.vector)
+            );
+        }
+        assert!(scanned
+            .iter()
+            .any(|(_, c)| c.text == "dos" && c.title == "title of d1"));
+    }
 }
