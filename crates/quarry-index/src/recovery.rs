@@ -454,8 +454,8 @@ impl CollectionIndex {
                 dense_ms = spent[2].as_millis() as u64,
                 "rebuild: reading the store, feeding the keyword index, building the graph"
             );
+            phase("rebuilt");
         }
-        phase("rebuilt");
         let keyword = match (keyword, fresh_keyword) {
             (Ok((k, _)), None) => k,
             (_, Some(mut k)) => {
