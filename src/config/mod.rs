@@ -136,6 +136,7 @@ impl ServeArgs {
                 ask: ask.config,
                 record_key: security.record_key,
                 min_free_disk_bytes: storage.min_free_disk_bytes,
+                store_cache_bytes: storage.store_cache_bytes,
             },
             backend: storage.backend,
         })

@@ -69,6 +69,13 @@ pub struct StorageArgs {
     /// once space is freed. 0 turns the check off. [default: 512]
     #[arg(long, env = "QUARRY_MIN_FREE_DISK_MB")]
     pub min_free_disk_mb: Option<usize>,
+
+    /// The store's page cache (MiB, 8-65536): recently read chunks,
+    /// vectors and documents kept decoded in memory. Searches read only
+    /// their hits' chunks, so a small cache costs little; a larger one
+    /// helps replace-heavy writes. [default: 256]
+    #[arg(long, env = "QUARRY_STORE_CACHE_MIB")]
+    pub store_cache_mib: Option<usize>,
 }
 }
 
@@ -88,6 +95,7 @@ pub(super) struct Storage {
     pub backend: Backend,
     pub index: IndexConfig,
     pub min_free_disk_bytes: u64,
+    pub store_cache_bytes: u64,
 }
 
 impl StorageArgs {
@@ -114,6 +122,12 @@ impl StorageArgs {
             (quarry_engine::DEFAULT_MIN_FREE_BYTES / (1024 * 1024)) as usize,
             0..=1024 * 1024,
         )?;
+        let store_cache_mib = in_range(
+            "--store-cache-mib",
+            self.store_cache_mib,
+            (quarry_store::DEFAULT_CACHE_BYTES >> 20) as usize,
+            8..=65_536,
+        )?;
         Ok(Storage {
             backend: backend(
                 self.backend,
@@ -125,6 +139,7 @@ impl StorageArgs {
             )?,
             index,
             min_free_disk_bytes: min_free_disk_mb as u64 * 1024 * 1024,
+            store_cache_bytes: (store_cache_mib as u64) << 20,
         })
     }
 }

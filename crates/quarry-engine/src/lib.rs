@@ -96,6 +96,8 @@ pub struct EngineConfig {
     /// Document writes are refused while the data directory's disk has
     /// less free space than this (0: never).
     pub min_free_disk_bytes: u64,
+    /// The store's page cache (sled's count of the bytes it keeps).
+    pub store_cache_bytes: u64,
 }
 
 impl EngineConfig {
@@ -120,6 +122,7 @@ impl EngineConfig {
             ask: AskConfig::default(),
             record_key: None,
             min_free_disk_bytes: DEFAULT_MIN_FREE_BYTES,
+            store_cache_bytes: quarry_store::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -176,7 +179,9 @@ impl Engine {
         // fails before spending time on index builds.
         std::thread::scope(|scope| {
             let (data_dir, record_key) = (config.data_dir.clone(), config.record_key.clone());
-            let store = scope.spawn(move || LocalStorage::open_store(&data_dir, record_key));
+            let cache_bytes = config.store_cache_bytes;
+            let store =
+                scope.spawn(move || LocalStorage::open_store(&data_dir, record_key, cache_bytes));
             Self::open_on(config, |config, _| {
                 let store = store
                     .join()
@@ -272,6 +277,7 @@ impl Engine {
         let storage = LocalStorage::open(
             &config.data_dir,
             config.record_key.clone(),
+            config.store_cache_bytes,
             config.index,
             config.min_free_disk_bytes,
         )?;

@@ -60,11 +60,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// just dropped.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// sled's page cache. Its default is 1 GiB, which a rebuild's scan of every
-/// vector fills and keeps: at a million chunks that was a third of the
-/// server's memory. The hot reads after a start (the chunks of search hits,
+/// sled's page cache unless [`Store::open_options`] is given another size.
+/// sled's own default is 1 GiB, which a rebuild's scan of every vector
+/// fills and keeps: at a million chunks that was a third of the server's
+/// memory. The hot reads after a start (the chunks of search hits,
 /// documents being replaced) fit in far less.
-const CACHE_BYTES: u64 = 256 << 20;
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
 
 /// The sled-backed store. Cheap to share behind an `Arc`; all methods take
 /// `&self`.
@@ -102,6 +103,16 @@ impl Store {
     /// opened with the same key, and one with plaintext records cannot be
     /// opened with a key: both fail here with a message.
     pub fn open_with(path: impl AsRef<Path>, record_key: Option<RecordKey>) -> Result<Self> {
+        Self::open_options(path, record_key, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open_with`] with sled's page cache capped at `cache_bytes`
+    /// (what sled counts: the serialized size of the pages it keeps).
+    pub fn open_options(
+        path: impl AsRef<Path>,
+        record_key: Option<RecordKey>,
+        cache_bytes: u64,
+    ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         // A store dropped a moment ago in this process can still hold the
         // directory's lock: sled's flusher thread releases it when it
@@ -112,7 +123,7 @@ impl Store {
         let db = loop {
             match sled::Config::new()
                 .path(&path)
-                .cache_capacity(CACHE_BYTES)
+                .cache_capacity(cache_bytes)
                 .open()
             {
                 Ok(db) => break db,

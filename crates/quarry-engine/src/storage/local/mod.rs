@@ -43,10 +43,11 @@ impl LocalStorage {
     pub fn open(
         data_dir: &Path,
         record_key: Option<RecordKey>,
+        store_cache_bytes: u64,
         index: IndexConfig,
         min_free_disk_bytes: u64,
     ) -> Result<Self> {
-        let store = Self::open_store(data_dir, record_key)?;
+        let store = Self::open_store(data_dir, record_key, store_cache_bytes)?;
         Self::with_store(store, data_dir, index, min_free_disk_bytes)
     }
 
@@ -54,14 +55,22 @@ impl LocalStorage {
     /// directory when missing and opens its store (sled reading its files:
     /// most of a second at a million chunks, which a caller can spend
     /// loading models at the same time).
-    pub(crate) fn open_store(data_dir: &Path, record_key: Option<RecordKey>) -> Result<Store> {
+    pub(crate) fn open_store(
+        data_dir: &Path,
+        record_key: Option<RecordKey>,
+        cache_bytes: u64,
+    ) -> Result<Store> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             EngineError::Unavailable(format!(
                 "cannot create data directory {}: {e}",
                 data_dir.display()
             ))
         })?;
-        Ok(Store::open_with(data_dir.join("store"), record_key)?)
+        Ok(Store::open_options(
+            data_dir.join("store"),
+            record_key,
+            cache_bytes,
+        )?)
     }
 
     /// The second half: recovers every collection's indexes over `store`
