@@ -70,10 +70,10 @@ pub struct StorageArgs {
     #[arg(long, env = "QUARRY_MIN_FREE_DISK_MB")]
     pub min_free_disk_mb: Option<usize>,
 
-    /// The store's page cache (MiB, 8-65536): recently read chunks,
-    /// vectors and documents kept decoded in memory. Searches read only
-    /// their hits' chunks, so a small cache costs little; a larger one
-    /// helps replace-heavy writes. [default: 256]
+    /// The embedded store's page cache (MiB, 8-65536): recently read
+    /// chunks, vectors and documents kept in memory. An index build from
+    /// the store fills it to this cap and keeps it, so a small machine can
+    /// set less (see docs/performance.md). [default: 256]
     #[arg(long, env = "QUARRY_STORE_CACHE_MIB")]
     pub store_cache_mib: Option<usize>,
 }
